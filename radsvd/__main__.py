@@ -1,0 +1,5 @@
+import sys
+
+from radsvd.cli import main
+
+sys.exit(main())

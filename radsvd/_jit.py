@@ -1,0 +1,77 @@
+"""The one numba decorator of the project, and thread control.
+
+Every compiled kernel in radsvd is decorated with :func:`jit`.  Kernels are private
+(``_name``) and are called only through public wrappers that validate and canonicalise
+their inputs (dtype, layout, shapes), so each kernel compiles for a small, fixed set of
+signatures.
+
+Compilation cache: on by default (``RADSVD_NUMBA_CACHE=0`` turns it off).  Thread counts
+are changed with :func:`set_threads` (``numba.set_num_threads``), never by changing
+``NUMBA_NUM_THREADS`` between runs that share a cache (numba issue #7518).
+
+Fast-math: only flags that cannot change results for finite inputs in a way that matters
+to us (contraction to FMA, reciprocal approximations, no signed zeros); never ``nnan``/``ninf``,
+so NaN checks stay meaningful.  Parallel kernels give each output element to exactly one
+thread with a fixed loop order, so results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import numba
+
+CACHE = os.environ.get("RADSVD_NUMBA_CACHE", "1") != "0"
+FASTMATH = frozenset({"contract", "arcp", "nsz"})
+
+
+def jit(func=None, *, parallel: bool = False):
+    """Compile ``func`` with the project's numba options (``@jit`` or ``@jit(parallel=True)``)."""
+    options = dict(cache=CACHE, nogil=True, fastmath=set(FASTMATH), error_model="numpy",
+                   parallel=parallel)
+    if func is None:
+        return functools.partial(numba.njit, **options)
+    return numba.njit(**options)(func)
+
+
+def available_threads() -> int:
+    """Size of numba's thread pool (``NUMBA_NUM_THREADS``)."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def set_threads(n: int | None) -> int:
+    """Use ``n`` threads for numba kernels, BLAS and scipy.fft (``None``: all). Returns n."""
+    n = available_threads() if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    n = min(n, available_threads())
+    numba.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    global _FFT_WORKERS
+    _FFT_WORKERS = n
+    return n
+
+
+_FFT_WORKERS = None
+
+
+def fft_workers() -> int:
+    """Worker count for scipy.fft calls (follows :func:`set_threads`)."""
+    return _FFT_WORKERS or numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Context manager: run the enclosed block with ``n`` threads, then restore."""
+    previous = numba.get_num_threads()
+    previous_fft = _FFT_WORKERS
+    set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+        globals()["_FFT_WORKERS"] = previous_fft

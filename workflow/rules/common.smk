@@ -1,0 +1,130 @@
+# Helpers shared by the rule files: the resolved per-dataset configuration, wildcard
+# constraints, and the lists of final targets.
+
+import copy
+
+
+def _deep_merge(base, override):
+    """Recursive dict merge: values of ``override`` win, nested dicts are merged."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+RESULTS = config["results"].rstrip("/")
+FIGURES = config["figures"].rstrip("/")
+LOGS = config.get("logs", "logs").rstrip("/")
+MAIN = config["main_dataset"]
+SURVEY = [d for d in config.get("survey_datasets", []) if d != MAIN]
+DATASETS = [MAIN] + SURVEY
+METHODS = list(config["images"]["methods"])
+
+_unknown = [d for d in DATASETS if d not in config["datasets"]]
+if _unknown:
+    raise WorkflowError(
+        f"config: dataset(s) {', '.join(_unknown)} are selected (main_dataset / survey_datasets) "
+        f"but not described under 'datasets:'; described are: {', '.join(config['datasets'])}")
+
+
+def dataset_config(ds):
+    """The configuration of one dataset: the global sections, overridden by its own."""
+    entry = config["datasets"][ds]
+    merged = {
+        "name": ds,
+        "source": entry["source"],
+        "description": entry.get("description", ds),
+        "images": _deep_merge(config["images"], entry.get("images", {})),
+        "volumes": _deep_merge(config["volumes"], entry.get("volumes", {})),
+        "synthetic": _deep_merge(config.get("synthetic", {}), entry.get("synthetic", {})),
+        "real": copy.deepcopy(entry.get("real", {})),
+        "seed": int(entry.get("seed", config.get("seed", 0))),
+    }
+    return merged
+
+
+def _alternatives(names):
+    """A regex matching exactly one of ``names`` (and nothing when the list is empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+SYNTHETIC = [d for d in DATASETS if config["datasets"][d]["source"] == "synthetic"]
+REAL = [d for d in DATASETS if config["datasets"][d]["source"] == "real"]
+
+
+wildcard_constraints:
+    ds=_alternatives(DATASETS),
+    method=_alternatives(METHODS),
+    shard=r"\d+",
+    K=r"\d+",
+
+
+def n_shards(ds):
+    return int(dataset_config(ds)["images"]["shards"])
+
+
+def methods_for(ds):
+    """Compression methods run on a dataset: all on the main one, radial-SVD on the others."""
+    return METHODS if ds == MAIN else ["radial_svd"]
+
+
+def threads_for(kind):
+    return int(config["threads"].get(kind, config["threads"]["default"]))
+
+
+def mem_for(kind):
+    return int(config["resources"]["mem_mb"].get(kind, config["resources"]["mem_mb"]["default"]))
+
+
+def runtime_for(kind):
+    return int(config["resources"]["runtime"].get(kind, config["resources"]["runtime"]["default"]))
+
+
+def log_path(name):
+    return f"{LOGS}/{name}.log"
+
+
+def speedup_Ks():
+    return [int(k) for k in config["speedup_vs_K"]["K"]]
+
+
+# ---- final targets --------------------------------------------------------------------------
+
+FIGURE_NAMES = {
+    "fig01": "fig01_images",
+    "fig02": "fig02_two_rings_useful",
+    "fig03": "fig03_two_rings_amplitude",
+    "fig04": "fig04_spectrum_C",
+    "fig05": "fig05_landscape_image_template",
+    "fig06": "fig06_landscape_image_image",
+    "fig07": "fig07_gallery",
+    "fig08": "fig08_image_alignment",
+    "fig09": "fig09_isosurfaces",
+    "fig10": "fig10_volume_spectra",
+    "fig11": "fig11_volume_alignment",
+    "fig12": "fig12_datasets",
+    "fig13": "fig13_speedup_vs_K",
+    "fig14": "fig14_method_comparison",
+}
+
+
+def figure_path(key):
+    return f"{FIGURES}/{FIGURE_NAMES[key]}.{config.get('figure_format', 'png')}"
+
+
+def all_figures():
+    keys = [k for k in FIGURE_NAMES if k != "fig12" or SURVEY]
+    return [figure_path(k) for k in keys]
+
+
+def all_tables():
+    return [
+        f"{RESULTS}/tables/image_alignment.tsv",
+        f"{RESULTS}/tables/volume_alignment.tsv",
+        f"{RESULTS}/tables/speedup_vs_K.tsv",
+    ]

@@ -1,0 +1,85 @@
+# Data: synthetic stand-ins (simulated offline) or real datasets fetched through the
+# manifest, then the same preprocessing for both.  Outputs of this stage, per dataset:
+#   {results}/{ds}/data/particles.mrcs   normalised particle stack (first n_images)
+#   {results}/{ds}/data/particles.star   RELION 3.1 STAR: poses (estimated or true) and CTF
+#   {results}/{ds}/data/reference.mrc    the reference map, at the particles' box and pixel
+
+
+rule simulate_dataset:
+    output:
+        stack=f"{RESULTS}/{{ds}}/raw/particles.mrcs",
+        star=f"{RESULTS}/{{ds}}/raw/particles.star",
+        reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
+    params:
+        cfg=lambda wc: dataset_config(wc.ds),
+    wildcard_constraints:
+        ds=_alternatives(SYNTHETIC),
+    log:
+        log_path("{ds}/simulate_dataset"),
+    threads: threads_for("default")
+    resources:
+        mem_mb=mem_for("default"),
+        runtime=runtime_for("default"),
+    script:
+        "../scripts/simulate_dataset.py"
+
+
+rule fetch_dataset:
+    output:
+        record=f"{config['resources_dir']}/{{ds}}/fetched.json",
+    params:
+        cfg=lambda wc: dataset_config(wc.ds),
+        dest=lambda wc: f"{config['resources_dir']}/{wc.ds}",
+    wildcard_constraints:
+        ds=_alternatives(REAL),
+    log:
+        log_path("{ds}/fetch_dataset"),
+    threads: 1
+    resources:
+        mem_mb=mem_for("default"),
+        runtime=runtime_for("fetch"),
+    retries: 2
+    script:
+        "../scripts/fetch_dataset.py"
+
+
+rule import_real_dataset:
+    input:
+        record=f"{config['resources_dir']}/{{ds}}/fetched.json",
+    output:
+        stack=f"{RESULTS}/{{ds}}/raw/particles.mrcs",
+        star=f"{RESULTS}/{{ds}}/raw/particles.star",
+        reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
+    params:
+        cfg=lambda wc: dataset_config(wc.ds),
+    wildcard_constraints:
+        ds=_alternatives(REAL),
+    log:
+        log_path("{ds}/import_real_dataset"),
+    threads: threads_for("default")
+    resources:
+        mem_mb=mem_for("default"),
+        runtime=runtime_for("default"),
+    script:
+        "../scripts/import_real_dataset.py"
+
+
+rule preprocess:
+    input:
+        stack=f"{RESULTS}/{{ds}}/raw/particles.mrcs",
+        star=f"{RESULTS}/{{ds}}/raw/particles.star",
+        reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
+    output:
+        stack=f"{RESULTS}/{{ds}}/data/particles.mrcs",
+        star=f"{RESULTS}/{{ds}}/data/particles.star",
+        reference=f"{RESULTS}/{{ds}}/data/reference.mrc",
+    params:
+        cfg=lambda wc: dataset_config(wc.ds),
+    log:
+        log_path("{ds}/preprocess"),
+    threads: threads_for("default")
+    resources:
+        mem_mb=mem_for("default"),
+        runtime=runtime_for("default"),
+    script:
+        "../scripts/preprocess.py"

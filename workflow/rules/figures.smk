@@ -1,0 +1,200 @@
+# Figures: one script per figure, reading only the aggregated tables or the small arrays
+# saved by the rules above.  fig01–fig12 are numbered as in the paper; fig13 (speedup as a
+# function of K) and fig14 (radial-SVD against the baseline compressions) come from the
+# reference code's extra experiments.
+
+CASESTUDY = f"{RESULTS}/{MAIN}/figdata/casestudy.npz"
+IMAGE_TABLE = f"{RESULTS}/tables/image_alignment.tsv"
+VOLUME_TABLE = f"{RESULTS}/tables/volume_alignment.tsv"
+
+
+
+rule fig01_images:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig01"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig01"),
+    script:
+        "../scripts/fig01_images.py"
+
+
+rule fig02_two_rings_useful:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig02"),
+    params:
+        style=config["style"],
+        pair="useful",
+    log:
+        log_path("figures/fig02"),
+    script:
+        "../scripts/fig02_two_rings.py"
+
+
+rule fig03_two_rings_amplitude:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig03"),
+    params:
+        style=config["style"],
+        pair="amplitude",
+    log:
+        log_path("figures/fig03"),
+    script:
+        "../scripts/fig03_two_rings.py"
+
+
+rule fig04_spectrum_C:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig04"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig04"),
+    script:
+        "../scripts/fig04_spectrum_C.py"
+
+
+rule fig05_landscape_image_template:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig05"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig05"),
+    script:
+        "../scripts/fig05_landscape_image_template.py"
+
+
+rule fig06_landscape_image_image:
+    input:
+        CASESTUDY,
+    output:
+        figure_path("fig06"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig06"),
+    script:
+        "../scripts/fig06_landscape_image_image.py"
+
+
+rule fig07_gallery:
+    input:
+        f"{RESULTS}/{MAIN}/figdata/gallery.npz",
+    output:
+        figure_path("fig07"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig07"),
+    script:
+        "../scripts/fig07_gallery.py"
+
+
+rule fig08_image_alignment:
+    input:
+        IMAGE_TABLE,
+    output:
+        figure_path("fig08"),
+    params:
+        style=config["style"],
+        dataset=MAIN,
+    log:
+        log_path("figures/fig08"),
+    script:
+        "../scripts/fig08_image_alignment.py"
+
+
+rule fig09_isosurfaces:
+    input:
+        f"{RESULTS}/{MAIN}/figdata/isosurfaces.npz",
+    output:
+        figure_path("fig09"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig09"),
+    script:
+        "../scripts/fig09_isosurfaces.py"
+
+
+rule fig10_volume_spectra:
+    input:
+        f"{RESULTS}/{MAIN}/figdata/volume_spectra.npz",
+    output:
+        figure_path("fig10"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig10"),
+    script:
+        "../scripts/fig10_volume_spectra.py"
+
+
+rule fig11_volume_alignment:
+    input:
+        VOLUME_TABLE,
+    output:
+        figure_path("fig11"),
+    params:
+        style=config["style"],
+        dataset=MAIN,
+    log:
+        log_path("figures/fig11"),
+    script:
+        "../scripts/fig11_volume_alignment.py"
+
+
+rule fig12_datasets:
+    input:
+        images=IMAGE_TABLE,
+        volumes=VOLUME_TABLE,
+        isosurfaces=expand(f"{RESULTS}/{{ds}}/figdata/isosurfaces.npz", ds=SURVEY),
+    output:
+        figure_path("fig12"),
+    params:
+        style=config["style"],
+        datasets=SURVEY,
+        descriptions=[dataset_config(d)["description"] for d in SURVEY],
+    log:
+        log_path("figures/fig12"),
+    script:
+        "../scripts/fig12_datasets.py"
+
+
+rule fig13_speedup_vs_K:
+    input:
+        f"{RESULTS}/tables/speedup_vs_K.tsv",
+    output:
+        figure_path("fig13"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig13"),
+    script:
+        "../scripts/fig13_speedup_vs_K.py"
+
+
+rule fig14_method_comparison:
+    input:
+        IMAGE_TABLE,
+    output:
+        figure_path("fig14"),
+    params:
+        style=config["style"],
+        dataset=MAIN,
+    log:
+        log_path("figures/fig14"),
+    script:
+        "../scripts/fig14_method_comparison.py"

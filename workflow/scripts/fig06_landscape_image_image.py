@@ -1,0 +1,30 @@
+"""Fig 6: the same as Fig 5, between the two images, using the principal rings of the
+CTF-corrected template."""
+
+from matplotlib.lines import Line2D
+import numpy as np
+
+from landscape_plot import figure_grid, plot_landscapes
+from wf_common import setup
+from wf_plot import save
+
+log = setup(snakemake)
+d = np.load(snakemake.input[0])
+ranks = d["ranks"]
+a, b = (int(i) for i in d["image_ids"])
+fig, axes = figure_grid(snakemake.params.style, 1, len(ranks))
+plot_landscapes(axes[0], d["gamma"], d["landscape_pair_full"], d["landscape_pair_H"], ranks,
+                float(d["pair_true_angle"]))
+axes[0, 0].set_ylabel(r"$X/\max|X|$")
+for ax in axes[-1]:
+    ax.set_xlabel(r"$\gamma$ (deg)")
+handles = [Line2D([], [], color="k", lw=1.0, label="full landscape"),
+           Line2D([], [], color="#d62728", lw=1.2, label="radial-SVD, rank H"),
+           Line2D([], [], color="#00a5c8", lw=0.8, label="in-plane angle from the poses")]
+fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False,
+           bbox_to_anchor=(0.5, -0.1))
+fig.suptitle(fr"Landscape $\langle\hat A_{{{a}}}, R_\gamma\hat A_{{{b}}}\rangle$ between the "
+             "two images for the first ranks", fontsize=9)
+fig.tight_layout(rect=(0, 0.1, 1, 1))
+save(fig, snakemake.output[0])
+log.info("wrote %s", snakemake.output[0])

@@ -1,0 +1,28 @@
+"""Fig 10: eigenvalues of the radial kernel C and the degree kernel D for the volumes."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from wf_common import setup
+from wf_plot import BLACK, RED, apply_style, save
+
+log = setup(snakemake)
+style = apply_style(snakemake.params.style)
+d = np.load(snakemake.input[0])
+fig, axes = plt.subplots(1, 2, figsize=(style["width"], style["width"] * 0.38), sharey=True)
+floor = 1e-16
+for ax, key, color, name, count in (
+        (axes[0], "C_eigenvalues", BLACK, "radial kernel C", "R"),
+        (axes[1], "D_eigenvalues", RED, "degree kernel D", "L")):
+    lam = np.sort(np.asarray(d[key], float))[::-1]
+    ax.semilogy(np.arange(1, len(lam) + 1), np.maximum(lam / lam[0], floor), color=color,
+                marker="o")
+    ax.set_xlabel("index h of the principal vector")
+    ax.set_title(f"{name} ({count} = {len(lam)})")
+    ax.set_xlim(0, len(lam) + 1)
+axes[0].set_ylabel(r"eigenvalue $\lambda_h/\lambda_1$")
+fig.suptitle(f"{str(d['dataset'])}: spectra of the volume kernels (K = {float(d['K']):g})",
+             fontsize=9)
+fig.tight_layout()
+save(fig, snakemake.output[0])
+log.info("wrote %s", snakemake.output[0])

@@ -1,0 +1,41 @@
+"""Fig 12: for each further dataset, the 97.5 % level set of its reference, then correlation
+and backward-error fraction over H for image alignment and for volume alignment."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from isosurface_plot import draw_isosurface
+from wf_common import read_table, setup
+from wf_plot import CYAN, RED, apply_style, save
+
+log = setup(snakemake)
+style = apply_style(snakemake.params.style)
+images = read_table(snakemake.input.images, "image_alignment")
+volumes = read_table(snakemake.input.volumes, "volume_alignment")
+names = list(snakemake.params.datasets)
+descriptions = list(snakemake.params.descriptions)
+n = len(names)
+fig = plt.figure(figsize=(style["width"], 1.75 * n + 0.4))
+for i, (name, desc, iso) in enumerate(zip(names, descriptions, snakemake.input.isosurfaces)):
+    d = np.load(iso)
+    ax = fig.add_subplot(n, 3, 3 * i + 1, projection="3d")
+    draw_isosurface(ax, d["reference"], float(np.percentile(d["reference"], 97.5)),
+                    color="#d9a38f")
+    ax.set_title(desc, fontsize=7)
+    for j, (df, what) in enumerate(((images, "image"), (volumes, "volume"))):
+        sel = df[(df.dataset == name) & (df.method.isin(["radial_svd", "radial_degree_svd"]))]
+        sel = sel.sort_values("H")
+        ax = fig.add_subplot(n, 3, 3 * i + 2 + j)
+        ax.plot(sel.H, sel.correlation, color=RED, marker="o", label="correlation")
+        ax.plot(sel.H, sel.backward_f, color=CYAN, marker="s", label="backward-error fraction f")
+        ax.set_ylim(min(0.0, float(np.nanmin(sel[["correlation", "backward_f"]].values))) - 0.02,
+                    1.02)
+        ax.set_xlim(0, float(sel.H.max()) + 1)
+        ax.set_title(f"{what} alignment", fontsize=8)
+        if i == n - 1:
+            ax.set_xlabel("rank H")
+        if i == 0 and j == 1:
+            ax.legend(loc="lower right", frameon=False, fontsize=7)
+fig.tight_layout()
+save(fig, snakemake.output[0])
+log.info("wrote %s", snakemake.output[0])

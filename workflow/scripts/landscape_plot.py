@@ -1,0 +1,33 @@
+"""Shared by Figs 5 and 6: a landscape X(γ) and its rank-H approximations, H = 1 … 8."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from wf_plot import apply_style
+
+
+def plot_landscapes(axes, gamma, full, approx, ranks, true_angle=None, title=None):
+    """One panel per rank: the full landscape (black) and X^H (red), both normalised by the
+    maximum of |X| so that the shapes compare; the argmax of each marked."""
+    deg = np.degrees(gamma)
+    scale = np.max(np.abs(full))
+    for ax, H, xh in zip(axes, ranks, approx):
+        ax.plot(deg, full / scale, color="k", lw=1.0, label="full (H = R)")
+        sh = np.max(np.abs(xh)) or 1.0
+        ax.plot(deg, xh / sh, color="#d62728", lw=1.2, label=f"H = {H}")
+        ax.axvline(deg[np.argmax(full)], color="k", lw=0.6, ls=":")
+        ax.axvline(deg[np.argmax(xh)], color="#d62728", lw=0.6, ls="--")
+        if true_angle is not None and np.isfinite(true_angle):
+            ax.axvline(np.degrees(true_angle) % 360, color="#00a5c8", lw=0.8, ls="-", alpha=0.6)
+        ax.set_xlim(0, 360)
+        ax.set_xticks([0, 90, 180, 270, 360])
+        ax.text(0.02, 0.95, f"H = {H}", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_yticks([])
+    return axes
+
+
+def figure_grid(style_cfg, n_rows, n_cols=8):
+    style = apply_style(style_cfg)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(style["width"] * 1.25, 1.35 * n_rows + 0.5),
+                             sharex=True, squeeze=False)
+    return fig, axes

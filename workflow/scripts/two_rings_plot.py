@@ -1,0 +1,37 @@
+"""Shared by Figs 2 and 3: two image rings, the principal combination u and its orthogonal v."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from wf_plot import CYAN, RED, apply_style, save
+
+
+def plot_two_rings(npz_path, pair: str, out_path, style_cfg, title: str):
+    style = apply_style(style_cfg)
+    d = np.load(npz_path)
+    psi = d["psi"]
+    rings = d[f"{pair}_rings"]          # (2, Q) complex, η-scaled rings of the signal
+    combos = d[f"{pair}_combos"]        # (2, Q) complex: u†Â (principal), v†Â (orthogonal)
+    kk = d[f"{pair}_k"]
+    u, v = d[f"{pair}_u"], d[f"{pair}_v"]
+    lam = d[f"{pair}_eigenvalues"]      # C(u), C(v)
+    quality = d[f"{pair}_quality"]      # C of each ring alone (diagonal of C)
+    fig, ax = plt.subplots(figsize=(style["width"] * 0.75, style["width"] * 0.38))
+    deg = np.degrees(psi)
+    ax.plot(deg, rings[0].real, "k--", lw=1.2,
+            label=fr"ring $k_1 = {kk[0]:.1f}$ (C = {quality[0]:.3g})")
+    ax.plot(deg, rings[1].real, "k-", lw=1.2,
+            label=fr"ring $k_2 = {kk[1]:.1f}$ (C = {quality[1]:.3g})")
+    ax.plot(deg, combos[0].real, color=RED, lw=1.8,
+            label=fr"$u^\dagger\hat{{A}}$, u = ({u[0]:+.2f}, {u[1]:+.2f}), C = {lam[0]:.3g}")
+    ax.plot(deg, combos[1].real, color=CYAN, lw=1.8,
+            label=fr"$v^\dagger\hat{{A}}$, v = ({v[0]:+.2f}, {v[1]:+.2f}), C = {lam[1]:.3g}")
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.set_xlim(0, 360)
+    ax.set_xticks(np.arange(0, 361, 60))
+    ax.set_xlabel(r"$\psi$ (degrees)")
+    ax.set_ylabel(r"$\Re\,\eta\,\hat{A}^{\mathrm{signal}}(k,\psi)$")
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    fig.tight_layout()
+    save(fig, out_path)

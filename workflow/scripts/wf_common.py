@@ -1,0 +1,170 @@
+"""Helpers shared by the workflow scripts: logging to the rule's log, thread set-up, atomic
+writes, and the column sets of the tidy tables (the formats the figures read).
+
+Imported by the scripts that Snakemake runs (their directory is on sys.path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# ---- the tidy tables ---------------------------------------------------------------------
+# One row per dataset × method × H (× K for the speedup sweep).  Times in seconds, measured in
+# the same job for the full and the compressed calculation; thread counts as in force.
+
+THREAD_COLUMNS = ["numba_threads", "blas_threads", "fft_workers"]
+
+TABLE_COLUMNS = {
+    "image_alignment": [
+        "dataset", "source", "method", "H", "R", "Q", "K", "n_images", "n_targets",
+        "n_ctf_groups", "n_pairs", "n_shards", "frobenius_error", "correlation", "backward_f",
+        "time_full_s", "time_precompute_s", "time_compressed_s", "speedup", "ideal_speedup",
+        *THREAD_COLUMNS,
+    ],
+    "volume_alignment": [
+        "dataset", "source", "method", "H", "H_C", "H_D", "R", "L", "n_beta", "K",
+        "n_volumes", "n_pairs", "frobenius_error", "correlation", "backward_f",
+        "time_full_s", "time_precompute_s", "time_compressed_s", "speedup", "ideal_speedup",
+        *THREAD_COLUMNS,
+    ],
+    "speedup_vs_K": [
+        "dataset", "method", "K", "R", "Q", "H", "n_images", "n_targets", "n_pairs",
+        "time_full_s", "time_precompute_s", "time_compressed_s", "speedup", "ideal_speedup",
+        *THREAD_COLUMNS,
+    ],
+}
+
+
+def setup(snakemake, name: str | None = None) -> logging.Logger:
+    """Send stdout, stderr and a logger to the rule's log file; set the thread counts.
+
+    numba, BLAS (threadpoolctl) and scipy.fft all follow the rule's ``threads``.
+    """
+    log_file = snakemake.log[0] if len(snakemake.log) else None
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_file, "w", buffering=1)
+        sys.stdout = stream
+        sys.stderr = stream
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logger = logging.getLogger(name or snakemake.rule)
+    threads = max(1, int(snakemake.threads))
+    os.environ.setdefault("RADSVD_THREADS", str(threads))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if _needs_library(snakemake):
+        import radsvd
+
+        radsvd.set_threads(threads)
+    logger.info("rule %s, %d thread(s), wildcards %s", snakemake.rule, threads,
+                dict(snakemake.wildcards))
+    return logger
+
+
+def _needs_library(snakemake) -> bool:
+    return not snakemake.rule.startswith("fig")
+
+
+def thread_counts() -> dict:
+    """numba, BLAS and FFT thread counts in force (for the tables)."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    try:
+        from radsvd._jit import fft_workers
+        fft = int(fft_workers())
+    except ImportError:  # pragma: no cover - the library is installed with the workflow
+        fft = 1
+    return {"numba_threads": int(numba.get_num_threads()),
+            "blas_threads": int(max(blas) if blas else 1),
+            "fft_workers": fft}
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str | None = None):
+    """Yield a temporary path in the same directory; on success move it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                               suffix=suffix if suffix is not None else path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_npz(path, **arrays) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def write_table(path, rows, table: str) -> None:
+    """Write a tidy TSV with the columns of ``table`` (in that order), atomically."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    columns = TABLE_COLUMNS[table]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table}: rows lack columns {missing}")
+    with atomic_path(path, suffix=".tsv") as tmp:
+        df[columns].to_csv(tmp, sep="\t", index=False, float_format="%.10g")
+
+
+def read_table(path, table: str):
+    import pandas as pd
+
+    df = pd.read_csv(path, sep="\t")
+    missing = [c for c in TABLE_COLUMNS[table] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a {table} table, columns {missing} are missing")
+    return df
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path, suffix=".json") as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def rank_sweep(ranks, R: int) -> list[int]:
+    """The H values of a sweep: those ≤ R, plus R itself (which must reproduce full)."""
+    return sorted({int(h) for h in ranks if 1 <= int(h) <= R} | {int(R)})
+
+
+class Stopwatch:
+    """Accumulating wall-clock timer: ``with sw: ...`` adds the elapsed time to ``sw.total``."""
+
+    def __init__(self):
+        self.total = 0.0
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.total += time.perf_counter() - self._t0
+        return False

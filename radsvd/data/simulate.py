@@ -1,0 +1,197 @@
+"""Simulated particle images: random poses, CTFs per micrograph, shifts, white noise.
+
+Image formation (all in the Fourier domain of the N×N image, DESIGN §2 units):
+
+    Î(k) = CTF(k) · e^{-i k·t} · V̂(R (kx, ky, 0)) + noise
+
+with R a uniform random pose (Haar measure on SO(3); the template convention of
+:mod:`radsvd.data.rotations`), t the shift (image content moved by +t, t = RELION's
+rlnOriginX/YAngst converted to box units), CTF in RELION's convention (:mod:`radsvd.data.ctf`)
+and V̂ from one 3D type-2 NUFFT of the map at the rotated Cartesian frequencies (frequencies
+beyond the map's Nyquist are set to 0).  The real-space image is the centred inverse DFT
+divided by dx², so that without CTF, shift and noise it samples the projection ∫ V dz.
+Noise is white Gaussian with variance (mean signal variance over the stack) / SNR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radsvd._validate import InputError, real_stack
+from radsvd.data.ctf import CTFParams
+from radsvd.data.molecules import GaussianMolecule
+from radsvd.data.rotations import as_rotations, random_rotations, rotation_to_euler
+
+
+@dataclass(frozen=True)
+class Microscope:
+    """Ranges of the simulated acquisition (defaults: a 300 kV, Cs 2.7 mm instrument)."""
+
+    voltage: float = 300.0                  # kV
+    cs: float = 2.7                         # mm
+    amplitude_contrast: float = 0.1
+    defocus_range: tuple = (8000.0, 25000.0)  # Å, mean defocus per micrograph (uniform)
+    astigmatism: float = 400.0              # Å, std of (DU − DV) per micrograph
+    particles_per_micrograph: int = 60      # EMPIAR-10005: 1024 images over 17 micrographs
+
+
+def _fourier_grid(N: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box frequencies (kx, ky) of the centred N×N DFT grid: k = π m, m = -N//2 … (N-1)//2."""
+    m = np.arange(N) - N // 2
+    k = np.pi * m.astype(np.float64)
+    return np.broadcast_to(k[None, :], (N, N)), np.broadcast_to(k[:, None], (N, N))
+
+
+def _slices(volume, rotations, N: int, eps: float) -> np.ndarray:
+    """V̂(R (kx, ky, 0)) on the centred N×N grid for each pose: (n, N, N) complex128."""
+    import finufft
+
+    from radsvd._jit import fft_workers
+
+    vol = volume.astype(np.complex128)
+    Nv = vol.shape[0]
+    dxv = 2.0 / Nv
+    kx, ky = _fourier_grid(N)
+    inside = np.hypot(kx, ky) <= np.pi * Nv / 2  # beyond the map's Nyquist: 0
+    kx, ky = kx[inside], ky[inside]
+    out = np.zeros((len(rotations), N, N), dtype=np.complex128)
+    plan = finufft.Plan(2, (Nv, Nv, Nv), eps=eps, isign=-1, nthreads=int(fft_workers()))
+    step = max(1, (1 << 23) // max(kx.size, 1))
+    for start in range(0, len(rotations), step):
+        Rc = rotations[start:start + step]
+        pts = [np.ascontiguousarray((kx[None] * Rc[:, d, 0:1] + ky[None] * Rc[:, d, 1:2]).ravel() * dxv)
+               for d in (2, 1, 0)]
+        plan.setpts(*pts)
+        vals = plan.execute(vol).reshape(len(Rc), -1) * dxv ** 3
+        out[start:start + step][:, inside] = vals
+    return out
+
+
+def fourier_to_image(F) -> np.ndarray:
+    """Real images (n, N, N) from centred Fourier samples F̂(π m) (the inverse of the DFT
+    Â(k) = dx² Σ A(x_n) e^{-i k·x_n} on the grid k = π m)."""
+    F = np.asarray(F)
+    N = F.shape[-1]
+    dx = 2.0 / N
+    img = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(F, axes=(-2, -1))), axes=(-2, -1))
+    return img.real / dx ** 2
+
+
+def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | None = 0.1,
+                       seed: int | None = 0, max_shift: float = 0.0,
+                       microscope: Microscope = Microscope(), rotations=None,
+                       ctf: bool = True, eps: float = 1e-7, volume_box: int | None = None):
+    """Simulate ``n`` particle images of box ``N`` (pixel size in Å).
+
+    ``source``: a :class:`GaussianMolecule` (sampled on a ``volume_box``³ grid, default
+    min(N, 128)) or a cubic map covering the same physical box as the images.
+    ``max_shift``: shifts uniform in a disc of this radius (Å).  ``snr`` None/inf: no noise.
+    Returns (images float32 (n, N, N), table) with the normalised STAR columns (true poses,
+    shifts and CTF parameters) plus micrograph names.
+    """
+    if int(n) != n or n < 1:
+        raise InputError(f"simulate_particles: n must be a positive integer, got {n!r}")
+    if int(N) != N or N < 8:
+        raise InputError(f"simulate_particles: box N must be an integer >= 8, got {N!r}")
+    if not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise InputError(f"simulate_particles: pixel_size must be positive, got {pixel_size!r}")
+    if snr is not None and not (snr > 0):
+        raise InputError(f"simulate_particles: snr must be positive (or None), got {snr!r}")
+    n, N = int(n), int(N)
+    rng = np.random.default_rng(seed)
+    if isinstance(source, GaussianMolecule):
+        Nv = int(volume_box or min(N, 128))
+        volume = source.volume(Nv)
+    else:
+        volume = real_stack(source, "source map", 3)
+        if volume.shape[0] != 1:
+            raise InputError("simulate_particles: source must be one map, not a stack")
+        volume = volume[0]
+        if volume.shape[0] > N:
+            raise InputError(f"simulate_particles: the map box {volume.shape[0]} exceeds the "
+                             f"image box {N}; downsample the map first")
+    R = random_rotations(n, rng) if rotations is None else as_rotations(rotations)
+    if R.shape[0] != n:
+        raise InputError(f"simulate_particles: {R.shape[0]} rotations given for {n} images")
+    rot, tilt, psi = rotation_to_euler(R)
+
+    # micrographs: one CTF each
+    n_mic = max(1, int(np.ceil(n / microscope.particles_per_micrograph)))
+    mic = np.minimum(np.arange(n) // microscope.particles_per_micrograph, n_mic - 1)
+    lo, hi = microscope.defocus_range
+    dmean = rng.uniform(lo, hi, n_mic)
+    dast = np.abs(rng.normal(0.0, microscope.astigmatism, n_mic))
+    dang = rng.uniform(0.0, 180.0, n_mic)
+    du, dv = dmean + dast / 2, dmean - dast / 2
+
+    # shifts (Å), uniform in a disc
+    r = max_shift * np.sqrt(rng.random(n))
+    a = rng.uniform(0.0, 2 * np.pi, n)
+    sx, sy = r * np.cos(a), r * np.sin(a)
+
+    kx, ky = _fourier_grid(N)
+    to_box = 2.0 / (N * pixel_size)
+    images = np.empty((n, N, N), dtype=np.float32)
+    clean_var = np.empty(n)
+    chunk = max(1, (1 << 22) // (N * N))
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        F = _slices(volume, R[sl], N, eps)
+        if max_shift > 0:
+            F *= np.exp(-1j * (kx[None] * (sx[sl, None, None] * to_box)
+                               + ky[None] * (sy[sl, None, None] * to_box)))
+        if ctf:
+            for i in range(sl.start, sl.stop):
+                j = mic[i]
+                c = CTFParams(du[j], dv[j], dang[j], microscope.voltage, microscope.cs,
+                              microscope.amplitude_contrast)
+                F[i - sl.start] *= c.grid2d(kx, ky, N, pixel_size)
+        clean = fourier_to_image(F)
+        clean_var[sl] = clean.var(axis=(1, 2))
+        images[sl] = clean
+    if snr is not None and np.isfinite(snr):
+        sigma = np.sqrt(clean_var.mean() / snr)
+        images += rng.normal(0.0, sigma, images.shape).astype(np.float32)
+
+    table = pd.DataFrame({
+        "image_name": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+        "image_index": np.arange(n), "image_path": "particles.mrcs",
+        "defocus_u": du[mic] if ctf else np.nan, "defocus_v": dv[mic] if ctf else np.nan,
+        "defocus_angle": dang[mic] if ctf else np.nan, "phase_shift": 0.0,
+        "voltage": microscope.voltage, "cs": microscope.cs,
+        "amplitude_contrast": microscope.amplitude_contrast, "bfactor": 0.0,
+        "pixel_size": float(pixel_size), "rot": rot, "tilt": tilt, "psi": psi,
+        "shift_x": sx, "shift_y": sy, "optics_group": 1,
+        "micrograph": [f"micrograph_{j + 1:04d}.mrc" for j in mic],
+        "image_size": N,
+    })
+    table.attrs["snr"] = snr
+    return images, table
+
+
+def write_particles(out_dir, images, table, name: str = "particles", style: str = "3.1",
+                    volume=None) -> dict:
+    """Write ``name``.mrcs + ``name``.star (RELION ``style``), and ``map.mrc`` if given.
+
+    Files are written atomically; the STAR file is written last, so a complete STAR file always
+    refers to a complete stack.
+    """
+    from radsvd.data.io import write_mrc, write_star
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = float(table["pixel_size"].iloc[0])
+    stack = out / f"{name}.mrcs"
+    t = table.copy()
+    t["image_name"] = [f"{i + 1:06d}@{stack.name}" for i in range(len(t))]
+    t["image_path"] = stack.name
+    paths = {"stack": write_mrc(stack, np.asarray(images, np.float32), p, stack=True)}
+    if volume is not None:
+        paths["map"] = write_mrc(out / "map.mrc", np.asarray(volume, np.float32),
+                                 p * images.shape[-1] / np.shape(volume)[-1])
+    paths["star"] = write_star(out / f"{name}.star", t, style=style)
+    return paths

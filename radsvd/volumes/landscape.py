@@ -1,0 +1,343 @@
+"""Rotational landscapes of volumes on the (α, β, γ) grid (paper eq. 103–104, 117).
+
+X(τ; A, B) = <Â, R_τ B̂> = Σ_r w_r Σ_{l,m} conj(Â_l^m(k_r)) (R_τ B̂)_l^m(k_r), τ = (γ, β, α),
+R_τ = R^z_α R^y_β R^z_γ (active; eq. 93, 97): the TARGET B is rotated, and X is the Fourier
+inner product (= (2π)³ times the real-space one on band-limited shells).
+
+Grid: α_i = 2πi/M, γ_j = 2πj/M (i, j = 0..M-1, default M = 2L+1), β_b = -π + 2πb/n_β
+(default n_β = 2(L+1), the reference's linspace(-π, π, n_β+1)[:-1]).  Landscapes have shape
+(n, n_β, M, M), indexed [volume, b, i (α), j (γ)].
+
+Full path (eq. 104):
+  step 1  T_l(m1, m2) = Σ_r w_r conj(A_l^{m1}(k_r)) B_l^{m2}(k_r), one matrix product per l
+          over (volumes × m1) × r × m2, only 0 ≤ m1 ≤ l, |m2| ≤ l (|m| > l vanish);
+  step 2  X̂(m1, m2; β) = Σ_{l ≥ max(m1,|m2|)} d^l_{m1,m2}(β) T_l(m1, m2)   (numba kernel,
+          one (m1, m2) per task, β innermost);
+  step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D transform.
+Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
+and the 2D transform is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so
+step 2 runs only for the β ≥ 0 half of the grid (and β = -π), the rest is a sign flip.
+
+Compressed path (eq. 117) at ranks (H_C, H_D): step 1 on principal shells (R → H_C),
+step 1b Y_j(m1, m2) = Σ_l v_j[l] T_l(m1, m2), step 2 with the tables [v_jᵀ d](β) (H_D terms
+instead of L+1-max(m1,|m2|)), step 3 unchanged.  Full ranks (R, L+1) reproduce the full
+landscape to rounding.
+
+Step 3 uses scipy.fft when M is a fast FFT length; for other M (97 = 2·48+1 is prime and
+pocketfft then falls back to Bluestein's algorithm) it uses the exact DFT as two matrix
+products, which is faster there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from numba import prange
+
+from radsvd._jit import fft_workers, jit
+from radsvd._validate import InputError, rank as _rank
+from radsvd.volumes.basis import VolumeBasis, check_coefficients
+from radsvd.volumes.shells import ShellGrid
+from radsvd.volumes.wigner import WignerTable, _pair_offsets
+
+__all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid"]
+
+
+# ----------------------------------------------------------------------------- kernels
+@jit(parallel=True)
+def _contract_rows(Z, zidx, row_start, table, L, src, flip, out):  # pragma: no cover
+    """out[a, b, m1, m2 mod M] = conj(s_b Σ_{rows of p} Z[a, zidx[row]] table[row, src_b]).
+
+    p = (m1, m2) runs over 0 ≤ m1 ≤ L, |m2| ≤ L; s_b = (-1)^{m1-m2} where flip[b] (mirrored
+    β), else 1.  One p per task; the loop over the table's β columns is innermost.
+    """
+    n_a = Z.shape[0]
+    nu = table.shape[1]
+    nb = src.shape[0]
+    M = 2 * L + 1
+    Mout = out.shape[3]
+    for p in prange((L + 1) * M):
+        m1 = p // M
+        m2 = p % M - L
+        col = m2 % Mout
+        sgn = 1.0 if (m1 - m2) % 2 == 0 else -1.0
+        acc_r = np.empty(nu)
+        acc_i = np.empty(nu)
+        r0 = row_start[p]
+        r1 = row_start[p + 1]
+        for a in range(n_a):
+            for u in range(nu):
+                acc_r[u] = 0.0
+                acc_i[u] = 0.0
+            for row in range(r0, r1):
+                t = Z[a, zidx[row]]
+                tr = t.real
+                ti = t.imag
+                for u in range(nu):
+                    d = table[row, u]
+                    acc_r[u] += d * tr
+                    acc_i[u] += d * ti
+            for b in range(nb):
+                u = src[b]
+                s = sgn if flip[b] else 1.0
+                out[a, b, m1, col] = complex(s * acc_r[u], -s * acc_i[u])
+
+
+@jit(parallel=True)
+def _degree_project(T, zidx, row_start, V, L, out):  # pragma: no cover
+    """Step 1b: out[a, p, j] = Σ_{l ≥ l0(p)} V[l, j] T[a, zidx[row(p, l)]]."""
+    n_a = T.shape[0]
+    HD = V.shape[1]
+    M = 2 * L + 1
+    for p in prange((L + 1) * M):
+        m1 = p // M
+        m2 = p % M - L
+        l0 = max(m1, abs(m2))
+        r0 = row_start[p]
+        r1 = row_start[p + 1]
+        for a in range(n_a):
+            for j in range(HD):
+                out[a, p, j] = 0.0
+            for row in range(r0, r1):
+                t = T[a, zidx[row]]
+                l = l0 + row - r0
+                for j in range(HD):
+                    out[a, p, j] += V[l, j] * t
+
+
+@jit(parallel=True)
+def _degree_tables(table, row_start, V, L, out):  # pragma: no cover
+    """[v_jᵀ d]: out[p * H_D + j, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u]."""
+    HD = V.shape[1]
+    nu = table.shape[1]
+    M = 2 * L + 1
+    for p in prange((L + 1) * M):
+        m1 = p // M
+        m2 = p % M - L
+        l0 = max(m1, abs(m2))
+        for j in range(HD):
+            for u in range(nu):
+                out[p * HD + j, u] = 0.0
+        for row in range(row_start[p], row_start[p + 1]):
+            l = l0 + row - row_start[p]
+            for j in range(HD):
+                v = V[l, j]
+                for u in range(nu):
+                    out[p * HD + j, u] += v * table[row, u]
+
+
+# ----------------------------------------------------------------------------- grids
+def beta_grid(n_beta: int) -> np.ndarray:
+    """β_b = -π + 2πb/n_β, b = 0..n_β-1 (the reference's linspace(-π, π, n_β+1)[:-1])."""
+    return -np.pi + 2.0 * np.pi * np.arange(n_beta) / n_beta
+
+
+def _beta_sources(betas: np.ndarray):
+    """Distinct β needing a Wigner table (β ≥ 0, or without a mirror -β in the grid), and for
+    every grid β its source column and whether it is the mirror image (sign flip)."""
+    n = betas.size
+    src = np.empty(n, dtype=np.int64)
+    flip = np.zeros(n, dtype=np.bool_)
+    unique: list[float] = []
+    where = {}
+    order = np.argsort(-betas, kind="stable")  # β ≥ 0 first
+    for b in order:
+        beta = betas[b]
+        key = round(float(beta), 12)
+        mirror = round(float(-beta), 12)
+        if beta < 0 and mirror in where:
+            src[b] = where[mirror]
+            flip[b] = True
+            continue
+        where[key] = len(unique)
+        src[b] = len(unique)
+        unique.append(float(beta))
+    return np.array(unique), src, flip
+
+
+def _degree_rows(L: int):
+    """Row structure shared by all kernels: rows of pair p are (p, l) for l = l0..L.
+
+    Returns row_start (n_pairs+1,) and tidx (n_rows,): position of T_l(m1, m2) in the
+    step-1 layout T[a, base_l + m1 (2l+1) + m2 + l]."""
+    row_start = _pair_offsets(L)
+    M = 2 * L + 1
+    tidx = np.empty(int(row_start[-1]), dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum([(l + 1) * (2 * l + 1) for l in range(L + 1)])])
+    for p in range((L + 1) * M):
+        m1, m2 = p // M, p % M - L
+        l0 = max(m1, abs(m2))
+        ls = np.arange(l0, L + 1)
+        tidx[row_start[p]:row_start[p + 1]] = base[ls] + m1 * (2 * ls + 1) + m2 + ls
+    return row_start, tidx, base.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- plan
+class LandscapePlan:
+    """Everything that does not depend on the volumes: the target in per-degree layout,
+    the Wigner-d table (full) or the [v_jᵀ d] tables (compressed), the step-3 transform.
+
+    Built by :func:`prepare`; ``precompute_seconds`` records its cost.
+    """
+
+    def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,
+                 ranks=None, n_beta: int | None = None, M: int | None = None,
+                 wigner: WignerTable | None = None):
+        import time
+
+        t0 = time.perf_counter()
+        if not isinstance(grid, ShellGrid):
+            raise InputError(f"grid: expected a radsvd ShellGrid, got {type(grid).__name__}")
+        self.grid = grid
+        L = grid.L
+        self.L = L
+        b = check_coefficients(coef_target, grid, "coef_target")
+        if b.shape[0] != 1:
+            raise InputError(f"coef_target: expected a single target volume, got {b.shape[0]}")
+        n_beta = 2 * (L + 1) if n_beta is None else n_beta
+        if isinstance(n_beta, bool) or int(n_beta) != n_beta or n_beta < 1:
+            raise InputError(f"n_beta must be a positive integer, got {n_beta!r}")
+        M = 2 * L + 1 if M is None else M
+        if isinstance(M, bool) or int(M) != M or M < 2 * L + 1:
+            raise InputError(f"M must be an integer >= 2L+1 = {2 * L + 1} (α, γ sampling of a "
+                             f"degree-{L} landscape), got {M!r}")
+        self.n_beta, self.M = int(n_beta), int(M)
+        self.betas = beta_grid(self.n_beta)
+        self.alphas = 2.0 * np.pi * np.arange(self.M) / self.M
+        self.gammas = self.alphas.copy()
+        unique, self.src, self.flip = _beta_sources(self.betas)
+        self.row_start, self.tidx, self.base = _degree_rows(L)
+        if wigner is not None:
+            if wigner.L != L or wigner.betas.shape != unique.shape or not np.allclose(
+                    wigner.betas, unique, atol=1e-12):
+                raise InputError("wigner: table does not match this grid's L and β values")
+        else:
+            wigner = WignerTable(L, unique)
+        self.wigner = wigner
+        d = wigner.data.reshape(-1, unique.size)
+        if ranks is None:
+            if basis is not None:
+                raise InputError("basis given without ranks: pass ranks=(H_C, H_D)")
+            self.compressed = False
+            self.H_C, self.H_D = grid.R, L + 1
+            self.radial = None
+            self.table = d
+            self.zidx = self.tidx
+            self.rows = self.row_start
+            self.weights = grid.w
+            tgt = b[0]
+        else:
+            if not isinstance(basis, VolumeBasis):
+                raise InputError("compressed landscapes need basis=VolumeBasis (volume_svd)")
+            if basis.R != grid.R or basis.n_degrees != L + 1:
+                raise InputError(f"basis was built for R={basis.R}, L={basis.n_degrees - 1}; "
+                                 f"grid has R={grid.R}, L={L}")
+            try:
+                H_C, H_D = ranks
+            except (TypeError, ValueError):
+                raise InputError(f"ranks must be a pair (H_C, H_D), got {ranks!r}") from None
+            self.H_C = _rank(H_C, grid.R, "radial rank H_C")
+            self.H_D = _rank(H_D, L + 1, "degree rank H_D")
+            self.compressed = True
+            self.radial = basis.radial_matrix(self.H_C)
+            self.V = basis.degree_matrix(self.H_D)
+            n_pairs = (L + 1) * (2 * L + 1)
+            self.table = np.empty((n_pairs * self.H_D, unique.size))
+            _degree_tables(d, self.row_start, self.V, L, self.table)
+            self.zidx = np.arange(n_pairs * self.H_D, dtype=np.int64)
+            self.rows = np.arange(n_pairs + 1, dtype=np.int64) * self.H_D
+            self.weights = np.ones(self.H_C)
+            tgt = self.radial.T @ b[0]
+        # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
+        self.target = [self.weights[:, None] * _full_orders(tgt, grid, l) for l in range(L + 1)]
+        self.transform = "fft" if _largest_prime_factor(self.M) <= 11 else "dft"
+        if self.transform == "dft":
+            m = np.arange(self.M)
+            self._E = np.exp(2j * np.pi * np.outer(m, m) / self.M)       # (m2 mod M, γ)
+            ang = 2.0 * np.pi * np.outer(np.arange(self.M), np.arange(L + 1)) / self.M
+            c = np.where(np.arange(L + 1) == 0, 1.0, 2.0)
+            self._G = np.concatenate([np.cos(ang) * c, -np.sin(ang) * c], axis=1)  # (α, 2(L+1))
+        self.precompute_seconds = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ steps
+    def radial_compress(self, coef: np.ndarray) -> np.ndarray:
+        """Step 0 for the volumes: principal shells (compressed) or the coefficients."""
+        if not self.compressed:
+            return coef
+        return np.einsum("rh,nrj->nhj", self.radial, coef, optimize=True)
+
+    def step1(self, coef: np.ndarray) -> np.ndarray:
+        """T[a, base_l + m1 (2l+1) + m2 + l] (eq. 104 step 1 / eq. 117 step 1)."""
+        n = coef.shape[0]
+        L = self.L
+        T = np.empty((n, int(self.base[-1])), dtype=np.complex128)
+        starts = self.grid.m_start
+        for l in range(L + 1):
+            idx = starts[: l + 1] + (l - np.arange(l + 1))           # (l, m1), m1 = 0..l
+            A = np.conj(coef[:, :, idx]).transpose(0, 2, 1).reshape(n * (l + 1), -1)
+            blk = A @ self.target[l]                                  # (n (l+1), 2l+1)
+            T[:, self.base[l]:self.base[l + 1]] = blk.reshape(n, -1)
+        return T
+
+    def step1b(self, T: np.ndarray) -> np.ndarray:
+        """Y[a, p H_D + j] = Σ_l v_j[l] T_l(m1, m2) (eq. 117 step 1b)."""
+        n_pairs = (self.L + 1) * (2 * self.L + 1)
+        Y = np.empty((T.shape[0], n_pairs, self.H_D), dtype=np.complex128)
+        _degree_project(T, self.tidx, self.row_start, self.V, self.L, Y)
+        return Y.reshape(T.shape[0], -1)
+
+    def step2(self, Z: np.ndarray) -> np.ndarray:
+        """conj X̂(m1 ≥ 0, m2 mod M; β_b): (n, n_β, L+1, M) complex."""
+        out = np.zeros((Z.shape[0], self.n_beta, self.L + 1, self.M), dtype=np.complex128)
+        _contract_rows(Z, self.zidx, self.rows, self.table, self.L, self.src, self.flip, out)
+        return out
+
+    def step3(self, Xc: np.ndarray) -> np.ndarray:
+        """X[a, b, i (α), j (γ)] from conj X̂ (real 2D transform)."""
+        if self.transform == "fft":
+            return scipy.fft.irfft2(Xc, s=(self.M, self.M), axes=(-1, -2), norm="forward",
+                                    workers=fft_workers())
+        n, nb, L1, M = Xc.shape
+        Z = (Xc.reshape(-1, M) @ self._E).reshape(n * nb, L1, M)      # Σ_m2 e^{+i m2 γ}
+        Zri = np.concatenate([Z.real, Z.imag], axis=1)                 # (n nb, 2(L+1), γ)
+        X = np.matmul(self._G, Zri)                                    # (n nb, α, γ)
+        return X.reshape(n, nb, self.M, self.M)
+
+    def __call__(self, coef: np.ndarray) -> np.ndarray:
+        """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M)."""
+        T = self.step1(self.radial_compress(coef))
+        Z = self.step1b(T) if self.compressed else T
+        return self.step3(self.step2(Z))
+
+
+def _largest_prime_factor(n: int) -> int:
+    """Largest prime factor (pocketfft has direct radix passes up to 11, Bluestein beyond)."""
+    f, big = 2, 1
+    while f * f <= n:
+        while n % f == 0:
+            big, n = f, n // f
+        f += 1
+    return max(big, n)
+
+
+def _full_orders(c: np.ndarray, grid: ShellGrid, l: int) -> np.ndarray:
+    """(n_rad, n_lm) m ≥ 0 → (n_rad, 2l+1) degree-l coefficients for m = -l..l."""
+    m = np.arange(l + 1)
+    pos = c[:, grid.index(l, m)]
+    neg = ((-1.0) ** (l + m[:0:-1]))[None, :] * np.conj(pos[:, :0:-1])
+    return np.concatenate([neg, pos], axis=1)
+
+
+def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, ranks=None,
+            n_beta: int | None = None, M: int | None = None,
+            wigner: WignerTable | None = None) -> LandscapePlan:
+    """Precompute a :class:`LandscapePlan` for one target (full if ranks is None)."""
+    return LandscapePlan(grid, coef_target, basis, ranks, n_beta, M, wigner)
+
+
+def landscapes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis | None = None,
+               ranks=None, n_beta: int | None = None, M: int | None = None) -> np.ndarray:
+    """Whole landscapes X[a, b, i, j] = <Â_a, R_τ B̂>, τ = (γ_j, β_b, α_i): (n, n_β, M, M)."""
+    plan = prepare(grid, coef_target, basis, ranks, n_beta, M)
+    a = check_coefficients(coef_volumes, grid, "coef_volumes")
+    return plan(a)

@@ -37,6 +37,7 @@ class Microscope:
     defocus_range: tuple = (8000.0, 25000.0)  # Å, mean defocus per micrograph (uniform)
     astigmatism: float = 400.0              # Å, std of (DU − DV) per micrograph
     particles_per_micrograph: int = 60      # EMPIAR-10005: 1024 images over 17 micrographs
+    n_micrographs: int | None = None        # if set, overrides particles_per_micrograph
 
 
 def _fourier_grid(N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +121,13 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
     rot, tilt, psi = rotation_to_euler(R)
 
     # micrographs: one CTF each
-    n_mic = max(1, int(np.ceil(n / microscope.particles_per_micrograph)))
-    mic = np.minimum(np.arange(n) // microscope.particles_per_micrograph, n_mic - 1)
+    if microscope.n_micrographs is not None:
+        n_mic = int(min(max(1, microscope.n_micrographs), n))
+        per = int(np.ceil(n / n_mic))
+    else:
+        per = max(1, int(microscope.particles_per_micrograph))
+        n_mic = int(np.ceil(n / per))
+    mic = np.minimum(np.arange(n) // per, n_mic - 1)
     lo, hi = microscope.defocus_range
     dmean = rng.uniform(lo, hi, n_mic)
     dast = np.abs(rng.normal(0.0, microscope.astigmatism, n_mic))

@@ -1,0 +1,178 @@
+"""Preprocessing of particle images and maps, as in the paper's reference pipeline.
+
+Steps (each a function; :func:`preprocess` chains them):
+1. :func:`replace_edge_artifacts` – pixels that are constant along a border strip (padding
+   from extraction at a micrograph edge) or extreme outliers (|z| > ``z_max`` robust
+   standard deviations, hot pixels) are replaced by Gaussian noise with the robust mean and
+   spread of the remaining pixels (seeded: deterministic).
+2. :func:`normalize` – mean 0, standard deviation 1 over the interior disc (radius
+   ``radius`` × N/2 pixels).
+3. :func:`center` – translate each image by −t with t its shift (RELION rlnOrigin*, content
+   at +t; :mod:`radsvd.data.simulate`), by a Fourier phase.
+4. :func:`downsample` – Fourier cropping to N' pixels (pixel size p·N/N'); the samples keep
+   representing the same continuous image (values are not rescaled by N'/N).
+5. optional contrast inversion (multiply by −1).
+Maps: :func:`downsample_volume` (Fourier cropping in 3D).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from radsvd._jit import fft_workers
+from radsvd._validate import InputError, real_stack
+
+
+def interior_mask(N: int, radius: float = 1.0) -> np.ndarray:
+    """Boolean disc of radius ``radius``·N/2 pixels around pixel N//2 (both axes)."""
+    if not 0 < radius <= np.sqrt(2):
+        raise InputError(f"radius must be in (0, √2] (fraction of N/2), got {radius!r}")
+    m = np.arange(N) - N // 2
+    return (m[None, :] ** 2 + m[:, None] ** 2) <= (radius * N / 2.0) ** 2
+
+
+def normalize(images, radius: float = 1.0) -> np.ndarray:
+    """Images shifted and scaled to mean 0 and std 1 over the interior disc (float64)."""
+    imgs = real_stack(images, "images", 2)
+    mask = interior_mask(imgs.shape[-1], radius)
+    vals = imgs[:, mask]
+    mu = vals.mean(axis=1)
+    sd = vals.std(axis=1)
+    flat = np.flatnonzero(sd <= 0)
+    if flat.size:
+        raise InputError(f"normalize: image {int(flat[0])} is constant on its interior; cannot "
+                         "scale it to unit variance")
+    return (imgs - mu[:, None, None]) / sd[:, None, None]
+
+
+def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Replace padding strips and outlier pixels by matched noise; returns (images, counts).
+
+    A border row or column (from the outside in) that is constant belongs to a padding strip;
+    a pixel whose robust z-score (median, 1.4826·MAD) exceeds ``z_max`` is an outlier.
+    ``counts[i]`` is the number of pixels replaced in image i.
+    """
+    imgs = real_stack(images, "images", 2).copy()
+    rng = np.random.default_rng(seed)
+    n, N, _ = imgs.shape
+    counts = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        a = imgs[i]
+        bad = np.zeros_like(a, dtype=bool)
+        for axis in (0, 1):
+            for side in (range(N), range(N - 1, -1, -1)):
+                for j in side:
+                    line = a[j] if axis == 0 else a[:, j]
+                    if np.ptp(line) == 0:
+                        if axis == 0:
+                            bad[j] = True
+                        else:
+                            bad[:, j] = True
+                    else:
+                        break
+        good = a[~bad]
+        if good.size < 16:
+            raise InputError(f"replace_edge_artifacts: image {i} is (almost) entirely constant")
+        med = np.median(good)
+        mad = 1.4826 * np.median(np.abs(good - med))
+        if mad > 0:
+            bad |= np.abs(a - med) > z_max * mad
+        k = int(bad.sum())
+        if k:
+            a[bad] = rng.normal(med, mad if mad > 0 else 1.0, k)
+        counts[i] = k
+    return imgs, counts
+
+
+def shift_images(images, sx, sy) -> np.ndarray:
+    """Translate images by (sx, sy) pixels (content moves to +s) with a Fourier phase."""
+    imgs = real_stack(images, "images", 2)
+    n, N, _ = imgs.shape
+    sx = np.broadcast_to(np.asarray(sx, np.float64), (n,))
+    sy = np.broadcast_to(np.asarray(sy, np.float64), (n,))
+    f = np.fft.fftfreq(N)
+    F = scipy.fft.fft2(imgs, workers=fft_workers())
+    F *= np.exp(-2j * np.pi * (f[None, None, :] * sx[:, None, None]
+                               + f[None, :, None] * sy[:, None, None]))
+    return scipy.fft.ifft2(F, workers=fft_workers()).real
+
+
+def center(images, shift_x_A, shift_y_A, pixel_size: float) -> np.ndarray:
+    """Undo the particles' shifts (Å, RELION rlnOriginX/YAngst): translate by −shift."""
+    return shift_images(images, -np.asarray(shift_x_A) / pixel_size,
+                        -np.asarray(shift_y_A) / pixel_size)
+
+
+def _crop_indices(N: int, M: int) -> slice:
+    c = N // 2
+    return slice(c - M // 2, c - M // 2 + M)
+
+
+def downsample(images, M: int) -> np.ndarray:
+    """Fourier-crop images from N to M ≤ N pixels (same physical box; pixel size × N/M)."""
+    imgs = real_stack(images, "images", 2)
+    N = imgs.shape[-1]
+    if int(M) != M or not 2 <= M <= N:
+        raise InputError(f"downsample: new box must be an integer in [2, {N}], got {M!r}")
+    if M == N:
+        return imgs.copy()
+    F = np.fft.fftshift(scipy.fft.fft2(np.fft.ifftshift(imgs, axes=(1, 2)),
+                                       workers=fft_workers()), axes=(1, 2))
+    s = _crop_indices(N, int(M))
+    G = F[:, s, s]
+    out = np.fft.fftshift(scipy.fft.ifft2(np.fft.ifftshift(G, axes=(1, 2)),
+                                          workers=fft_workers()), axes=(1, 2)).real
+    return out * (M / N) ** 2
+
+
+def downsample_volume(volume, M: int) -> np.ndarray:
+    """Fourier-crop a cubic map from N to M ≤ N voxels per side (same physical box)."""
+    vol = real_stack(volume, "volume", 3)
+    if vol.shape[0] != 1:
+        raise InputError("downsample_volume: expected one map")
+    vol = vol[0]
+    N = vol.shape[0]
+    if int(M) != M or not 2 <= M <= N:
+        raise InputError(f"downsample_volume: new box must be an integer in [2, {N}], got {M!r}")
+    if M == N:
+        return vol.copy()
+    F = np.fft.fftshift(scipy.fft.fftn(np.fft.ifftshift(vol), workers=fft_workers()))
+    s = _crop_indices(N, int(M))
+    G = F[s, s, s]
+    out = np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(G), workers=fft_workers())).real
+    return out * (M / N) ** 3
+
+
+def preprocess(images, table=None, box: int | None = None, invert: bool = False,
+               radius: float = 1.0, fix_edges: bool = True, center_shifts: bool = True):
+    """Reference preprocessing: edges → centre → downsample → normalise → (invert).
+
+    ``table`` (normalised STAR table) supplies shifts and pixel size; the returned copy has
+    the new pixel size and zero shifts when the images were centred.  Returns (images, table).
+    """
+    imgs = real_stack(images, "images", 2)
+    N = imgs.shape[-1]
+    if fix_edges:
+        imgs, _ = replace_edge_artifacts(imgs)
+    if table is not None:
+        if len(table) != imgs.shape[0]:
+            raise InputError(f"preprocess: {len(table)} table rows for {imgs.shape[0]} images")
+        table = table.copy()
+        p = table["pixel_size"].to_numpy(np.float64)
+        if center_shifts and {"shift_x", "shift_y"} <= set(table.columns):
+            sx, sy = table["shift_x"].to_numpy(), table["shift_y"].to_numpy()
+            if np.any(sx != 0) or np.any(sy != 0):
+                imgs = shift_images(imgs, -sx / p, -sy / p)
+            table["shift_x"] = 0.0
+            table["shift_y"] = 0.0
+    if box is not None and box != N:
+        imgs = downsample(imgs, box)
+        if table is not None:
+            table["pixel_size"] = table["pixel_size"] * N / box
+            if "image_size" in table.columns:
+                table["image_size"] = box
+    imgs = normalize(imgs, radius)
+    if invert:
+        imgs = -imgs
+    return imgs, table

@@ -1,0 +1,161 @@
+"""The figure workflow: lint, schema, dry runs of every configuration and of the SLURM
+profile, and (slow) the tiny configuration end to end in a temporary directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
+SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else shutil.which("snakemake")
+
+pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed "
+                                "(pip install -e '.[workflow]')")
+
+# Columns of the tidy tables (the formats the figure scripts read; workflow/scripts/wf_common.py)
+THREADS = ["numba_threads", "blas_threads", "fft_workers"]
+COLUMNS = {
+    "image_alignment": ["dataset", "source", "method", "H", "R", "Q", "K", "n_images",
+                        "n_targets", "n_ctf_groups", "n_pairs", "n_shards", "frobenius_error",
+                        "correlation", "backward_f", "time_full_s", "time_precompute_s",
+                        "time_compressed_s", "speedup", "ideal_speedup", *THREADS],
+    "volume_alignment": ["dataset", "source", "method", "H", "H_C", "H_D", "R", "L", "n_beta",
+                         "K", "n_volumes", "n_pairs", "frobenius_error", "correlation",
+                         "backward_f", "time_full_s", "time_precompute_s", "time_compressed_s",
+                         "speedup", "ideal_speedup", *THREADS],
+    "speedup_vs_K": ["dataset", "method", "K", "R", "Q", "H", "n_images", "n_targets",
+                     "n_pairs", "time_full_s", "time_precompute_s", "time_compressed_s",
+                     "speedup", "ideal_speedup", *THREADS],
+}
+FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
+           "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
+           "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
+           "fig11_volume_alignment", "fig12_datasets", "fig13_speedup_vs_K",
+           "fig14_method_comparison"]
+
+
+def run_snakemake(*args, cwd, timeout=600):
+    env = dict(os.environ)
+    env.setdefault("MPLBACKEND", "Agg")
+    cmd = [SNAKEMAKE, "-s", str(SNAKEFILE), "--directory", str(cwd), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def dry_run(tmp_path, *args):
+    res = run_snakemake("-n", "--cores", "2", "--quiet", "rules", *args, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout + res.stderr
+
+
+def test_lint_is_clean(tmp_path):
+    res = run_snakemake("--lint", cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "Congratulations" in out, out
+
+
+def test_default_dry_run_makes_every_figure(tmp_path):
+    res = run_snakemake("-n", "--cores", "2", cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    for name in FIGURES:
+        assert f"figures/{name}.png" in out, name
+    # sharded image alignment: 3 methods × 2 shards on the main dataset, a gather rule
+    assert "align_images_shard" in out and "gather_images" in out
+
+
+@pytest.mark.parametrize("configfile", ["config/paper.yaml", "config/tiny.yaml",
+                                        *sorted(str(p.relative_to(REPO)) for p in
+                                                (REPO / "config" / "real").glob("*.yaml"))])
+def test_dry_run_of_each_config(tmp_path, configfile):
+    out = dry_run(tmp_path, "--configfile", str(REPO / configfile))
+    assert "align_images_shard" in out
+    if "/real/" in configfile:
+        assert "fetch_dataset" in out and "import_real_dataset" in out
+        assert "simulate_dataset" not in out
+
+
+def test_paper_config_has_the_papers_scale(tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert cfg["images"]["n_images"] == 1024 and cfg["images"]["K"] == 48
+    assert cfg["volumes"]["n_volumes"] == 96 and cfg["synthetic"]["n_micrographs"] == 17
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm not installed (pip install -e '.[slurm]')")
+    profile = shutil.copytree(REPO / "profiles" / "slurm", tmp_path / "slurm")
+    out = dry_run(tmp_path, "--profile", str(profile), "--configfile",
+                  str(REPO / "config" / "paper.yaml"))
+    assert "align_images_shard" in out
+    # 8 shards × 3 methods on the main dataset + 8 shards on each of the 6 others
+    assert out.count("align_images_shard") >= 1
+
+
+def test_schema_rejects_bad_values(tmp_path):
+    res = run_snakemake("-n", "--cores", "1", "--config", "images={'K': -3}", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "K" in res.stdout + res.stderr
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    res = run_snakemake("-n", "--cores", "1", "--config", "main_dataset=nosuchset",
+                        cwd=tmp_path)
+    assert res.returncode != 0
+    assert "nosuchset" in res.stdout + res.stderr and "not described" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_tiny_workflow_end_to_end(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    res = run_snakemake("--cores", "2", "--configfile", str(REPO / "config" / "tiny.yaml"),
+                        cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    for name in FIGURES:
+        png = tmp_path / "figures" / f"{name}.png"
+        assert png.exists(), name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size > 5000, name  # a real picture, not an empty canvas
+    tables = {name: pd.read_csv(tmp_path / "results" / "tables" / f"{name}.tsv", sep="\t")
+              for name in COLUMNS}
+    for name, df in tables.items():
+        assert list(df.columns) == COLUMNS[name], name
+        assert len(df) > 0 and not df.isna().any().any(), name
+    img = tables["image_alignment"]
+    # one row per dataset × method × H; every method on the main dataset
+    assert not img.duplicated(["dataset", "method", "H"]).any()
+    assert set(img[img.dataset == "trpv1"].method) == {"radial_svd", "frequency_marching",
+                                                      "energy_pca"}
+    assert set(img.dataset) == {"trpv1", "ribosome80s"}
+    # H = R reproduces the full landscape (any orthonormal basis, DESIGN §2); the compressed
+    # path runs its GEMMs in float32, so the bound is a few float32 epsilons (~1e-7) × growth.
+    full = img[img.H == img.R]
+    assert len(full) == img.groupby(["dataset", "method"]).ngroups
+    assert (full.frobenius_error < 1e-4).all() and (full.correlation > 1 - 1e-6).all()
+    assert np.allclose(full.backward_f, 1.0)
+    assert np.allclose(img.ideal_speedup, img.R / img.H)
+    assert ((img.correlation <= 1 + 1e-9) & (img.backward_f <= 1 + 1e-12)
+            & (img.backward_f > 0)).all()
+    assert (img.n_shards == 2).sum() > 0
+    vol = tables["volume_alignment"]
+    assert not vol.duplicated(["dataset", "method", "H"]).any()
+    assert set(vol.dataset) == {"trpv1", "ribosome80s"}
+    # thread counts follow the rule's threads (2 for the alignment rules here)
+    assert (img.numba_threads == 2).all() and (vol.numba_threads == 2).all()
+    # logs and benchmarks for the alignment rules
+    assert list((tmp_path / "results" / "benchmarks" / "trpv1").glob("align_images_*.tsv"))
+    assert (tmp_path / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv").exists()
+    assert list((tmp_path / "logs").rglob("*.log"))

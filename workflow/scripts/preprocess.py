@@ -1,0 +1,42 @@
+"""The reference preprocessing for synthetic and real particles alike (radsvd.data.preprocess:
+edge artefacts → centre → Fourier-crop to the configured box → normalise → optional contrast
+inversion), and the reference map brought to the same box and pixel size.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc, write_mrc
+from radsvd.data.preprocess import downsample_volume, preprocess
+from radsvd.data.simulate import write_particles
+from wf_common import setup
+
+log = setup(snakemake)
+cfg = snakemake.params.cfg
+box = int(cfg["images"]["box"])
+images, table = load_particles(snakemake.input.star, n=int(cfg["images"]["n_images"]),
+                               dtype=np.float64)
+N0, p0 = images.shape[-1], float(table["pixel_size"].iloc[0])
+if box > N0:
+    raise ValueError(f"images.box = {box} exceeds the particles' box {N0}: Fourier cropping "
+                     "only shrinks; lower images.box")
+invert = bool(cfg["real"].get("invert_contrast", False)) if cfg["source"] == "real" else False
+images, table = preprocess(images, table, box=box, invert=invert)
+log.info("%d particles: %d px at %.4g Å -> %d px at %.4g Å%s", len(table), N0, p0, box,
+         float(table["pixel_size"].iloc[0]), ", contrast inverted" if invert else "")
+
+volume, voxel = read_mrc(snakemake.input.reference)
+voxel = voxel if voxel > 0 else p0 * N0 / volume.shape[0]
+check_map_matches_particles(volume.shape, voxel, N0, p0)
+if volume.shape[0] > box:
+    volume = downsample_volume(volume, box)
+elif volume.shape[0] < box:
+    raise ValueError(f"the reference map has {volume.shape[0]} voxels per side, fewer than "
+                     f"images.box = {box}; lower images.box")
+write_particles(Path(snakemake.output.stack).parent, images.astype(np.float32), table,
+                name=Path(snakemake.output.stack).stem)
+write_mrc(snakemake.output.reference, volume.astype(np.float32),
+          float(table["pixel_size"].iloc[0]))
+log.info("wrote %s, %s, %s", snakemake.output.stack, snakemake.output.star,
+         snakemake.output.reference)

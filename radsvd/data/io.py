@@ -94,7 +94,8 @@ def mrc_info(path) -> MRCInfo:
         h = m.header
         shape = (int(h.nz), int(h.ny), int(h.nx))
         vs = float(m.voxel_size.x)
-        is_stack = bool(m.is_image_stack()) or str(path).endswith((".mrcs", ".mrcs.gz"))
+        # mrcfile's convention: a 3D file with space group 0 is an image stack
+        is_stack = (int(h.ispg) == 0 and int(h.nz) > 1) or str(path).endswith((".mrcs", ".mrcs.gz"))
         ext = int(h.nsymbt)
     with open(path, "rb") as f:
         compressed = f.read(2) == b"\x1f\x8b"

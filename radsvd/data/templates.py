@@ -44,7 +44,10 @@ def project_fourier(volume, rotations, grid, eps: float = 1e-6) -> np.ndarray:
         raise InputError(f"volume: expected one map, got a stack of {vol.shape[0]}")
     vol = vol[0].astype(np.complex128)
     N = vol.shape[0]
-    grid.check_box(N)
+    try:
+        grid.check_box(N)
+    except ValueError as exc:
+        raise InputError(f"volume: {exc}") from None
     R = as_rotations(rotations)
     dx = 2.0 / N
     n, nr, nq = R.shape[0], grid.R, grid.Q
@@ -71,7 +74,7 @@ def apply_ctf(templates, ctf) -> np.ndarray:
     if t.ndim != 3:
         raise InputError(f"apply_ctf: templates must have shape (n, R, Q), got {t.shape}")
     if c.shape == t.shape[1:2]:
-        c = c[:, None]
+        return t * c[:, None]
     if c.shape not in (t.shape[1:], t.shape):
         raise InputError(f"apply_ctf: CTF shape {c.shape} does not match templates {t.shape} "
                          "(expected (R, Q), (R,) or (n, R, Q))")

@@ -1,0 +1,183 @@
+"""Private numba kernels of the 2D engine (called only from radsvd.images.align).
+
+Every kernel is serial: the engine parallelises over tiles of pairs (one tile = one task,
+BLAS single-threaded inside), so results never depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from radsvd._jit import jit
+
+
+@jit
+def _best_over_gamma(E, O, val, idx):  # pragma: no cover - compiled
+    """Per pair p: max and first argmax over γ_j of X_j = E_j + O_j, X_{j+J} = E_j - O_j.
+
+    E, O: (J, P) even- and odd-q parts of the landscape (J = Q/2); val, idx: (P,) outputs.
+    The scan is in γ-index order with a strict '>', so ties go to the lowest index.
+    """
+    J, P = E.shape
+    for p in range(P):
+        val[p] = E[0, p] + O[0, p]
+        idx[p] = 0
+    for j in range(1, J):
+        for p in range(P):
+            x = E[j, p] + O[j, p]
+            if x > val[p]:
+                val[p] = x
+                idx[p] = j
+    for j in range(J):
+        for p in range(P):
+            x = E[j, p] - O[j, p]
+            if x > val[p]:
+                val[p] = x
+                idx[p] = j + J
+
+
+@jit
+def _trig_eval(Z, p, qs, cw, g, cq, sq):  # pragma: no cover - compiled
+    """X(g), X'(g), X''(g) of the trigonometric polynomial of pair p (eq. 23 / 35).
+
+    X(g) = Σ_i cw_i (Zr_i cos(q_i g) + Zi_i sin(q_i g)); Z rows are (i, re/im) pairs.
+    cos/sin(q g) by the rotation recurrence (error ~q·eps).
+    """
+    qmax = cq.shape[0] - 1
+    c1 = math.cos(g)
+    s1 = math.sin(g)
+    cq[0] = 1.0
+    sq[0] = 0.0
+    for q in range(1, qmax + 1):
+        cq[q] = cq[q - 1] * c1 - sq[q - 1] * s1
+        sq[q] = sq[q - 1] * c1 + cq[q - 1] * s1
+    f = 0.0
+    d1 = 0.0
+    d2 = 0.0
+    for i in range(qs.shape[0]):
+        q = qs[i]
+        zr = Z[2 * i, p]
+        zi = Z[2 * i + 1, p]
+        a = zr * cq[q] + zi * sq[q]
+        b = zi * cq[q] - zr * sq[q]
+        f += cw[i] * a
+        d1 += cw[i] * q * b
+        d2 -= cw[i] * q * q * a
+    return f, d1, d2
+
+
+@jit
+def _refine(Z, qs, cw, idx, Q, gam, val):  # pragma: no cover - compiled
+    """Off-grid maximum near the grid argmax idx[p] (eq. 23): parabola, then Newton.
+
+    Z: (2·n_freq, P) float64 Fourier coefficients per pair (rows (i, re/im));
+    qs: (n_freq,) q of row pair i; cw: (n_freq,) weights Q·w_q; outputs gam, val (P,).
+    The step is confined to [γ* - Δγ, γ* + Δγ] and kept only if it does not lower X.
+    """
+    P = Z.shape[1]
+    dg = 2.0 * math.pi / Q
+    qmax = Q // 2
+    cq = np.empty(qmax + 1)
+    sq = np.empty(qmax + 1)
+    for p in range(P):
+        g0 = idx[p] * dg
+        f0, d1, d2 = _trig_eval(Z, p, qs, cw, g0, cq, sq)
+        fm, _, _ = _trig_eval(Z, p, qs, cw, g0 - dg, cq, sq)
+        fp, _, _ = _trig_eval(Z, p, qs, cw, g0 + dg, cq, sq)
+        den = fm - 2.0 * f0 + fp
+        g = g0
+        if den < 0.0:
+            g = g0 + 0.5 * dg * (fm - fp) / den
+        for _ in range(6):
+            f, d1, d2 = _trig_eval(Z, p, qs, cw, g, cq, sq)
+            if d2 >= 0.0:
+                break
+            step = -d1 / d2
+            gn = g + step
+            if gn < g0 - dg:
+                gn = g0 - dg
+            if gn > g0 + dg:
+                gn = g0 + dg
+            if abs(gn - g) < 1e-13:
+                g = gn
+                break
+            g = gn
+        f, _, _ = _trig_eval(Z, p, qs, cw, g, cq, sq)
+        if f < f0:
+            g = g0
+            f = f0
+        g = g % (2.0 * math.pi)
+        gam[p] = g
+        val[p] = f
+
+
+@jit
+def _dft_best(Z, ne, CE, SE, CO, SO, W, val, idx, X, want_x):  # pragma: no cover - compiled
+    """Fused real inverse DFT over q + max/argmax over γ for a tile of pairs (eq. 35 step 2).
+
+    Z: (2·n_freq, P) rows (i, re/im), even q first (ne of them) then odd q.
+    CE/SE (Jh+1, ne) and CO/SO (Jh+1, no): weighted cos/sin(q γ_j) for j = 0 … Jh = ⌊J/2⌋,
+    J = Q/2.  With EC = Σ_even CE·Zr, ES = Σ_even SE·Zi (OC, OS likewise for odd q):
+        X_j = (EC+ES) + (OC+OS),      X_{j+J} = (EC+ES) − (OC+OS),
+        X_{Q−j} = (EC−ES) + (OC−OS),  X_{J−j} = (EC−ES) − (OC−OS)
+    (parity of q gives γ + π, the sign of the sine gives −γ): ~Q²/4 multiply-adds per pair
+    instead of Q²/2 for the parity split alone.  Pairs go in blocks of W (SIMD lanes over p).
+    val/idx (P,): max and first argmax over γ in index order.  If want_x, X (P, Q) gets the
+    landscape.
+    """
+    P = Z.shape[1]
+    Jh1 = CE.shape[0]
+    no = CO.shape[1]
+    Q = 2 * (Z.shape[0] // 2 - 1)
+    J = Q // 2
+    ec = np.empty(W, dtype=Z.dtype)
+    es = np.empty(W, dtype=Z.dtype)
+    oc = np.empty(W, dtype=Z.dtype)
+    os_ = np.empty(W, dtype=Z.dtype)
+    xb = np.empty((Q, W), dtype=Z.dtype)
+    for p0 in range(0, P, W):
+        nw = min(W, P - p0)
+        for j in range(Jh1):
+            for w in range(W):
+                ec[w] = 0.0
+                es[w] = 0.0
+                oc[w] = 0.0
+                os_[w] = 0.0
+            for i in range(ne):
+                c = CE[j, i]
+                s = SE[j, i]
+                for w in range(nw):
+                    ec[w] += c * Z[2 * i, p0 + w]
+                    es[w] += s * Z[2 * i + 1, p0 + w]
+            for k in range(no):
+                c = CO[j, k]
+                s = SO[j, k]
+                r = 2 * (ne + k)
+                for w in range(nw):
+                    oc[w] += c * Z[r, p0 + w]
+                    os_[w] += s * Z[r + 1, p0 + w]
+            jm = (Q - j) % Q
+            jn = J - j
+            for w in range(nw):
+                e1 = ec[w] + es[w]
+                o1 = oc[w] + os_[w]
+                e2 = ec[w] - es[w]
+                o2 = oc[w] - os_[w]
+                xb[j, w] = e1 + o1
+                xb[j + J, w] = e1 - o1
+                xb[jm, w] = e2 + o2
+                xb[jn, w] = e2 - o2
+        for w in range(nw):
+            val[p0 + w] = xb[0, w]
+            idx[p0 + w] = 0
+        for m in range(1, Q):
+            for w in range(nw):
+                if xb[m, w] > val[p0 + w]:
+                    val[p0 + w] = xb[m, w]
+                    idx[p0 + w] = m
+        if want_x:
+            for w in range(nw):
+                for m in range(Q):
+                    X[p0 + w, m] = xb[m, w]

@@ -1,0 +1,489 @@
+"""The 2D engine: rotational landscapes and best rotations for all image–target pairs.
+
+Landscape (eq. 35–36, 84): for images A and targets B with (compressed) rings ã_h, b̃_h,
+    X(γ_j; A, B) = <Â, R_γj B̂> = (2π/Δψ) Σ_q e^{-iqγ_j} Σ_h conj(ã_h(q)) b̃_h(q),  γ_j = 2πj/Q,
+where R_γ rotates the TARGET B counter-clockwise by γ (in the (x, y) plane, x = last array
+axis, y = first array axis, about pixel (N//2, N//2)).  So `angle` is the rotation to apply to
+the target to match the image; equivalently the image is the target rotated by `angle`.
+Full path: ã_r = η_r a(k_r, ·) (identity basis, H = R).  Compressed path: a RadialBasis.
+
+How it runs (DESIGN §5).  Real images need only q = 0 … Q/2.  Per tile of ta × tb pairs:
+1. contraction Z(q) = Σ_h conj(ã_h(q)) b̃_h(q) as real GEMMs, [Re ã | Im ã] against
+   [[Re b̃, Im b̃], [Im b̃, -Re b̃]] for every q (output rows (q, re/im), pairs contiguous);
+2. the real length-Q inverse DFT as two real GEMMs with the DFT matrix split by parity of q:
+   E_j (even q) and O_j (odd q), j < Q/2, give X(γ_j) = E_j + O_j and X(γ_j + π) = E_j − O_j;
+3. a compiled scan for the max and first argmax over γ (and an optional off-grid refinement,
+   eq. 23: parabola through the grid maximum, then Newton on the trigonometric polynomial).
+Tiles are independent tasks run by a pool of ``numba.get_num_threads()`` threads with BLAS
+single-threaded, and merged in a fixed order: results are bitwise identical for any thread
+count.  Memory: the prepared targets, one image tile per task and per-worker tile buffers,
+plus O(N_A) results (O(N_A·N_B) with all_pairs) — never N_A × N_B × Q.
+
+Precision: ``precision="double"`` (float64 GEMMs) or ``"single"`` (float32 GEMMs; FB
+coefficients, compression and refinement stay float64).  Default ("auto"): double on the
+full path, single on the compressed path (tests check f and the correlation agree to 1e-4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from radsvd._validate import InputError, rank as _rank
+from radsvd.grids import PolarGrid
+from radsvd.images import _kernels as K
+from radsvd.images.basis import RadialBasis
+
+__all__ = ["AlignResult", "align_images", "landscapes", "landscape_tiles", "prepare"]
+
+DEFAULT_TILE = (64, 128)
+DEFAULT_SUB = 1024  # pairs per DFT piece: E, O stay in L2
+
+
+# ----------------------------------------------------------------------------- tables
+class _Tables:
+    """q ordering (even q first), parity-split DFT matrices and refinement weights."""
+
+    def __init__(self, Q: int, dtype):
+        nf = Q // 2 + 1
+        J = Q // 2
+        q = np.arange(nf)
+        self.perm = np.concatenate([q[q % 2 == 0], q[q % 2 == 1]])
+        self.n_even = int(np.sum(q % 2 == 0))
+        w = np.full(nf, 2.0)
+        w[0] = 1.0
+        w[-1] = 1.0  # q = Q/2: cos(Q/2 γ_j) = (-1)^j, its sine vanishes on the grid
+        self.cw = np.ascontiguousarray(Q * w[self.perm])
+        self.qs = np.ascontiguousarray(self.perm.astype(np.int64))
+        gam = 2.0 * np.pi * np.arange(J) / Q
+        M = np.empty((J, 2 * nf))
+        for i, qq in enumerate(self.perm):
+            M[:, 2 * i] = self.cw[i] * np.cos(qq * gam)
+            M[:, 2 * i + 1] = self.cw[i] * np.sin(qq * gam)
+        ne2 = 2 * self.n_even
+        self.Me = np.ascontiguousarray(M[:, :ne2], dtype=dtype)
+        self.Mo = np.ascontiguousarray(M[:, ne2:], dtype=dtype)
+        self.Q, self.J, self.nf, self.dtype = Q, J, nf, dtype
+
+
+_TABLE_CACHE: dict = {}
+
+
+def _tables(Q: int, dtype) -> _Tables:
+    key = (Q, np.dtype(dtype).str)
+    if key not in _TABLE_CACHE:
+        _TABLE_CACHE[key] = _Tables(Q, dtype)
+    return _TABLE_CACHE[key]
+
+
+# ----------------------------------------------------------------------------- inputs
+def _check_grid(grid) -> PolarGrid:
+    if not isinstance(grid, PolarGrid):
+        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    return grid
+
+
+def _check_fb_source(fb, grid: PolarGrid, name: str):
+    """Accept an (n, R, Q//2+1) complex array or any sliceable source with .shape."""
+    if not hasattr(fb, "shape") or not hasattr(fb, "__getitem__"):
+        fb = np.asarray(fb)
+    shape = tuple(fb.shape)
+    if len(shape) == 2:
+        fb = np.asarray(fb)[None]
+        shape = fb.shape
+    if len(shape) != 3 or shape[1:] != (grid.R, grid.n_freq):
+        raise InputError(f"{name}: expected Fourier–Bessel coefficients of shape "
+                         f"(n, R={grid.R}, Q//2+1={grid.n_freq}), got {shape}")
+    if shape[0] == 0:
+        raise InputError(f"{name}: the stack is empty")
+    return fb
+
+
+def _load(fb, a0: int, a1: int, name: str) -> np.ndarray:
+    x = np.ascontiguousarray(fb[a0:a1], dtype=np.complex128)
+    if not np.isfinite(x.view(np.float64)).all():
+        raise InputError(f"{name}: NaN or inf in coefficients of items {a0}..{a1 - 1}")
+    return x
+
+
+def _precision(precision: str, compressed: bool):
+    if precision == "auto":
+        precision = "single" if compressed else "double"
+    if precision not in ("single", "double"):
+        raise InputError(f"precision must be 'auto', 'single' or 'double', got {precision!r}")
+    return precision, (np.float32 if precision == "single" else np.float64)
+
+
+
+
+def _apply_basis(M: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """ã = Mᵀ a per image, as one real batched GEMM: (H×R) @ (R × 2n_freq) per image."""
+    n, R, nf = fb.shape
+    ar = fb.view(np.float64).reshape(n, R, 2 * nf)
+    out = np.matmul(np.ascontiguousarray(M.T), ar)
+    return out.reshape(n, M.shape[1], 2 * nf).view(np.complex128)
+
+
+@dataclass
+class _Plan:
+    grid: PolarGrid
+    basis: RadialBasis | None
+    H: int
+    dtype: type
+    precision: str
+    tables: _Tables
+    eta: np.ndarray
+
+    def coeffs(self, fb_chunk: np.ndarray) -> np.ndarray:
+        """Principal rings (n, H, n_freq) complex128 (η-weighted rings on the full path)."""
+        if self.basis is None:
+            return fb_chunk * self.eta[None, :, None]
+        return _apply_basis(self.basis.matrix(self.H), fb_chunk)
+
+    def side_a(self, c: np.ndarray) -> np.ndarray:
+        """(n_freq, n, 2H) real: [Re ã | Im ã] per q (even q first)."""
+        t = np.transpose(c[:, :, self.tables.perm], (2, 0, 1))
+        return np.ascontiguousarray(np.concatenate([t.real, t.imag], axis=2), dtype=self.dtype)
+
+    def side_b(self, c: np.ndarray) -> np.ndarray:
+        """(n_freq, 2, 2H, n) real: [[Re b̃; Im b̃], [Im b̃; -Re b̃]] per q."""
+        t = np.transpose(c[:, :, self.tables.perm], (2, 1, 0))
+        out = np.empty((t.shape[0], 2, 2 * t.shape[1], t.shape[2]), dtype=self.dtype)
+        H = t.shape[1]
+        out[:, 0, :H] = t.real
+        out[:, 0, H:] = t.imag
+        out[:, 1, :H] = t.imag
+        out[:, 1, H:] = -t.real
+        return out
+
+
+def prepare(grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
+            precision: str = "auto") -> _Plan:
+    """Validate the (grid, basis, rank, precision) choice; returns the engine's plan."""
+    grid = _check_grid(grid)
+    if basis is None:
+        if rank not in (None, "full") and _rank(rank, grid.R) != grid.R:
+            raise InputError("a rank H < R needs a basis (radial_svd, frequency_marching or "
+                             "energy_pca); the full path uses all R rings")
+        H = grid.R
+    else:
+        if not isinstance(basis, RadialBasis):
+            raise InputError(f"basis: expected a RadialBasis, got {type(basis).__name__}")
+        if basis.R != grid.R or not np.allclose(basis.eta, grid.eta):
+            raise InputError(f"basis was built for another grid (R={basis.R}); rebuild it for "
+                             f"R={grid.R}, Q={grid.Q}")
+        H = grid.R if rank in (None, "full") else _rank(rank, grid.R)
+    precision, dtype = _precision(precision, basis is not None)
+    return _Plan(grid, basis, H, dtype, precision, _tables(grid.Q, dtype), grid.eta)
+
+
+# ----------------------------------------------------------------------------- tiles
+class _Buffers:
+    def __init__(self, plan: _Plan, ta: int, tb: int, sub: int):
+        P = ta * tb
+        t = plan.tables
+        self.sub = sub
+        self.Z = np.empty(2 * t.nf * P, dtype=plan.dtype)
+        self.E = np.empty(t.J * sub, dtype=plan.dtype)
+        self.O = np.empty(t.J * sub, dtype=plan.dtype)
+        self.val = np.empty(P, dtype=plan.dtype)
+        self.idx = np.empty(P, dtype=np.int64)
+
+
+def _tile_Z(plan: _Plan, Aq: np.ndarray, Bq: np.ndarray, buf: _Buffers) -> np.ndarray:
+    """Step 1 for one tile: Z (2·n_freq, P), rows (q, re/im), pairs (a, b) row-major."""
+    t = plan.tables
+    na, nb = Aq.shape[1], Bq.shape[3]
+    P = na * nb
+    Z4 = buf.Z[: 2 * t.nf * P].reshape(t.nf, 2, na, nb)
+    np.matmul(Aq[:, None], Bq, out=Z4)
+    return Z4.reshape(2 * t.nf, P)
+
+
+def _EO(plan: _Plan, Z: np.ndarray, c0: int, c1: int, buf: _Buffers):
+    """Step 2 for pairs c0:c1 of a tile: E, O (J, c1 - c0), in cache-sized pieces."""
+    t = plan.tables
+    n = c1 - c0
+    E = buf.E[: t.J * n].reshape(t.J, n)
+    O = buf.O[: t.J * n].reshape(t.J, n)
+    ne2 = 2 * t.n_even
+    np.matmul(t.Me, Z[:ne2, c0:c1], out=E)
+    np.matmul(t.Mo, Z[ne2:, c0:c1], out=O)
+    return E, O
+
+
+def _tile_best(plan: _Plan, Aq, Bq, buf: _Buffers):
+    """Steps 1–3 for one tile: Z and the per-pair (val, idx) views into ``buf``."""
+    Z = _tile_Z(plan, Aq, Bq, buf)
+    P = Z.shape[1]
+    for c0 in range(0, P, buf.sub):
+        c1 = min(P, c0 + buf.sub)
+        E, O = _EO(plan, Z, c0, c1, buf)
+        K._best_over_gamma(E, O, buf.val[c0:c1], buf.idx[c0:c1])
+    return Z, buf.val[:P], buf.idx[:P]
+
+
+def _tile_landscape(plan: _Plan, Aq, Bq, buf) -> np.ndarray:
+    """Full landscapes of one tile, (na·nb, Q) float64."""
+    Z = _tile_Z(plan, Aq, Bq, buf)
+    P = Z.shape[1]
+    J = plan.tables.J
+    X = np.empty((P, 2 * J))
+    for c0 in range(0, P, buf.sub):
+        c1 = min(P, c0 + buf.sub)
+        E, O = _EO(plan, Z, c0, c1, buf)
+        X[c0:c1, :J] = (E + O).T
+        X[c0:c1, J:] = (E - O).T
+    return X
+
+
+def _pool_map(fn, items, n_workers: int, progress=None):
+    """Run fn over items with n_workers threads (BLAS single-threaded); results in order."""
+    from threadpoolctl import threadpool_limits
+
+    out = [None] * len(items)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_workers <= 1 or len(items) <= 1:
+            for i, it in enumerate(items):
+                out[i] = fn(it)
+                if progress is not None:
+                    progress.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=n_workers) as ex:
+                futures = [ex.submit(fn, it) for it in items]
+                for i, f in enumerate(futures):
+                    out[i] = f.result()
+                    if progress is not None:
+                        progress.update(1)
+    return out
+
+
+def _n_workers() -> int:
+    import numba
+
+    return max(1, int(numba.get_num_threads()))
+
+
+def _tile_ranges(n: int, t: int):
+    return [(i, min(n, i + t)) for i in range(0, n, t)]
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class AlignResult:
+    """Best rotations of every image over all targets.
+
+    best_target[i]: index of the target that matches image i best; angle[i]: the angle γ
+    (radians, in [0, 2π)) by which that TARGET must be rotated counter-clockwise about pixel
+    (N//2, N//2) (x = last axis, y = first axis) to match image i; score[i] = X(γ) = <Â, R_γ B̂>.
+    With all_pairs: angles, scores of shape (N_A, N_B) for every pair.
+    """
+
+    best_target: np.ndarray
+    angle: np.ndarray
+    score: np.ndarray
+    angles: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def save(self, path) -> None:
+        """Write an .npz atomically (temporary file in the same directory, then os.replace)."""
+        arrays = dict(best_target=self.best_target, angle=self.angle, score=self.score)
+        if self.angles is not None:
+            arrays.update(angles=self.angles, scores=self.scores)
+        for k, v in self.info.items():
+            arrays[f"info_{k}"] = np.asarray(v)
+        path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _z_pairs(plan: _Plan, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    """Z for pairs (ca[i], cb[i]) in the engine's (2 n_freq, n) layout, float64."""
+    z = np.einsum("nhq,nhq->qn", ca.conj(), cb)[plan.tables.perm]
+    out = np.empty((2 * z.shape[0], z.shape[1]))
+    out[0::2] = z.real
+    out[1::2] = z.imag
+    return out
+
+
+def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
+                 refine: bool = False, all_pairs: bool = False, progress: bool = False,
+                 precision: str = "auto", tile: tuple[int, int] = DEFAULT_TILE,
+                 sub: int = None) -> AlignResult:
+    """Best rotation and target for every image (streaming over tiles of pairs).
+
+    fb_a: (N_A, R, Q//2+1) FB coefficients of the images (array, memmap, or any object with
+    ``.shape`` and slicing that returns such arrays, read one tile of images at a time);
+    fb_b: (N_B, R, Q//2+1) of the targets.  basis/rank: None for the full landscape, or a
+    RadialBasis and 1 ≤ H ≤ R.  refine: off-grid angle (eq. 23).  Returns :class:`AlignResult`.
+    """
+    plan = prepare(grid, basis, rank, precision)
+    fb_a = _check_fb_source(fb_a, plan.grid, "fb_a")
+    fb_b = _check_fb_source(fb_b, plan.grid, "fb_b")
+    ta, tb = (int(tile[0]), int(tile[1]))
+    sub = DEFAULT_SUB if sub is None else int(sub)
+    if ta < 1 or tb < 1 or sub < 1:
+        raise InputError(f"tile sizes must be positive, got {tile}")
+    NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
+    cb_all = plan.coeffs(_load(fb_b, 0, NB, "fb_b"))
+    b_tiles = [(b0, b1, plan.side_b(cb_all[b0:b1])) for b0, b1 in _tile_ranges(NB, tb)]
+    Q, J = plan.grid.Q, plan.tables.J
+    dg = 2.0 * np.pi / Q
+    scores = np.empty((NA, NB)) if all_pairs else None
+    angles = np.empty((NA, NB)) if all_pairs else None
+    buffers = {}
+
+    def task(rng):
+        a0, a1 = rng
+        import threading
+
+        key = threading.get_ident()
+        if key not in buffers:
+            buffers[key] = _Buffers(plan, ta, tb, sub)
+        buf = buffers[key]
+        ca = plan.coeffs(_load(fb_a, a0, a1, "fb_a"))
+        Aq = plan.side_a(ca)
+        n = a1 - a0
+        bv = np.full(n, -np.inf)
+        bt = np.zeros(n, dtype=np.int64)
+        bg = np.zeros(n)
+        rows = np.arange(n)
+        for b0, b1, Bq in b_tiles:
+            Z, val, idx = _tile_best(plan, Aq, Bq, buf)
+            P = n * (b1 - b0)
+            if refine and all_pairs:
+                g = np.empty(P)
+                v = np.empty(P)
+                K._refine(np.ascontiguousarray(Z, dtype=np.float64), plan.tables.qs,
+                          plan.tables.cw, idx, Q, g, v)
+            else:
+                g = idx * dg
+                v = val.astype(np.float64)
+            v2 = v.reshape(n, b1 - b0)
+            g2 = g.reshape(n, b1 - b0)
+            if all_pairs:
+                scores[a0:a1, b0:b1] = v2
+                angles[a0:a1, b0:b1] = g2
+            j = np.argmax(v2, axis=1)
+            vj = v2[rows, j]
+            better = vj > bv
+            bv[better] = vj[better]
+            bt[better] = b0 + j[better]
+            bg[better] = g2[rows, j][better]
+        if refine and not all_pairs:
+            Zp = _z_pairs(plan, ca, cb_all[bt])
+            gi = np.rint(bg / dg).astype(np.int64) % Q
+            g = np.empty(n)
+            v = np.empty(n)
+            K._refine(Zp, plan.tables.qs, plan.tables.cw, gi, Q, g, v)
+            bv, bg = v, g
+        return bt, bg, bv
+
+    bar = None
+    items = _tile_ranges(NA, ta)
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc="align", unit="tile", file=None, leave=False)
+    try:
+        parts = _pool_map(task, items, _n_workers(), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    best_target = np.concatenate([p[0] for p in parts])
+    angle = np.concatenate([p[1] for p in parts])
+    score = np.concatenate([p[2] for p in parts])
+    info = dict(rank=plan.H, R=plan.grid.R, Q=Q, K=plan.grid.K, precision=plan.precision,
+                method="full" if plan.basis is None else plan.basis.method, refine=refine)
+    return AlignResult(best_target, angle, score, angles, scores, info)
+
+
+def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precision="auto",
+                    tile: tuple[int, int] = DEFAULT_TILE):
+    """Yield ``(a0, a1, b0, b1, [X_tile per (basis, rank)])``, each X (na·nb, Q) float64.
+
+    ``bases``: sequence of (basis, rank) pairs, e.g. ((None, None), (svd, 2), (svd, 6)).
+    Streaming (serial) generator for metrics next to the full calculation.
+    """
+    grid = _check_grid(grid)
+    fb_a = _check_fb_source(fb_a, grid, "fb_a")
+    fb_b = _check_fb_source(fb_b, grid, "fb_b")
+    plans = [prepare(grid, b, h, precision) for b, h in bases]
+    ta, tb = int(tile[0]), int(tile[1])
+    NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
+    fbB = _load(fb_b, 0, NB, "fb_b")
+    bsides = [[(b0, b1, p.side_b(p.coeffs(fbB[b0:b1]))) for b0, b1 in _tile_ranges(NB, tb)]
+              for p in plans]
+    bufs = [_Buffers(p, ta, tb, DEFAULT_SUB) for p in plans]
+    for a0, a1 in _tile_ranges(NA, ta):
+        fa = _load(fb_a, a0, a1, "fb_a")
+        asides = [p.side_a(p.coeffs(fa)) for p in plans]
+        for t, (b0, b1, _) in enumerate(bsides[0]):
+            Xs = [_tile_landscape(p, asides[i], bsides[i][t][2], bufs[i])
+                  for i, p in enumerate(plans)]
+            yield a0, a1, b0, b1, Xs
+
+
+def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
+               precision: str = "double", max_bytes: float = 2 * 2**30) -> np.ndarray:
+    """The whole landscape array X(γ_j; A, B), shape (N_A, N_B, Q) float64 (eq. 35 / 84).
+
+    X[i, j, m] = <Â_i, R_γm B̂_j>, γ_m = 2πm/Q, R_γ rotating the target counter-clockwise.
+    Refuses arrays above ``max_bytes`` (use :func:`align_images` to stream instead).
+    """
+    grid = _check_grid(grid)
+    fb_a = _check_fb_source(fb_a, grid, "fb_a")
+    fb_b = _check_fb_source(fb_b, grid, "fb_b")
+    NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
+    nbytes = 8.0 * NA * NB * grid.Q
+    if nbytes > max_bytes:
+        raise InputError(f"the landscape array would need {nbytes / 2**30:.2f} GiB (> "
+                         f"max_bytes); use align_images, which streams over tiles")
+    X = np.empty((NA, NB, grid.Q))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        for a0, a1, b0, b1, Xs in landscape_tiles(fb_a, fb_b, grid, ((basis, rank),),
+                                                 precision):
+            X[a0:a1, b0:b1] = Xs[0].reshape(a1 - a0, b1 - b0, grid.Q)
+    return X
+
+
+def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision="double",
+               tile: tuple[int, int] = DEFAULT_TILE) -> dict:
+    """Accuracy of the compressed landscapes at several ranks, next to the full calculation.
+
+    For every H in ``ranks``: relative Frobenius error, correlation and backward-error fraction
+    f of X^H against the full X (DESIGN §2), computed tile by tile (memory independent of
+    N_A × N_B × Q).  Returns {H: {'rel_frobenius', 'correlation', 'f', 'n_pairs'}}.
+    """
+    from radsvd.metrics import sweep
+
+    if not isinstance(basis, RadialBasis):
+        raise InputError(f"basis: expected a RadialBasis, got {type(basis).__name__}")
+    grid = _check_grid(grid)
+    Hs = [_rank(h, grid.R) for h in ranks]
+    if not Hs:
+        raise InputError("ranks is empty")
+    bases = [(None, None)] + [(basis, h) for h in Hs]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        stream = ((Xs[0], Xs[1:]) for *_, Xs in
+                  landscape_tiles(fb_a, fb_b, grid, bases, precision, tile))
+        results = sweep(stream, len(Hs))
+    return dict(zip(Hs, results))

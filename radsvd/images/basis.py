@@ -1,0 +1,168 @@
+"""Radial bases for compressing polar Fourier images: the radial-SVD and two baselines.
+
+A radial basis is an R×R matrix U with orthonormal columns u_1 … u_R in priority order.
+Compressing to rank H forms the principal rings (eq. 71, 84)
+    ã_h(q) = Σ_r u_h[r] η_r a(k_r, q),    η_r = sqrt(w_r Δψ),
+so that the landscape becomes X^H(γ_j) = (2π/Δψ) Σ_q e^{-iqγ_j} Σ_{h≤H} conj(ã_h(q)) b̃_h(q),
+and X^R = X (eq. 35) to rounding for any orthonormal U.
+
+Constructors (one interface, capability 5):
+- :func:`radial_svd` — eigenvectors of the kernel C of eq. 83/85 (q ≠ 0; optional CTF groups);
+- :func:`frequency_marching` — the H lowest-frequency rings;
+- :func:`energy_pca` — PCA of the rings by energy, q = 0 included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from radsvd._validate import InputError, finite_array, rank as _rank
+from radsvd.grids import PolarGrid
+
+__all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
+
+METHODS = ("radial-svd", "frequency-marching", "energy-pca")
+
+
+def _fb_stack(fb, grid: PolarGrid, name: str) -> np.ndarray:
+    if not isinstance(grid, PolarGrid):
+        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    a = finite_array(fb, name, dtype=np.complex128)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1:] != (grid.R, grid.n_freq):
+        raise InputError(f"{name}: expected Fourier–Bessel coefficients of shape "
+                         f"(n, R={grid.R}, Q//2+1={grid.n_freq}), got {a.shape}")
+    if a.shape[0] == 0:
+        raise InputError(f"{name}: the stack is empty")
+    return a
+
+
+def _q_multiplicity(Q: int, include_zero: bool) -> np.ndarray:
+    """How often each stored q = 0 … Q/2 occurs among the Q periodic frequencies."""
+    m = np.full(Q // 2 + 1, 2.0)
+    m[0] = 1.0 if include_zero else 0.0
+    m[-1] = 1.0
+    return m
+
+
+def _gram(fb, grid: PolarGrid, include_zero: bool) -> np.ndarray:
+    """(1/n) Σ_n Σ_q conj(b̃(r, q)) b̃(r', q) over all periodic q (real for real images).
+
+    Computed as one real GEMM: Re(conj(x)·y) = Re x·Re y + Im x·Im y.
+    """
+    m = np.sqrt(_q_multiplicity(grid.Q, include_zero))
+    bt = fb * (grid.eta[None, :, None] * m[None, None, :])
+    F = np.ascontiguousarray(np.transpose(bt, (1, 0, 2))).view(np.float64).reshape(grid.R, -1)
+    G = (F @ F.T) / fb.shape[0]
+    return 0.5 * (G + G.T)
+
+
+def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np.ndarray:
+    """Target-averaged radial kernel C (eq. 83, 85), R×R real symmetric.
+
+    C_{r,r'} = (1/N_B) Σ_B Σ_{q≠0} conj(b̃(r, q)) b̃(r', q), with b̃ = η b and q over all Q
+    periodic frequencies (from the stored q = 0 … Q/2 by symmetry).  The constant
+    (2π)³/(4σ̂²) of eq. 83 is dropped (it changes no eigenvector).
+
+    CTF groups (DESIGN §2): ``ctf`` (n_groups, R) radial CTF ring averages; the kernel is
+    Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c with ``group_sizes`` n_c (images per group;
+    equal weights if omitted).  The targets are then the CTF-free templates.
+    """
+    b = _fb_stack(fb_targets, grid, "fb_targets")
+    C = _gram(b, grid, include_zero=False)
+    if ctf is None:
+        if group_sizes is not None:
+            raise InputError("group_sizes given without ctf")
+        return C
+    c = finite_array(ctf, "ctf", dtype=np.float64)
+    if c.ndim == 1:
+        c = c[None]
+    if c.ndim != 2 or c.shape[1] != grid.R or c.shape[0] == 0:
+        raise InputError(f"ctf: expected ring averages of shape (n_groups, R={grid.R}), got {c.shape}")
+    if group_sizes is None:
+        n = np.ones(c.shape[0])
+    else:
+        n = finite_array(group_sizes, "group_sizes", dtype=np.float64).ravel()
+        if n.shape != (c.shape[0],) or np.any(n < 0) or n.sum() <= 0:
+            raise InputError(f"group_sizes: need {c.shape[0]} non-negative weights with a "
+                             f"positive sum, got {n}")
+    K = np.einsum("c,cr,rs,cs->rs", n, c, C, c) / n.sum()
+    return 0.5 * (K + K.T)
+
+
+@dataclass(frozen=True)
+class RadialBasis:
+    """Orthonormal radial basis (columns of ``vectors``, R×R, in priority order).
+
+    ``values``: the kernel eigenvalues for radial-svd / energy-pca (descending), and for
+    frequency-marching the ring frequencies k_r negated (so priority is descending too).
+    ``eta``: η_r = sqrt(w_r Δψ) of the grid the basis was built for.
+    """
+
+    vectors: np.ndarray
+    values: np.ndarray
+    eta: np.ndarray
+    method: str
+
+    def __post_init__(self):
+        V = np.asarray(self.vectors, dtype=np.float64)
+        R = V.shape[0]
+        if V.shape != (R, R):
+            raise InputError(f"vectors must be square (R, R), got {V.shape}")
+        if np.asarray(self.eta).shape != (R,):
+            raise InputError(f"eta must have shape ({R},), got {np.asarray(self.eta).shape}")
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {METHODS}, got {self.method!r}")
+
+    @property
+    def R(self) -> int:
+        return self.vectors.shape[0]
+
+    def matrix(self, H: int) -> np.ndarray:
+        """The R×H compression matrix diag(η) U[:, :H] (float64)."""
+        H = _rank(H, self.R)
+        return self.eta[:, None] * self.vectors[:, :H]
+
+    def compress(self, fb, H: int) -> np.ndarray:
+        """Principal rings ã_h(q) = Σ_r u_h[r] η_r a(k_r, q) (eq. 71, 84): (n, H, Q//2+1)."""
+        a = finite_array(fb, "fb", dtype=np.complex128)
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3 or a.shape[1] != self.R:
+            raise InputError(f"fb: expected shape (n, R={self.R}, Q//2+1), got {a.shape}")
+        M = self.matrix(H)
+        return np.ascontiguousarray(np.einsum("rh,nrq->nhq", M, a, optimize=True))
+
+
+def _from_kernel(K: np.ndarray, grid: PolarGrid, method: str) -> RadialBasis:
+    vals, vecs = np.linalg.eigh(K)
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
+    # fixed sign: largest-magnitude entry of every vector positive (deterministic output)
+    idx = np.argmax(np.abs(vecs), axis=0)
+    vecs = vecs * np.sign(vecs[idx, np.arange(vecs.shape[1])])[None, :]
+    return RadialBasis(vectors=vecs, values=vals, eta=grid.eta.copy(), method=method)
+
+
+def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> RadialBasis:
+    """The radial-SVD basis: eigenvectors of :func:`radial_kernel`, largest eigenvalue first."""
+    return _from_kernel(radial_kernel(fb_targets, grid, ctf, group_sizes), grid, "radial-svd")
+
+
+def frequency_marching(grid: PolarGrid) -> RadialBasis:
+    """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k)."""
+    if not isinstance(grid, PolarGrid):
+        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    order = np.argsort(grid.k, kind="stable")
+    V = np.eye(grid.R)[:, order]
+    return RadialBasis(vectors=V, values=-grid.k[order], eta=grid.eta.copy(),
+                       method="frequency-marching")
+
+
+def energy_pca(fb, grid: PolarGrid) -> RadialBasis:
+    """Baseline: PCA of the rescaled rings by energy, q = 0 included (no rotation weighting)."""
+    b = _fb_stack(fb, grid, "fb")
+    return _from_kernel(_gram(b, grid, include_zero=True), grid, "energy-pca")

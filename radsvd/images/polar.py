@@ -1,0 +1,136 @@
+"""Images ↔ polar Fourier samples ↔ Fourier–Bessel coefficients (paper §2.3, eq. 32–34).
+
+Conventions (DESIGN §2): an image is ``img[iy, ix]`` (last axis x, the MRC fast axis), on the
+box [-1, 1]² with dx = 2/N and pixel index N//2 at the origin, x_n = (n - N//2)·dx.
+Â(k) = dx² Σ_n A(x_n) e^{-i k·x_n} (eq. 32).  The polar node (r, j) is
+k_r (cos ψ_j, sin ψ_j) with ψ = 0 along +x and ψ increasing towards +y (the first array axis).
+Fourier–Bessel coefficients a(k_r, q) = (1/Q) Σ_j Â(k_r, ψ_j) e^{-iqψ_j} (eq. 34 up to the
+factor 2π); for real images only q = 0 … Q/2 are stored, a(k, -q) = (-1)^q conj(a(k, q)).
+
+Precision: everything here is float64 / complex128 (finufft at ``eps``, default 1e-12).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from radsvd._jit import fft_workers
+from radsvd._validate import InputError, finite_array, real_stack
+from radsvd.grids import PolarGrid
+
+__all__ = ["to_polar", "to_fb", "fb_to_polar", "polar_to_images", "images_to_fb"]
+
+
+def _check_grid(grid) -> PolarGrid:
+    if not isinstance(grid, PolarGrid):
+        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    return grid
+
+
+def _nodes_scaled(grid: PolarGrid, N: int):
+    """finufft coordinates of the polar nodes: (ky·dx, kx·dx), flattened r-major."""
+    dx = 2.0 / N
+    kx, ky = grid.points()
+    return (np.ascontiguousarray(ky.ravel() * dx), np.ascontiguousarray(kx.ravel() * dx))
+
+
+def to_polar(images, grid: PolarGrid, eps: float = 1e-12) -> np.ndarray:
+    """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32), shape (n, R, Q).
+
+    ``images``: (n, N, N) or (N, N) real array, ``img[iy, ix]``.  Uses a finufft type-2
+    transform (finufft pairs its first coordinate with the first array axis, y).
+    Raises :class:`InputError` for non-square, empty or non-finite stacks and for K beyond
+    the Nyquist frequency πN/2.
+    """
+    import finufft
+
+    grid = _check_grid(grid)
+    imgs = real_stack(images, "images", 2)
+    n, N = imgs.shape[0], imgs.shape[-1]
+    try:
+        grid.check_box(N)
+    except ValueError as exc:
+        raise InputError(f"images: {exc}") from None
+    if not (0 < eps < 1):
+        raise InputError(f"eps must be in (0, 1), got {eps!r}")
+    y, x = _nodes_scaled(grid, N)
+    f = imgs.astype(np.complex128)
+    out = finufft.nufft2d2(y, x, f, eps=eps, isign=-1, nthreads=fft_workers())
+    out = np.asarray(out).reshape(n, grid.R, grid.Q)
+    out *= (2.0 / N) ** 2
+    return out
+
+
+def to_fb(polar) -> np.ndarray:
+    """Fourier–Bessel coefficients a(k_r, q) = (1/Q) Σ_j Â(k_r, ψ_j) e^{-iqψ_j} (eq. 34).
+
+    ``polar``: (n, R, Q) complex samples of real images.  Returns q = 0 … Q/2 only, shape
+    (n, R, Q//2 + 1), complex128.
+    """
+    p = finite_array(polar, "polar", dtype=np.complex128)
+    if p.ndim == 2:
+        p = p[None]
+    if p.ndim != 3 or p.shape[-1] % 2 or p.shape[0] == 0:
+        raise InputError(f"polar: expected shape (n, R, Q) with Q even and n > 0, got {p.shape}")
+    Q = p.shape[-1]
+    a = scipy.fft.fft(p, axis=-1, workers=fft_workers())[..., : Q // 2 + 1]
+    a /= Q
+    return np.ascontiguousarray(a)
+
+
+def images_to_fb(images, grid: PolarGrid, eps: float = 1e-12) -> np.ndarray:
+    """Shortcut: ``to_fb(to_polar(images, grid, eps))``, shape (n, R, Q//2 + 1)."""
+    return to_fb(to_polar(images, grid, eps))
+
+
+def _full_spectrum(fb, Q: int) -> np.ndarray:
+    """Extend q = 0 … Q/2 to all q (FFT order) with a(k, -q) = (-1)^q conj(a(k, q))."""
+    nf = Q // 2 + 1
+    full = np.empty(fb.shape[:-1] + (Q,), dtype=np.complex128)
+    full[..., :nf] = fb
+    q = np.arange(1, Q // 2)
+    sign = np.where(q % 2, -1.0, 1.0)
+    full[..., Q - q] = sign * np.conj(fb[..., q])
+    return full
+
+
+def fb_to_polar(fb, Q: int) -> np.ndarray:
+    """Inverse of :func:`to_fb`: polar samples (n, R, Q) from coefficients (n, R, Q//2 + 1)."""
+    a = finite_array(fb, "fb", dtype=np.complex128)
+    if int(Q) != Q or Q < 2 or Q % 2:
+        raise InputError(f"Q must be a positive even integer, got {Q!r}")
+    Q = int(Q)
+    if a.shape[-1] != Q // 2 + 1:
+        raise InputError(f"fb: last axis has {a.shape[-1]} frequencies, expected Q//2+1 = {Q // 2 + 1}")
+    return scipy.fft.ifft(_full_spectrum(a, Q), axis=-1, workers=fft_workers()) * Q
+
+
+def polar_to_images(polar_or_fb, grid: PolarGrid, N: int, eps: float = 1e-9) -> np.ndarray:
+    """Band-limited real-space pictures from polar samples or FB coefficients (eq. 30).
+
+    A(x) ≈ (2π)^-2 Σ_{r,j} w_r Δψ Â(k_r, ψ_j) e^{+i k·x} on the N×N pixel centres, by a finufft
+    type-1 transform with the quadrature weights.  Input (n, R, Q) polar samples or
+    (n, R, Q//2+1) FB coefficients; output (n, N, N) float64, ``img[iy, ix]``.  The result is
+    the low-pass (|k| ≤ K) version of the image, meant for pictures, not for exact inversion.
+    """
+    import finufft
+
+    grid = _check_grid(grid)
+    a = finite_array(polar_or_fb, "polar_or_fb", dtype=np.complex128)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1] != grid.R:
+        raise InputError(f"polar_or_fb: expected shape (n, R={grid.R}, Q or Q//2+1), got {a.shape}")
+    if a.shape[-1] == grid.n_freq and grid.n_freq != grid.Q:
+        a = fb_to_polar(a, grid.Q)
+    elif a.shape[-1] != grid.Q:
+        raise InputError(f"polar_or_fb: last axis {a.shape[-1]} is neither Q={grid.Q} nor Q//2+1")
+    N = int(N)
+    if N < 2:
+        raise InputError(f"N must be >= 2, got {N}")
+    y, x = _nodes_scaled(grid, N)
+    c = a * (grid.w[:, None] * grid.dpsi / (2.0 * np.pi) ** 2)
+    c = np.ascontiguousarray(c.reshape(a.shape[0], -1))
+    img = finufft.nufft2d1(y, x, c, (N, N), eps=eps, isign=1, nthreads=fft_workers())
+    return np.ascontiguousarray(np.asarray(img).real.reshape(a.shape[0], N, N))

@@ -45,64 +45,66 @@ __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid"]
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
-def _contract_rows(Z, zidx, row_start, table, L, src, flip, out):  # pragma: no cover
-    """out[a, b, m1, m2 mod M] = conj(s_b Σ_{rows of p} Z[a, zidx[row]] table[row, src_b]).
+def _contract_rows(Z, row_start, table, L, order, src, flip, out):  # pragma: no cover
+    """Step 2: out[a, b, m1, m2 mod M'] = conj(s Σ_{rows of p} Z[a, row] table[row, src_b]).
 
-    p = (m1, m2) runs over 0 ≤ m1 ≤ L, |m2| ≤ L; s_b = (-1)^{m1-m2} where flip[b] (mirrored
-    β), else 1.  One p per task; the loop over the table's β columns is innermost.
+    Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
+    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  s = (-1)^{m1-m2} for mirrored
+    β (flip[b]), else 1.  One task per m1 (visited in ``order``): it reads each table row
+    once for all volumes, sums into a local buffer, and writes whole rows of ``out``.
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
     nb = src.shape[0]
     M = 2 * L + 1
     Mout = out.shape[3]
-    for p in prange((L + 1) * M):
-        m1 = p // M
-        m2 = p % M - L
-        col = m2 % Mout
-        sgn = 1.0 if (m1 - m2) % 2 == 0 else -1.0
-        acc_r = np.empty(nu)
-        acc_i = np.empty(nu)
-        r0 = row_start[p]
-        r1 = row_start[p + 1]
+    for t in prange(L + 1):
+        m1 = order[t]
+        buf_r = np.zeros((M, n_a, nu))
+        buf_i = np.zeros((M, n_a, nu))
+        for k in range(M):
+            p = m1 * M + k
+            for row in range(row_start[p], row_start[p + 1]):
+                d = table[row]
+                for a in range(n_a):
+                    zr = Z[a, row].real
+                    zm = Z[a, row].imag
+                    br = buf_r[k, a]
+                    bi = buf_i[k, a]
+                    for u in range(nu):
+                        br[u] += d[u] * zr
+                        bi[u] += d[u] * zm
         for a in range(n_a):
-            for u in range(nu):
-                acc_r[u] = 0.0
-                acc_i[u] = 0.0
-            for row in range(r0, r1):
-                t = Z[a, zidx[row]]
-                tr = t.real
-                ti = t.imag
-                for u in range(nu):
-                    d = table[row, u]
-                    acc_r[u] += d * tr
-                    acc_i[u] += d * ti
             for b in range(nb):
                 u = src[b]
-                s = sgn if flip[b] else 1.0
-                out[a, b, m1, col] = complex(s * acc_r[u], -s * acc_i[u])
+                for k in range(M):
+                    s = -1.0 if (flip[b] and (m1 - k + L) % 2 != 0) else 1.0
+                    out[a, b, m1, (k - L) % Mout] = complex(s * buf_r[k, a, u],
+                                                            -s * buf_i[k, a, u])
 
 
 @jit(parallel=True)
-def _degree_project(T, zidx, row_start, V, L, out):  # pragma: no cover
-    """Step 1b: out[a, p, j] = Σ_{l ≥ l0(p)} V[l, j] T[a, zidx[row(p, l)]]."""
+def _degree_project(T, base, V, L, out):  # pragma: no cover
+    """Step 1b: out[a, m1 M + m2 + L, j] = Σ_{l ≥ max(m1,|m2|)} V[l, j] T_l(m1, m2)[a].
+
+    T_l(m1, m2)[a] = T[a, base[l] + m1 (2l+1) + m2 + l].  One task per (volume, m1); reads T
+    sequentially along m2."""
     n_a = T.shape[0]
     HD = V.shape[1]
     M = 2 * L + 1
-    for p in prange((L + 1) * M):
-        m1 = p // M
-        m2 = p % M - L
-        l0 = max(m1, abs(m2))
-        r0 = row_start[p]
-        r1 = row_start[p + 1]
-        for a in range(n_a):
+    for t in prange(n_a * (L + 1)):
+        a = t // (L + 1)
+        m1 = t % (L + 1)
+        for k in range(M):
             for j in range(HD):
-                out[a, p, j] = 0.0
-            for row in range(r0, r1):
-                t = T[a, zidx[row]]
-                l = l0 + row - r0
+                out[a, m1 * M + k, j] = 0.0
+        for l in range(m1, L + 1):
+            row0 = base[l] + m1 * (2 * l + 1)
+            for m2 in range(-l, l + 1):
+                z = T[a, row0 + m2 + l]
+                p = m1 * M + m2 + L
                 for j in range(HD):
-                    out[a, p, j] += V[l, j] * t
+                    out[a, p, j] += V[l, j] * z
 
 
 @jit(parallel=True)
@@ -207,6 +209,8 @@ class LandscapePlan:
         self.gammas = self.alphas.copy()
         unique, self.src, self.flip = _beta_sources(self.betas)
         self.row_start, self.tidx, self.base = _degree_rows(L)
+        # m1 tasks of step 2, evens then odds: balances the triangular work over threads
+        self.order = np.concatenate([np.arange(0, L + 1, 2), np.arange(1, L + 1, 2)])
         if wigner is not None:
             if wigner.L != L or wigner.betas.shape != unique.shape or not np.allclose(
                     wigner.betas, unique, atol=1e-12):
@@ -222,7 +226,6 @@ class LandscapePlan:
             self.H_C, self.H_D = grid.R, L + 1
             self.radial = None
             self.table = d
-            self.zidx = self.tidx
             self.rows = self.row_start
             self.weights = grid.w
             tgt = b[0]
@@ -244,7 +247,6 @@ class LandscapePlan:
             n_pairs = (L + 1) * (2 * L + 1)
             self.table = np.empty((n_pairs * self.H_D, unique.size))
             _degree_tables(d, self.row_start, self.V, L, self.table)
-            self.zidx = np.arange(n_pairs * self.H_D, dtype=np.int64)
             self.rows = np.arange(n_pairs + 1, dtype=np.int64) * self.H_D
             self.weights = np.ones(self.H_C)
             tgt = self.radial.T @ b[0]
@@ -260,6 +262,14 @@ class LandscapePlan:
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
+    def _buffer(self, name, shape, dtype):
+        """Reused work array (saves page faults of fresh allocations; one plan per thread)."""
+        buf = self.__dict__.setdefault("_buffers", {}).get(name)
+        if buf is None or buf.shape != shape:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[name] = buf
+        return buf
+
     def radial_compress(self, coef: np.ndarray) -> np.ndarray:
         """Step 0 for the volumes: principal shells (compressed) or the coefficients."""
         if not self.compressed:
@@ -283,13 +293,18 @@ class LandscapePlan:
         """Y[a, p H_D + j] = Σ_l v_j[l] T_l(m1, m2) (eq. 117 step 1b)."""
         n_pairs = (self.L + 1) * (2 * self.L + 1)
         Y = np.empty((T.shape[0], n_pairs, self.H_D), dtype=np.complex128)
-        _degree_project(T, self.tidx, self.row_start, self.V, self.L, Y)
+        _degree_project(T, self.base, self.V, self.L, Y)
         return Y.reshape(T.shape[0], -1)
 
     def step2(self, Z: np.ndarray) -> np.ndarray:
         """conj X̂(m1 ≥ 0, m2 mod M; β_b): (n, n_β, L+1, M) complex."""
-        out = np.zeros((Z.shape[0], self.n_beta, self.L + 1, self.M), dtype=np.complex128)
-        _contract_rows(Z, self.zidx, self.rows, self.table, self.L, self.src, self.flip, out)
+        out = self._buffer("xhat", (Z.shape[0], self.n_beta, self.L + 1, self.M), np.complex128)
+        if self.M > 2 * self.L + 1:
+            out[..., self.L + 1: self.M - self.L] = 0.0
+        if not self.compressed:
+            Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
+        _contract_rows(Z, self.rows, self.table, self.L, self.order, self.src,
+                       self.flip, out)
         return out
 
     def step3(self, Xc: np.ndarray) -> np.ndarray:
@@ -298,8 +313,12 @@ class LandscapePlan:
             return scipy.fft.irfft2(Xc, s=(self.M, self.M), axes=(-1, -2), norm="forward",
                                     workers=fft_workers())
         n, nb, L1, M = Xc.shape
-        Z = (Xc.reshape(-1, M) @ self._E).reshape(n * nb, L1, M)      # Σ_m2 e^{+i m2 γ}
-        Zri = np.concatenate([Z.real, Z.imag], axis=1)                 # (n nb, 2(L+1), γ)
+        Z = self._buffer("z", (n * nb * L1, M), np.complex128)
+        np.matmul(Xc.reshape(-1, M), self._E, out=Z)                   # Σ_m2 e^{+i m2 γ}
+        Z = Z.reshape(n * nb, L1, M)
+        Zri = self._buffer("zri", (n * nb, 2 * L1, M), np.float64)
+        Zri[:, :L1] = Z.real
+        Zri[:, L1:] = Z.imag
         X = np.matmul(self._G, Zri)                                    # (n nb, α, γ)
         return X.reshape(n, nb, self.M, self.M)
 

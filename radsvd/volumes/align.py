@@ -1,0 +1,218 @@
+"""Volume alignment: best rotations over the SO(3) grid, off-grid refinement, streaming
+blocks of landscapes for the metrics (paper §4.4, §4.9–4.10).
+
+Two conventions, both precise:
+
+* landscapes (paper eq. 98): X(τ; A, B) = <Â, R_τ B̂> with A a volume and B the target;
+  ``tau`` is its maximiser, i.e. the rotation that carries the TARGET onto the volume.
+* alignment results (``euler``, ``matrix``): the rotation R to apply to each VOLUME so that
+  it best superimposes on the TARGET, R = R_τ^{-1}.  Active rotation of the density,
+  A_rot(x) = A(R^{-1} x), with x = (x, y, z) = (last, middle, first) array axis;
+  R = R^z_α R^y_β R^z_γ for euler = (γ, β, α) (ZYZ; extrinsic: γ about z first, then β
+  about the fixed y, then α about the fixed z — equivalently intrinsic z-y'-z'' with α
+  first), canonicalised to β ∈ [0, π].
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from radsvd._validate import InputError
+from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
+from radsvd.volumes.landscape import LandscapePlan, prepare
+from radsvd.volumes.shells import ShellGrid, to_shells
+from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
+                                   rotation_matrix)
+
+__all__ = ["VolumeAlignResult", "align_volumes", "align_maps", "landscape_blocks",
+           "landscape_value", "canonical_euler"]
+
+
+def canonical_euler(euler) -> np.ndarray:
+    """Same rotation with β ∈ [0, π], α, γ ∈ (-π, π]."""
+    return euler_from_matrix(rotation_matrix(euler))
+
+
+@dataclass
+class VolumeAlignResult:
+    """Per volume: ``euler`` (γ, β, α) and ``matrix`` R of the rotation to apply to the volume
+    to superimpose it on the target; ``score`` = X at the optimum (the Fourier inner product
+    <Â, R_τ B̂>, full landscape if refined, else the landscape that was searched); ``tau`` the
+    landscape maximiser (target → volume).  ``landscapes``: (n, n_β, M, M) if requested."""
+
+    euler: np.ndarray
+    matrix: np.ndarray
+    score: np.ndarray
+    tau: np.ndarray
+    landscapes: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def save(self, path) -> None:
+        """Write an .npz atomically (temporary file in the same directory, then os.replace)."""
+        arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau)
+        if self.landscapes is not None:
+            arrays["landscapes"] = self.landscapes
+        for k, v in self.info.items():
+            arrays[f"info_{k}"] = np.asarray(v)
+        path = os.fspath(path)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def landscape_blocks(coef_volumes, plans, block: int = 8):
+    """Yield (a0, a1, [X_plan for plan in plans]) over blocks of volumes: the streaming form
+    used for the metrics (full and compressed landscapes of the same volumes, one block at a
+    time; each X is (a1-a0, n_β, M, M))."""
+    plans = list(plans)
+    if not plans:
+        raise InputError("plans: need at least one LandscapePlan")
+    grid = plans[0].grid
+    a = check_coefficients(coef_volumes, grid, "coef_volumes")
+    if int(block) < 1:
+        raise InputError(f"block must be a positive integer, got {block!r}")
+    for a0 in range(0, a.shape[0], int(block)):
+        a1 = min(a0 + int(block), a.shape[0])
+        yield a0, a1, [p(a[a0:a1]) for p in plans]
+
+
+def _full_T(coef: np.ndarray, plan: LandscapePlan) -> np.ndarray:
+    """Full-radial step-1 output of one volume in row order (m1, m2, l) (for refinement)."""
+    T = plan.step1(coef[None])
+    return np.take(T, plan.tidx, axis=1)[0]
+
+
+def landscape_value(T_rows: np.ndarray, plan: LandscapePlan, tau) -> float:
+    """X(τ) at an arbitrary τ = (γ, β, α) from step-1 sums in row order (eq. 103)."""
+    gamma, beta, alpha = (float(t) for t in tau)
+    L = plan.L
+    d = WignerTable(L, [beta]).data
+    xh = np.add.reduceat(T_rows * d, plan.row_start[:-1])       # X̂(m1, m2), p-major
+    xh = xh.reshape(L + 1, 2 * L + 1)
+    m1 = np.arange(L + 1)
+    m2 = np.arange(-L, L + 1)
+    c = np.where(m1 == 0, 1.0, 2.0) * np.exp(-1j * m1 * alpha)
+    return float(np.real(c @ xh @ np.exp(-1j * m2 * gamma)))
+
+
+def _refine(T_rows, plan, tau0, step):
+    from scipy.optimize import minimize
+
+    res = minimize(lambda t: -landscape_value(T_rows, plan, t), np.asarray(tau0, float),
+                   method="Nelder-Mead",
+                   options=dict(initial_simplex=np.asarray(tau0)[None, :] + np.vstack(
+                       [np.zeros(3), 0.5 * step * np.eye(3)]), xatol=1e-5 * step + 1e-9,
+                       fatol=1e-12, maxiter=400))
+    val0 = landscape_value(T_rows, plan, tau0)
+    if -res.fun >= val0:
+        return res.x, -res.fun
+    return np.asarray(tau0, float), val0
+
+
+def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis | None = None,
+                  ranks=None, n_beta: int | None = None, M: int | None = None,
+                  refine: bool = False, return_landscapes: bool = False, block: int = 8,
+                  progress: bool = False, plan: LandscapePlan | None = None) -> VolumeAlignResult:
+    """Best rotation of every volume onto the target (see the module docstring).
+
+    coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
+    ranks=None: full landscape; ranks=(H_C, H_D) with ``basis`` (:func:`volume_svd` of the
+    target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
+    landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes.
+    """
+    if plan is None:
+        plan = prepare(grid, coef_target, basis, ranks, n_beta, M)
+    a = check_coefficients(coef_volumes, grid, "coef_volumes")
+    n = a.shape[0]
+    tau = np.empty((n, 3))
+    score = np.empty(n)
+    land = np.empty((n, plan.n_beta, plan.M, plan.M)) if return_landscapes else None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="vol", desc="align-volumes")
+    full_plan = None
+    for a0, a1, (X,) in landscape_blocks(a, [plan], block):
+        flat = X.reshape(a1 - a0, -1)
+        idx = np.argmax(flat, axis=1)
+        b, i, j = np.unravel_index(idx, X.shape[1:])
+        tau[a0:a1] = np.stack([plan.gammas[j], plan.betas[b], plan.alphas[i]], -1)
+        score[a0:a1] = flat[np.arange(a1 - a0), idx]
+        if land is not None:
+            land[a0:a1] = X
+        if refine:
+            if full_plan is None:
+                full_plan = plan if not plan.compressed else prepare(
+                    grid, coef_target, n_beta=plan.n_beta, M=plan.M, wigner=plan.wigner)
+            step = 2.0 * np.pi / max(plan.M, plan.n_beta)
+            for v in range(a0, a1):
+                tau[v], score[v] = _refine(_full_T(a[v], full_plan), full_plan, tau[v], step)
+        if bar is not None:
+            bar.update(a1 - a0)
+    if bar is not None:
+        bar.close()
+    tau = canonical_euler(tau)
+    euler = canonical_euler(invert_euler(tau))
+    info = dict(H_C=plan.H_C, H_D=plan.H_D, compressed=plan.compressed, n_beta=plan.n_beta,
+                M=plan.M, K=grid.K, R=grid.R, L=grid.L, refined=bool(refine))
+    return VolumeAlignResult(euler=euler, matrix=rotation_matrix(euler), score=score, tau=tau,
+                             landscapes=land, info=info)
+
+
+def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = None,
+               R: int | None = None, voxel_sizes=None, refine: bool = False,
+               return_landscapes: bool = False, progress: bool = False,
+               eps: float = 1e-12) -> VolumeAlignResult:
+    """Align real-space volumes (n, N, N, N) onto a target (N, N, N) (see module docstring).
+
+    rank: "full" or H (H_C = H_D = H, the paper's choice).  voxel_sizes: optional
+    (target_size, [sizes of volumes]) in Å; they must all agree.
+    """
+    tgt = np.asarray(target)
+    vols = np.asarray(volumes)
+    if vols.ndim == 3:
+        vols = vols[None]
+    from radsvd._validate import real_stack
+
+    tgt = real_stack(tgt, "target", ndim=3)
+    vols = real_stack(vols, "volumes", ndim=3)
+    if tgt.shape[0] != 1:
+        raise InputError(f"target: expected one volume, got {tgt.shape[0]}")
+    if vols.shape[1:] != tgt.shape[1:]:
+        raise InputError(f"volumes have box {vols.shape[1:]} but the target has "
+                         f"{tgt.shape[1:]}: resample them to the same box first")
+    if voxel_sizes is not None:
+        t_size, v_sizes = voxel_sizes
+        v_sizes = np.broadcast_to(np.asarray(v_sizes, float), (vols.shape[0],))
+        bad = np.flatnonzero(~np.isclose(v_sizes, float(t_size), rtol=1e-4, atol=0))
+        if bad.size:
+            raise InputError(f"voxel size mismatch: target {float(t_size):g} Å, volume {bad[0]} "
+                             f"{v_sizes[bad[0]]:g} Å; resample to a common pixel size first")
+    grid = ShellGrid(K=K, R=R, L=L)
+    grid.check_box(tgt.shape[1])
+    cb = to_shells(tgt, grid, eps=eps)
+    ca = to_shells(vols, grid, eps=eps)
+    if rank is None or (isinstance(rank, str) and rank == "full"):
+        basis, ranks = None, None
+    else:
+        if isinstance(rank, str):
+            raise InputError(f"rank must be 'full' or an integer, got {rank!r}")
+        from radsvd._validate import rank as _rank
+
+        H = _rank(rank, min(grid.R, grid.L + 1), "rank")
+        basis = volume_svd(cb, grid, H_C=H)
+        ranks = (H, H)
+    return align_volumes(ca, cb[0], grid, basis, ranks, refine=refine,
+                         return_landscapes=return_landscapes, progress=progress)

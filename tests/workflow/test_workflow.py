@@ -80,7 +80,7 @@ def test_dry_run_of_each_config(tmp_path, configfile):
     out = dry_run(tmp_path, "--configfile", str(REPO / configfile))
     assert "align_images_shard" in out
     if "/real/" in configfile:
-        assert "fetch_dataset" in out and "import_real_dataset" in out
+        assert "fetch_dataset" in out and "preprocess" in out
         assert "simulate_dataset" not in out
 
 

@@ -15,6 +15,8 @@ rule aggregate_image_tables:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/aggregate_tables.py"
 
@@ -32,6 +34,8 @@ rule aggregate_volume_tables:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/aggregate_tables.py"
 
@@ -49,5 +53,7 @@ rule aggregate_speedup_tables:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/aggregate_tables.py"

@@ -1,5 +1,5 @@
-# Helpers shared by the rule files: the resolved per-dataset configuration, wildcard
-# constraints, and the lists of final targets.
+# Helpers shared by all rule files -- the resolved per-dataset configuration, the lists
+# of datasets and methods, and the final targets.
 
 import copy
 
@@ -57,13 +57,6 @@ SYNTHETIC = [d for d in DATASETS if config["datasets"][d]["source"] == "syntheti
 REAL = [d for d in DATASETS if config["datasets"][d]["source"] == "real"]
 
 
-wildcard_constraints:
-    ds=_alternatives(DATASETS),
-    method=_alternatives(METHODS),
-    shard=r"\d+",
-    K=r"\d+",
-
-
 def n_shards(ds):
     return int(dataset_config(ds)["images"]["shards"])
 
@@ -91,6 +84,17 @@ def log_path(name):
 
 def speedup_Ks():
     return [int(k) for k in config["speedup_vs_K"]["K"]]
+
+
+def preprocess_inputs(wildcards):
+    """Synthetic: the simulated files; real: the fetch record (it lists the fetched files)."""
+    if config["datasets"][wildcards.ds]["source"] == "real":
+        return {"record": f"{config['resources_dir']}/{wildcards.ds}/fetched.json"}
+    return {
+        "stack": f"{RESULTS}/{wildcards.ds}/raw/particles.mrcs",
+        "star": f"{RESULTS}/{wildcards.ds}/raw/particles.star",
+        "reference": f"{RESULTS}/{wildcards.ds}/raw/reference.mrc",
+    }
 
 
 # ---- final targets --------------------------------------------------------------------------

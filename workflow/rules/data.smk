@@ -1,5 +1,6 @@
-# Data: synthetic stand-ins (simulated offline) or real datasets fetched through the
-# manifest, then the same preprocessing for both.  Outputs of this stage, per dataset:
+# Data: synthetic stand-ins (simulated offline) or real datasets fetched through
+# data_manifest.yaml (radsvd.data.fetch: verified, atomic, resumable, only the first
+# particles), then the same preprocessing for both.  Outputs of this stage, per dataset:
 #   {results}/{ds}/data/particles.mrcs   normalised particle stack (first n_images)
 #   {results}/{ds}/data/particles.star   RELION 3.1 STAR: poses (estimated or true) and CTF
 #   {results}/{ds}/data/reference.mrc    the reference map, at the particles' box and pixel
@@ -20,6 +21,8 @@ rule simulate_dataset:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/simulate_dataset.py"
 
@@ -39,36 +42,15 @@ rule fetch_dataset:
         mem_mb=mem_for("default"),
         runtime=runtime_for("fetch"),
     retries: 2
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fetch_dataset.py"
 
 
-rule import_real_dataset:
-    input:
-        record=f"{config['resources_dir']}/{{ds}}/fetched.json",
-    output:
-        stack=f"{RESULTS}/{{ds}}/raw/particles.mrcs",
-        star=f"{RESULTS}/{{ds}}/raw/particles.star",
-        reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
-    params:
-        cfg=lambda wc: dataset_config(wc.ds),
-    wildcard_constraints:
-        ds=_alternatives(REAL),
-    log:
-        log_path("{ds}/import_real_dataset"),
-    threads: threads_for("default")
-    resources:
-        mem_mb=mem_for("default"),
-        runtime=runtime_for("default"),
-    script:
-        "../scripts/import_real_dataset.py"
-
-
 rule preprocess:
     input:
-        stack=f"{RESULTS}/{{ds}}/raw/particles.mrcs",
-        star=f"{RESULTS}/{{ds}}/raw/particles.star",
-        reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
+        unpack(preprocess_inputs),
     output:
         stack=f"{RESULTS}/{{ds}}/data/particles.mrcs",
         star=f"{RESULTS}/{{ds}}/data/particles.star",
@@ -81,5 +63,7 @@ rule preprocess:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/preprocess.py"

@@ -18,6 +18,8 @@ rule fig01_images:
         style=config["style"],
     log:
         log_path("figures/fig01"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig01_images.py"
 
@@ -32,6 +34,8 @@ rule fig02_two_rings_useful:
         pair="useful",
     log:
         log_path("figures/fig02"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig02_two_rings.py"
 
@@ -46,6 +50,8 @@ rule fig03_two_rings_amplitude:
         pair="amplitude",
     log:
         log_path("figures/fig03"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig03_two_rings.py"
 
@@ -59,6 +65,8 @@ rule fig04_spectrum_C:
         style=config["style"],
     log:
         log_path("figures/fig04"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig04_spectrum_C.py"
 
@@ -72,6 +80,8 @@ rule fig05_landscape_image_template:
         style=config["style"],
     log:
         log_path("figures/fig05"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig05_landscape_image_template.py"
 
@@ -85,6 +95,8 @@ rule fig06_landscape_image_image:
         style=config["style"],
     log:
         log_path("figures/fig06"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig06_landscape_image_image.py"
 
@@ -98,6 +110,8 @@ rule fig07_gallery:
         style=config["style"],
     log:
         log_path("figures/fig07"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig07_gallery.py"
 
@@ -112,6 +126,8 @@ rule fig08_image_alignment:
         dataset=MAIN,
     log:
         log_path("figures/fig08"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig08_image_alignment.py"
 
@@ -125,6 +141,8 @@ rule fig09_isosurfaces:
         style=config["style"],
     log:
         log_path("figures/fig09"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig09_isosurfaces.py"
 
@@ -138,6 +156,8 @@ rule fig10_volume_spectra:
         style=config["style"],
     log:
         log_path("figures/fig10"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig10_volume_spectra.py"
 
@@ -152,6 +172,8 @@ rule fig11_volume_alignment:
         dataset=MAIN,
     log:
         log_path("figures/fig11"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig11_volume_alignment.py"
 
@@ -169,6 +191,8 @@ rule fig12_datasets:
         descriptions=[dataset_config(d)["description"] for d in SURVEY],
     log:
         log_path("figures/fig12"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig12_datasets.py"
 
@@ -182,6 +206,8 @@ rule fig13_speedup_vs_K:
         style=config["style"],
     log:
         log_path("figures/fig13"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig13_speedup_vs_K.py"
 
@@ -196,5 +222,7 @@ rule fig14_method_comparison:
         dataset=MAIN,
     log:
         log_path("figures/fig14"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/fig14_method_comparison.py"

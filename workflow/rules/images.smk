@@ -17,6 +17,8 @@ rule polar_images:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/polar_images.py"
 
@@ -35,6 +37,8 @@ rule templates:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/templates.py"
 
@@ -56,6 +60,8 @@ rule align_images_shard:
     resources:
         mem_mb=mem_for("align"),
         runtime=runtime_for("align"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/align_images_shard.py"
 
@@ -77,6 +83,8 @@ rule gather_images:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/gather_images.py"
 
@@ -99,6 +107,8 @@ rule case_study:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/case_study.py"
 
@@ -121,5 +131,7 @@ rule speedup_at_K:
     resources:
         mem_mb=mem_for("align"),
         runtime=runtime_for("align"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/speedup_at_K.py"

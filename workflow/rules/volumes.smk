@@ -18,6 +18,8 @@ rule test_volumes:
     resources:
         mem_mb=mem_for("volumes"),
         runtime=runtime_for("volumes"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/test_volumes.py"
 
@@ -38,6 +40,8 @@ rule align_volumes:
     resources:
         mem_mb=mem_for("volumes"),
         runtime=runtime_for("volumes"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/align_volumes.py"
 
@@ -56,5 +60,7 @@ rule isosurface_data:
     resources:
         mem_mb=mem_for("default"),
         runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
     script:
         "../scripts/isosurface_data.py"

@@ -3,6 +3,7 @@ edge artefacts → centre → Fourier-crop to the configured box → normalise �
 inversion), and the reference map brought to the same box and pixel size.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +16,22 @@ from wf_common import setup
 log = setup(snakemake)
 cfg = snakemake.params.cfg
 box = int(cfg["images"]["box"])
-images, table = load_particles(snakemake.input.star, n=int(cfg["images"]["n_images"]),
-                               dtype=np.float64)
+if cfg["source"] == "real":
+    record = json.loads(Path(snakemake.input.record).read_text())
+    star_path, map_path = record["files"]["star"]["path"], record["files"]["map"]["path"]
+    invert = bool(cfg["real"].get("invert_contrast", record.get("contrast_inverted", False)))
+else:
+    star_path, map_path, invert = snakemake.input.star, snakemake.input.reference, False
+images, table = load_particles(star_path, n=int(cfg["images"]["n_images"]), dtype=np.float64)
 N0, p0 = images.shape[-1], float(table["pixel_size"].iloc[0])
 if box > N0:
     raise ValueError(f"images.box = {box} exceeds the particles' box {N0}: Fourier cropping "
                      "only shrinks; lower images.box")
-invert = bool(cfg["real"].get("invert_contrast", False)) if cfg["source"] == "real" else False
 images, table = preprocess(images, table, box=box, invert=invert)
 log.info("%d particles: %d px at %.4g Å -> %d px at %.4g Å%s", len(table), N0, p0, box,
          float(table["pixel_size"].iloc[0]), ", contrast inverted" if invert else "")
 
-volume, voxel = read_mrc(snakemake.input.reference)
+volume, voxel = read_mrc(map_path)
 voxel = voxel if voxel > 0 else p0 * N0 / volume.shape[0]
 check_map_matches_particles(volume.shape, voxel, N0, p0)
 if volume.shape[0] > box:

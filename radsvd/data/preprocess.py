@@ -24,6 +24,20 @@ from radsvd._jit import fft_workers
 from radsvd._validate import InputError, real_stack
 
 
+def _keep_single(func):
+    """Return a single image (N, N) when given one, a stack otherwise."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(images, *args, **kwargs):
+        out = func(images, *args, **kwargs)
+        if np.ndim(images) == 2:
+            return (out[0][0], out[1]) if isinstance(out, tuple) else out[0]
+        return out
+
+    return wrapper
+
+
 def interior_mask(N: int, radius: float = 1.0) -> np.ndarray:
     """Boolean disc of radius ``radius``·N/2 pixels around pixel N//2 (both axes)."""
     if not 0 < radius <= np.sqrt(2):
@@ -32,6 +46,7 @@ def interior_mask(N: int, radius: float = 1.0) -> np.ndarray:
     return (m[None, :] ** 2 + m[:, None] ** 2) <= (radius * N / 2.0) ** 2
 
 
+@_keep_single
 def normalize(images, radius: float = 1.0) -> np.ndarray:
     """Images shifted and scaled to mean 0 and std 1 over the interior disc (float64)."""
     imgs = real_stack(images, "images", 2)
@@ -46,6 +61,7 @@ def normalize(images, radius: float = 1.0) -> np.ndarray:
     return (imgs - mu[:, None, None]) / sd[:, None, None]
 
 
+@_keep_single
 def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Replace padding strips and outlier pixels by matched noise; returns (images, counts).
 
@@ -85,6 +101,7 @@ def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0) -> tuple[n
     return imgs, counts
 
 
+@_keep_single
 def shift_images(images, sx, sy) -> np.ndarray:
     """Translate images by (sx, sy) pixels (content moves to +s) with a Fourier phase."""
     imgs = real_stack(images, "images", 2)
@@ -109,6 +126,7 @@ def _crop_indices(N: int, M: int) -> slice:
     return slice(c - M // 2, c - M // 2 + M)
 
 
+@_keep_single
 def downsample(images, M: int) -> np.ndarray:
     """Fourier-crop images from N to M ≤ N pixels (same physical box; pixel size × N/M)."""
     imgs = real_stack(images, "images", 2)

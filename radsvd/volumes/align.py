@@ -28,7 +28,7 @@ from radsvd.volumes.shells import ShellGrid, to_shells
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
 
-__all__ = ["VolumeAlignResult", "align_volumes", "align_maps", "landscape_blocks",
+__all__ = ["VolumeAlignResult", "align_volumes", "align_maps", "landscape_blocks", "rank_sweep",
            "landscape_value", "canonical_euler"]
 
 
@@ -216,3 +216,31 @@ def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = No
         ranks = (H, H)
     return align_volumes(ca, cb[0], grid, basis, ranks, refine=refine,
                          return_landscapes=return_landscapes, progress=progress)
+
+
+def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeBasis | None = None,
+               n_beta: int | None = None, M: int | None = None, block: int = 8) -> list[dict]:
+    """Metrics of compressed landscapes against the full one over the whole SO(3) grid
+    (relative Frobenius error, correlation, backward-error fraction f; radsvd.metrics),
+    streaming over blocks of volumes.  ranks: list of (H_C, H_D).  basis: default the
+    radial/degree-SVD of the target at full radial rank (eq. 111, 116).
+    Returns one dict per rank pair (with 'H_C', 'H_D' added)."""
+    from radsvd.metrics import sweep
+
+    ranks = [tuple(r) for r in ranks]
+    if not ranks:
+        raise InputError("ranks: need at least one (H_C, H_D) pair")
+    if basis is None:
+        basis = volume_svd(coef_target, grid)
+    full = prepare(grid, coef_target, n_beta=n_beta, M=M)
+    plans = [prepare(grid, coef_target, basis, r, n_beta, M, wigner=full.wigner) for r in ranks]
+
+    def tiles():
+        for a0, a1, (X, *XH) in landscape_blocks(coef_volumes, [full] + plans, block):
+            n = a1 - a0
+            yield X.reshape(n, -1), [x.reshape(n, -1) for x in XH]
+
+    out = sweep(tiles(), len(plans))
+    for d, (hc, hd) in zip(out, ranks):
+        d.update(H_C=hc, H_D=hd)
+    return out

@@ -19,7 +19,7 @@ from radsvd._jit import fft_workers
 from radsvd._validate import InputError, finite_array, real_stack
 from radsvd.grids import PolarGrid
 
-__all__ = ["to_polar", "to_fb", "fb_to_polar", "polar_to_images", "images_to_fb"]
+__all__ = ["to_polar", "to_fb", "fb_to_polar", "polar_to_images", "images_to_fb", "FBSource"]
 
 
 def _check_grid(grid) -> PolarGrid:
@@ -35,13 +35,13 @@ def _nodes_scaled(grid: PolarGrid, N: int):
     return (np.ascontiguousarray(ky.ravel() * dx), np.ascontiguousarray(kx.ravel() * dx))
 
 
-def to_polar(images, grid: PolarGrid, eps: float = 1e-12) -> np.ndarray:
+def to_polar(images, grid: PolarGrid, eps: float = 1e-12, threads: int | None = None) -> np.ndarray:
     """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32), shape (n, R, Q).
 
     ``images``: (n, N, N) or (N, N) real array, ``img[iy, ix]``.  Uses a finufft type-2
     transform (finufft pairs its first coordinate with the first array axis, y).
     Raises :class:`InputError` for non-square, empty or non-finite stacks and for K beyond
-    the Nyquist frequency πN/2.
+    the Nyquist frequency πN/2.  ``threads``: finufft threads (default: the project's).
     """
     import finufft
 
@@ -56,7 +56,7 @@ def to_polar(images, grid: PolarGrid, eps: float = 1e-12) -> np.ndarray:
         raise InputError(f"eps must be in (0, 1), got {eps!r}")
     y, x = _nodes_scaled(grid, N)
     f = imgs.astype(np.complex128)
-    out = finufft.nufft2d2(y, x, f, eps=eps, isign=-1, nthreads=fft_workers())
+    out = finufft.nufft2d2(y, x, f, eps=eps, isign=-1, nthreads=threads or fft_workers())
     out = np.asarray(out).reshape(n, grid.R, grid.Q)
     out *= (2.0 / N) ** 2
     return out
@@ -79,9 +79,50 @@ def to_fb(polar) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def images_to_fb(images, grid: PolarGrid, eps: float = 1e-12) -> np.ndarray:
+def images_to_fb(images, grid: PolarGrid, eps: float = 1e-12, threads: int | None = None):
     """Shortcut: ``to_fb(to_polar(images, grid, eps))``, shape (n, R, Q//2 + 1)."""
-    return to_fb(to_polar(images, grid, eps))
+    return to_fb(to_polar(images, grid, eps, threads))
+
+
+class FBSource:
+    """Lazy Fourier–Bessel coefficients of an image stack, computed slice by slice.
+
+    ``FBSource(stack, grid)[a:b]`` equals ``images_to_fb(stack[a:b], grid)``; ``stack`` may be
+    a memory-mapped MRC stack, so :func:`radsvd.images.align_images` can stream N_A images
+    without holding their coefficients (N_A·R·(Q/2+1)·16 bytes) in memory.
+    """
+
+    def __init__(self, stack, grid: PolarGrid, eps: float = 1e-12, name: str = "images"):
+        grid = _check_grid(grid)
+        shape = tuple(getattr(stack, "shape", np.shape(stack)))
+        if len(shape) == 2:
+            stack = np.asarray(stack)[None]
+            shape = stack.shape
+        if len(shape) != 3:
+            raise InputError(f"{name}: expected a stack of images (n, N, N), got shape {shape}")
+        if shape[0] == 0:
+            raise InputError(f"{name}: the stack is empty")
+        if shape[1] != shape[2]:
+            raise InputError(f"{name}: must be square, got shape {shape[1:]}")
+        try:
+            grid.check_box(shape[-1])
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        self.stack, self.grid, self.eps, self.name = stack, grid, eps, name
+        self.N = int(shape[-1])
+        self.shape = (int(shape[0]), grid.R, grid.n_freq)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, sl) -> np.ndarray:
+        if not isinstance(sl, slice):
+            raise TypeError("FBSource supports slices only")
+        a0, a1, _ = sl.indices(self.shape[0])
+        try:
+            return images_to_fb(np.asarray(self.stack[a0:a1]), self.grid, self.eps, threads=1)
+        except InputError as exc:
+            raise InputError(f"{self.name} {a0}..{a1 - 1}: {exc}") from None
 
 
 def _full_spectrum(fb, Q: int) -> np.ndarray:

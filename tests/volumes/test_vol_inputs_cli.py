@@ -1,0 +1,117 @@
+"""Bad input gets clear errors; the align-volumes command end to end."""
+
+import numpy as np
+import pytest
+
+from radsvd import InputError
+from radsvd.cli import main
+from radsvd.data.io import write_mrc
+from radsvd.data.molecules import GaussianMolecule
+from radsvd.volumes import (ShellGrid, align_maps, landscapes, prepare, rotation_matrix,
+                            to_shells, volume_svd)
+
+
+@pytest.fixture(scope="module")
+def small():
+    grid = ShellGrid(K=4, R=4, L=4)
+    rng = np.random.default_rng(0)
+    vol = rng.standard_normal((2, 12, 12, 12))
+    return grid, to_shells(vol, grid), vol
+
+
+def test_non_cubic_and_nan_volumes(small):
+    grid, _, vol = small
+    with pytest.raises(InputError, match="cubic"):
+        to_shells(np.zeros((12, 12, 10)), grid)
+    bad = vol.copy()
+    bad[1, 3, 4, 5] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        to_shells(bad, grid)
+    with pytest.raises(InputError, match="NaN"):
+        align_maps(vol[0], bad, K=4)
+
+
+def test_mismatched_boxes_voxel_sizes_and_nyquist(small):
+    _, _, vol = small
+    with pytest.raises(InputError, match="box"):
+        align_maps(vol[0], np.zeros((1, 14, 14, 14)), K=4)
+    with pytest.raises(InputError, match="voxel size"):
+        align_maps(vol[0], vol, K=4, voxel_sizes=(1.2, [1.2, 1.3]))
+    with pytest.raises(InputError, match="Nyquist"):
+        align_maps(vol[0], vol, K=30)
+
+
+def test_ranks_out_of_range(small):
+    grid, c, vol = small
+    basis = volume_svd(c[0], grid)
+    for ranks in [(0, 2), (grid.R + 1, 2), (2, grid.L + 2), (2, 0)]:
+        with pytest.raises(InputError, match="out of range"):
+            prepare(grid, c[0], basis, ranks=ranks)
+    with pytest.raises(InputError, match="ranks"):
+        prepare(grid, c[0], basis, ranks=3)
+    with pytest.raises(InputError, match="basis"):
+        prepare(grid, c[0], None, ranks=(2, 2))
+    with pytest.raises(InputError, match="out of range"):
+        align_maps(vol[0], vol, K=4, rank=0)
+    with pytest.raises(InputError, match="rank"):
+        align_maps(vol[0], vol, K=4, rank="six")
+
+
+def test_bad_coefficients_and_grid_parameters(small):
+    grid, c, _ = small
+    with pytest.raises(InputError, match="shape"):
+        landscapes(c[:, :, :-1], c[0], grid)
+    with pytest.raises(InputError, match="single target"):
+        prepare(grid, c)
+    bad = c.copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(InputError, match="NaN or inf"):
+        landscapes(bad, c[0], grid)
+    with pytest.raises(InputError, match="M must be"):
+        prepare(grid, c[0], M=2 * grid.L)
+    with pytest.raises(InputError, match="n_beta"):
+        prepare(grid, c[0], n_beta=0)
+    with pytest.raises(InputError, match="L must be"):
+        ShellGrid(K=4, L=0)
+
+
+def _maps(tmp_path, N=24):
+    rng = np.random.default_rng(3)
+    mol = GaussianMolecule(centers=rng.uniform(-0.35, 0.35, (10, 3)),
+                           sigmas=rng.uniform(0.07, 0.1, 10), weights=rng.uniform(0.5, 1.5, 10))
+    R = rotation_matrix([0.4, 1.1, -2.0])
+    paths = [tmp_path / "target.mrc", tmp_path / "v1.mrc", tmp_path / "v2.mrc"]
+    write_mrc(paths[0], mol.volume(N), voxel_size=2.0)
+    write_mrc(paths[1], mol.rotated(R).volume(N), voxel_size=2.0)
+    write_mrc(paths[2], mol.volume(N), voxel_size=2.0)
+    return paths, R
+
+
+def test_cli_align_volumes(tmp_path, capsys):
+    (tgt, v1, v2), R = _maps(tmp_path)
+    out = tmp_path / "res.npz"
+    rc = main(["align-volumes", str(tgt), str(v1), str(v2), "--rank", "4", "--K", "8",
+               "--refine", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    d = np.load(out)
+    assert d["euler"].shape == (2, 3) and d["score"].shape == (2,)
+    # euler is the rotation that carries each VOLUME onto the target: Rᵀ for v1, I for v2
+    np.testing.assert_allclose(rotation_matrix(d["euler"][0]), R.T, atol=1e-3)
+    np.testing.assert_allclose(d["matrix"][1], np.eye(3), atol=1e-3)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_cli_errors(tmp_path, capsys):
+    (tgt, v1, _), _ = _maps(tmp_path)
+    write_mrc(tmp_path / "odd.mrc", np.zeros((20, 20, 20), np.float32), voxel_size=2.0)
+    write_mrc(tmp_path / "px.mrc", np.ones((24, 24, 24), np.float32), voxel_size=1.0)
+    out = str(tmp_path / "r.npz")
+    assert main(["align-volumes", str(tgt), str(tmp_path / "odd.mrc"), "--out", out,
+                 "--K", "8"]) == 2
+    assert "box" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(tmp_path / "px.mrc"), "--out", out,
+                 "--K", "8"]) == 2
+    assert "voxel size" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(v1), "--rank", "x", "--out", out]) == 2
+    assert "--rank" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(tmp_path / "missing.mrc"), "--out", out]) == 2

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--astigmatism", type=float, default=400.0, help="std of DU-DV in Å")
     p.add_argument("--per-micrograph", type=int, default=60,
                    help="particles per micrograph (one CTF each, default 60)")
+    p.add_argument("--n-micrographs", type=int, default=None,
+                   help="number of micrographs (overrides --per-micrograph)")
     p.add_argument("--no-ctf", action="store_true", help="do not apply a CTF")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("1", "3.0", "3.1"), default="3.1",
@@ -60,7 +62,8 @@ def _simulate(args) -> int:
     mol = synthetic_molecule(args.molecule)
     snr = None if (args.snr == 0 or math.isinf(args.snr)) else args.snr
     scope = Microscope(defocus_range=tuple(args.defocus), astigmatism=args.astigmatism,
-                       particles_per_micrograph=args.per_micrograph)
+                       particles_per_micrograph=args.per_micrograph,
+                       n_micrographs=args.n_micrographs)
     images, table = simulate_particles(mol, args.n, args.box, args.pixel_size, snr=snr,
                                        seed=args.seed, max_shift=args.max_shift,
                                        microscope=scope, ctf=not args.no_ctf)

@@ -1,0 +1,41 @@
+"""The data layer: synthetic molecules and particles, CTF, templates, real data I/O, fetching.
+
+Modules (conventions in each module's docstring; DESIGN §2–3):
+- :mod:`~radsvd.data.rotations` – RELION ZYZ Euler angles ↔ poses R (template of pose R =
+  projection along z of the map rotated by R^T; R e_z = viewing direction), Haar-random poses.
+- :mod:`~radsvd.data.molecules` – :class:`GaussianMolecule` (closed-form volume, Fourier
+  transform, projections) and :func:`synthetic_molecule` presets standing in for the paper's
+  datasets.
+- :mod:`~radsvd.data.ctf` – :class:`CTFParams` (RELION convention and sign), CTF on the polar
+  grid (full and ring-averaged), :func:`cluster_ctf` (greedy grouping).
+- :mod:`~radsvd.data.viewing` – the reference's Gauss–Legendre shell rule
+  (:func:`shell_directions`: 993 directions at K = 48) and directions from STAR files.
+- :mod:`~radsvd.data.templates` – :func:`project_fourier` (3D NUFFT central slices on the
+  polar grid), :func:`make_templates`, :func:`apply_ctf`.
+- :mod:`~radsvd.data.simulate` – :func:`simulate_particles`, :func:`write_particles`.
+- :mod:`~radsvd.data.io` – MRC (:func:`read_mrc`, :func:`read_stack`, :func:`write_mrc`) and
+  STAR (:func:`read_star`, :func:`write_star`, :func:`load_particles`) with one normalised
+  particle table for RELION 1 / 3.0 / 3.1; atomic writes.
+- :mod:`~radsvd.data.preprocess` – normalise, edge artefacts, centre, Fourier-crop, invert.
+- :mod:`~radsvd.data.fetch` – manifest-driven, verified, resumable downloads
+  (:func:`fetch_dataset`); ``data_manifest.yaml`` at the repository top.
+"""
+
+from radsvd.data.ctf import CTFGroups, CTFParams, cluster_ctf, ctf_polar_stack
+from radsvd.data.io import (load_particles, read_mrc, read_stack, read_star, write_mrc,
+                            write_star)
+from radsvd.data.molecules import SYNTHETIC_PRESETS, GaussianMolecule, synthetic_molecule
+from radsvd.data.preprocess import downsample, downsample_volume, normalize, preprocess
+from radsvd.data.rotations import euler_to_rotation, random_rotations, rotation_to_euler
+from radsvd.data.simulate import Microscope, simulate_particles, write_particles
+from radsvd.data.templates import apply_ctf, make_templates, project_fourier
+from radsvd.data.viewing import ViewingDirections, directions_from_star, shell_directions
+
+__all__ = [
+    "CTFGroups", "CTFParams", "GaussianMolecule", "Microscope", "SYNTHETIC_PRESETS",
+    "ViewingDirections", "apply_ctf", "cluster_ctf", "ctf_polar_stack", "directions_from_star",
+    "downsample", "downsample_volume", "euler_to_rotation", "load_particles", "make_templates",
+    "normalize", "preprocess", "project_fourier", "random_rotations", "read_mrc", "read_stack",
+    "read_star", "rotation_to_euler", "shell_directions", "simulate_particles",
+    "synthetic_molecule", "write_mrc", "write_particles", "write_star",
+]

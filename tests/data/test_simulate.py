@@ -92,3 +92,19 @@ def test_bad_simulation_input(mol):
         simulate_particles(np.zeros((64, 64, 64)), 2, 32, 1.0)
     with pytest.raises(InputError, match="rotations"):
         simulate_particles(mol, 2, 32, 1.0, rotations=np.eye(3))
+
+
+def test_cli_simulate(tmp_path, capsys):
+    from radsvd.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["simulate", "--molecule", "nanodisc-like", "--n", "6", "--box", "32",
+                 "--pixel-size", "9", "--snr", "0", "--n-micrographs", "2", "--style", "3.0",
+                 "--out", str(out), "--seed", "1"]) == 0
+    imgs, table = load_particles(out / "particles.star")
+    assert imgs.shape == (6, 32, 32) and table.attrs["style"] == "3.0"
+    assert table.defocus_u.nunique() == 2
+    vol, _ = read_mrc(out / "map.mrc")
+    assert vol.shape == (32, 32, 32)
+    assert main(["simulate", "--molecule", "nope", "--out", str(out)]) == 2
+    assert "unknown synthetic molecule" in capsys.readouterr().err

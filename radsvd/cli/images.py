@@ -96,10 +96,11 @@ def _align_images(args) -> int:
         rank = None if args.rank == "full" else args.rank
         if rank is not None:
             try:
-                rank = check_rank(int(rank), grid.R, "--rank")
+                rank = int(rank)
             except ValueError:
                 raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
                                  f"got {args.rank!r}") from None
+            rank = check_rank(rank, grid.R, "--rank")
         fb_b = images_to_fb(np.asarray(tgts), grid)
         fb_a = FBSource(imgs, grid, name="images")
         basis = None

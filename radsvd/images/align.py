@@ -416,13 +416,14 @@ def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precisio
                     tile: tuple[int, int] = DEFAULT_TILE):
     """Yield ``(a0, a1, b0, b1, [X_tile per (basis, rank)])``, each X (na·nb, Q) float64.
 
-    ``bases``: sequence of (basis, rank) pairs, e.g. ((None, None), (svd, 2), (svd, 6)).
+    ``bases``: sequence of (basis, rank) or (basis, rank, precision) entries, e.g.
+    ((None, None), (svd, 2), (svd, 6)); ``precision`` applies to entries without their own.
     Streaming (serial) generator for metrics next to the full calculation.
     """
     grid = _check_grid(grid)
     fb_a = _check_fb_source(fb_a, grid, "fb_a")
     fb_b = _check_fb_source(fb_b, grid, "fb_b")
-    plans = [prepare(grid, b, h, precision) for b, h in bases]
+    plans = [prepare(grid, e[0], e[1], e[2] if len(e) > 2 else precision) for e in bases]
     ta, tb = int(tile[0]), int(tile[1])
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
     fbB = _load(fb_b, 0, NB, "fb_b")
@@ -469,7 +470,8 @@ def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision
 
     For every H in ``ranks``: relative Frobenius error, correlation and backward-error fraction
     f of X^H against the full X (DESIGN §2), computed tile by tile (memory independent of
-    N_A × N_B × Q).  Returns {H: {'rel_frobenius', 'correlation', 'f', 'n_pairs'}}.
+    N_A × N_B × Q).  The full X is always float64; ``precision`` is that of the X^H.
+    Returns {H: {'rel_frobenius', 'correlation', 'f', 'n_pairs'}}.
     """
     from radsvd.metrics import sweep
 
@@ -479,7 +481,7 @@ def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision
     Hs = [_rank(h, grid.R) for h in ranks]
     if not Hs:
         raise InputError("ranks is empty")
-    bases = [(None, None)] + [(basis, h) for h in Hs]
+    bases = [(None, None, "double")] + [(basis, h, precision) for h in Hs]
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):

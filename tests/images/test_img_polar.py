@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+import img_helpers as hb
+from radsvd import InputError, PolarGrid
+from radsvd.images import (FBSource, fb_to_polar, images_to_fb, polar_to_images, to_fb,
+                           to_polar)
+
+
+def blob_case():
+    # off-centre, anisotropic, tilted: pins the x/y axis convention and the sign of k·x
+    return [dict(amp=1.0, cx=0.21, cy=-0.13, sx=0.12, sy=0.07, th=0.3)]
+
+
+def test_polar_samples_equal_closed_form_fourier_transform():
+    N, grid = 64, PolarGrid(K=30)
+    blobs = blob_case()
+    p = to_polar(hb.image(blobs, N), grid)
+    kx, ky = grid.points()
+    ref = hb.fourier(blobs, kx, ky)
+    # The pixel sum (eq. 32) equals the continuous FT up to aliasing ~exp(-(2π/dx-K)²s²/2)
+    # (e^-100 here) and truncation at the box edge, ≥ 0.79 = 6.6 σ away: e^-21.7 ≈ 4e-10;
+    # finufft eps = 1e-12.  Both far below the required 1e-8.
+    rel = np.linalg.norm(p[0] - ref) / np.linalg.norm(ref)
+    assert rel <= 1e-8
+    # swapping the axes (x <-> y) would break it: the convention is pinned
+    ref_swapped = hb.fourier(blobs, ky, kx)
+    assert np.linalg.norm(p[0] - ref_swapped) / np.linalg.norm(ref) > 0.1
+
+
+def test_odd_box_and_float32_input():
+    N, grid = 65, PolarGrid(K=20)
+    blobs = blob_case()
+    p = to_polar(hb.image(blobs, N).astype(np.float32), grid)
+    kx, ky = grid.points()
+    ref = hb.fourier(blobs, kx, ky)
+    # float32 pixels: relative rounding 6e-8 per pixel, sum of ~N² terms → ≲ 1e-6
+    assert np.linalg.norm(p[0] - ref) / np.linalg.norm(ref) < 1e-6
+
+
+def test_fb_coefficients_symmetry_and_roundtrip():
+    rng = np.random.default_rng(0)
+    grid = PolarGrid(K=12)
+    imgs = rng.standard_normal((3, 24, 24))
+    p = to_polar(imgs, grid)
+    fb = to_fb(p)
+    assert fb.shape == (3, grid.R, grid.Q // 2 + 1)
+    # eq. 34 by direct summation
+    q = np.arange(grid.Q // 2 + 1)
+    direct = np.einsum("nrj,qj->nrq", p, np.exp(-1j * np.outer(q, grid.psi))) / grid.Q
+    assert np.max(np.abs(fb - direct)) < 1e-13 * np.max(np.abs(fb))
+    # real images: a(k, -q) = (-1)^q conj(a(k, q)), checked on the full FFT
+    full = np.fft.fft(p, axis=-1) / grid.Q
+    for qq in range(1, grid.Q // 2):
+        assert np.allclose(full[..., grid.Q - qq], (-1) ** qq * np.conj(full[..., qq]),
+                           rtol=0, atol=1e-13 * np.abs(full).max())
+    assert np.max(np.abs(fb_to_polar(fb, grid.Q) - p)) < 1e-13 * np.abs(p).max()
+
+
+def test_polar_to_images_reconstructs_band_limited_blob():
+    N, grid = 48, PolarGrid(K=70)  # Nyquist 75.4; the blob's FT at K is e^-(70·0.1)²/2 ≈ 2e-11
+    blobs = [dict(amp=1.0, cx=0.1, cy=-0.2, sx=0.1, sy=0.13, th=0.5)]
+    img = hb.image(blobs, N)
+    back = polar_to_images(to_fb(to_polar(img, grid)), grid, N)
+    # quadrature of the inverse (eq. 30) is exact to ~1e-9 for this smooth band-limited FT
+    assert np.max(np.abs(back[0] - img)) < 1e-7
+
+
+def test_fbsource_matches_images_to_fb():
+    rng = np.random.default_rng(1)
+    grid = PolarGrid(K=10)
+    imgs = rng.standard_normal((7, 20, 20))
+    src = FBSource(imgs, grid)
+    assert src.shape == (7, grid.R, grid.n_freq)
+    assert np.array_equal(src[2:5], images_to_fb(imgs[2:5], grid, threads=1))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 16, 18)), "square"),
+    (np.zeros((0, 16, 16)), "empty"),
+    (np.zeros((2, 3, 16, 16)), "stack"),
+    (np.full((1, 16, 16), np.nan), "NaN"),
+    (np.full((1, 16, 16), np.inf), "non-finite"),
+    (np.zeros((1, 16, 16), complex), "real"),
+])
+def test_bad_images(bad, match):
+    with pytest.raises(InputError, match=match):
+        to_polar(bad, PolarGrid(K=10))
+
+
+def test_K_beyond_nyquist():
+    with pytest.raises(InputError, match="Nyquist"):
+        to_polar(np.zeros((1, 16, 16)), PolarGrid(K=30))  # πN/2 = 25.1
+    with pytest.raises(InputError, match="Nyquist"):
+        FBSource(np.zeros((1, 16, 16)), PolarGrid(K=30))
+
+
+def test_bad_fb_shapes():
+    with pytest.raises(InputError, match="Q even"):
+        to_fb(np.zeros((1, 3, 5), complex))
+    with pytest.raises(InputError, match="frequencies"):
+        fb_to_polar(np.zeros((1, 3, 4), complex), 8)

@@ -40,6 +40,10 @@ class FetchError(RuntimeError):
     """A download failed or did not match the manifest; the message says what to do."""
 
 
+class NotFoundError(FetchError):
+    """The server has no file at this address (HTTP 404/410)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # manifest
 
@@ -136,7 +140,8 @@ def _open(url: str, start: int = 0, end: int | None = None, timeout: float = 60.
         hint = {404: "the file is not at this address (moved or renamed?): check the entry "
                      "page and the manifest URL",
                 403: "access denied by the server"}.get(exc.code, "server error; retry later")
-        raise FetchError(f"HTTP {exc.code} {exc.reason} for {url}: {hint}") from None
+        cls = NotFoundError if exc.code in (404, 410) else FetchError
+        raise cls(f"HTTP {exc.code} {exc.reason} for {url}: {hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ConnectionError(f"cannot reach {url}: {exc}") from exc
 
@@ -471,17 +476,31 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
                              "right address with --star-url (and fix data_manifest.yaml)")
         table = read_star(star_local)
         sub = table.iloc[:n]
-        base_url_dir = used.rsplit("/", 1)[0] + "/"
+        bases = _stack_bases(used, ds, mir)
         stacks = {}
         for rel, rows in sub.groupby("image_path", sort=False).indices.items():
             need = int(sub["image_index"].to_numpy()[rows].max()) + 1
-            remote = urllib.parse.urljoin(base_url_dir, rel)
             local = star_local.parent / rel
             if local.exists() and _stack_has(local, need):
-                stacks[rel] = {"url": remote, "path": str(local), "images": need, "reused": True}
+                stacks[rel] = {"path": str(local), "images": need, "reused": True}
                 continue
-            log(f"fetching first {need} image(s) of {remote}")
-            stacks[rel] = fetch_stack_head(remote, local, need, retries=retries)
+            tried = []
+            for base in list(bases):
+                remote = urllib.parse.urljoin(base, rel)
+                try:
+                    log(f"fetching first {need} image(s) of {remote}")
+                    stacks[rel] = fetch_stack_head(remote, local, need, retries=retries)
+                except NotFoundError:
+                    tried.append(remote)
+                    continue
+                bases.remove(base)
+                bases.insert(0, base)  # image paths of one file share their base
+                break
+            else:
+                raise FetchError(f"dataset {key}: stack {rel!r} (referenced by {used}) was not "
+                                 f"found at {', '.join(tried)}. RELION paths are relative to "
+                                 "the project directory: set particles.stacks_base in "
+                                 "data_manifest.yaml to the URL they are relative to")
         record["files"]["star"] = {"url": used, "path": str(star_local),
                                    "sha256": sha256_file(star_local),
                                    "style": table.attrs.get("style")}
@@ -490,6 +509,22 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     return record
+
+
+def _stack_bases(star_url: str, ds: dict, mir: dict) -> list[str]:
+    """Where relative image paths may start: the manifest's particles.stacks_base, then the
+    STAR file's directory and its parents up to the EMPIAR entry's data/ directory."""
+    bases = []
+    explicit = ds.get("particles", {}).get("stacks_base")
+    if explicit:
+        bases.append(expand(explicit, mir).rstrip("/") + "/")
+    d = star_url.rsplit("/", 1)[0] + "/"
+    for _ in range(4):
+        bases.append(d)
+        if d.rstrip("/").endswith("/data") or d.count("/") <= 3:
+            break
+        d = d.rstrip("/").rsplit("/", 1)[0] + "/"
+    return list(dict.fromkeys(bases))
 
 
 def _stack_has(path: Path, need: int) -> bool:

@@ -197,7 +197,7 @@ def _manifest(tmp_path, server, map_sha, star_rel="empiar/world_availability/1/d
     return path
 
 
-def _serve_dataset(server, tmp_path):
+def _serve_dataset(server, tmp_path, star_dir=""):
     vol = np.random.default_rng(5).standard_normal((8, 8, 8)).astype(np.float32)
     gz = write_mrc(tmp_path / "emd_1.map.gz", vol, 1.5)
     _put(server, "maps/emd_1.map.gz", gz.read_bytes())
@@ -214,7 +214,7 @@ def _serve_dataset(server, tmp_path):
                           "voltage": 300.0, "cs": 2.7, "amplitude_contrast": 0.1,
                           "pixel_size": 1.5})
     star = write_star(tmp_path / "p.star", table, style="1")
-    _put(server, "empiar/world_availability/1/data/p.star", star.read_bytes())
+    _put(server, f"empiar/world_availability/1/data/{star_dir}p.star", star.read_bytes())
     return vol, gz.read_bytes(), stacks
 
 
@@ -240,6 +240,19 @@ def test_fetch_dataset_end_to_end(server, tmp_path):
     assert len(server.requests) == n
 
 
+def test_stack_paths_relative_to_project_directory(server, tmp_path):
+    """RELION image paths are relative to the project directory, not to the STAR file."""
+    _, gz, stacks = _serve_dataset(server, tmp_path, star_dir="Refine3D/job01/")
+    manifest = load_manifest(_manifest(
+        tmp_path, server, _sha(gz), star_rel="empiar/world_availability/1/data/Refine3D/job01/p.star"))
+    rec = fetch_dataset("toy", tmp_path / "d", manifest=manifest, base_url=server.url,
+                        what=("particles",), log=lambda *_: None)
+    assert rec["particles"]["stacks"]["Particles/mic1.mrcs"]["url"].endswith(
+        "/1/data/Particles/mic1.mrcs")
+    images, _ = load_particles(rec["files"]["star"]["path"], n=5)
+    np.testing.assert_array_equal(images[:4], stacks["Particles/mic1.mrcs"])
+
+
 def test_fetch_dataset_explains_problems(server, tmp_path):
     vol, gz, _ = _serve_dataset(server, tmp_path)
     # a re-issued map: the checksum in the manifest no longer matches
@@ -262,6 +275,13 @@ def test_fetch_dataset_explains_problems(server, tmp_path):
                                          r".*/data/p\.star.*--star-url"):
         fetch_dataset("toy", tmp_path / "d3", manifest=manifest, base_url=server.url,
                       what=("particles",), log=lambda *_: None)
+    # a referenced stack missing on the server
+    (server.root / "empiar/world_availability/1/data/Particles/mic2.mrcs").unlink()
+    manifest = load_manifest(_manifest(tmp_path, server, None))
+    with pytest.raises(FetchError, match=r"stack 'Particles/mic2.mrcs'.*not found.*stacks_base"):
+        fetch_dataset("toy", tmp_path / "d4", manifest=manifest, base_url=server.url,
+                      what=("particles",), log=lambda *_: None)
+    assert not (tmp_path / "d4" / "fetched.json").exists()
     stars = find_star_files(f"{server.url}/empiar/world_availability/1/data/")
     assert stars == [f"{server.url}/empiar/world_availability/1/data/p.star"]
 
@@ -278,6 +298,9 @@ def test_cli_fetch_and_info(server, tmp_path, capsys):
     out = capsys.readouterr().out
     info = json.loads(out[out.index("{"):])
     assert info["particles"] == 10 and info["relion_style"] == "1" and info["box"] == 12
+    assert main(["info", str(dest / "emd_1.map.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "type: map" in out and "compressed: True" in out and "box: 8" in out
     assert main(["fetch", "nothing-like-this", "--manifest", str(mpath)]) == 2
     assert main(["fetch", "toy", "--manifest", str(mpath), "--base-url",
                  server.url + "/missing", "--dest", str(tmp_path / "x")]) == 1

@@ -423,7 +423,7 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
     ``n_particles`` images, default the manifest's subset).  ``star_url`` overrides the STAR
     location (needed when the manifest's is unconfirmed and the server has moved it).
     """
-    from radsvd.data.io import read_star, resolve_stacks  # noqa: F401
+    from radsvd.data.io import read_star
 
     manifest = manifest if isinstance(manifest, dict) else load_manifest(manifest)
     key, ds = resolve_dataset(manifest, name)

@@ -401,8 +401,7 @@ def write_star(path, table: pd.DataFrame, style: str = "3.1") -> Path:
     if style not in ("1", "3.0", "3.1"):
         raise InputError(f"write_star: style must be '1', '3.0' or '3.1', got {style!r}")
     t = table.reset_index(drop=True)
-    need = ["image_name", "defocus_u", "defocus_v", "voltage", "cs", "amplitude_contrast",
-            "pixel_size"]
+    need = ["image_name", "voltage", "cs", "amplitude_contrast", "pixel_size"]
     missing = [c for c in need if c not in t.columns]
     if missing:
         raise InputError(f"write_star: table lacks column(s) {', '.join(missing)}")
@@ -488,13 +487,14 @@ def resolve_stacks(table: pd.DataFrame, data_dir=None) -> pd.Series:
     return paths
 
 
-def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32):
+def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
+                   require_ctf: bool = True):
     """Images (n, N, N) and their normalised table from a STAR file and its stacks.
 
     Only the first ``n`` particles are read (stacks are memory-mapped).  Checks that every
     stack exists, every index is in range and all images share one square box.
     """
-    table = star if isinstance(star, pd.DataFrame) else read_star(star)
+    table = star if isinstance(star, pd.DataFrame) else read_star(star, require_ctf=require_ctf)
     if n is not None:
         table = table.iloc[: int(n)]
     if len(table) == 0:

@@ -175,6 +175,9 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
         "micrograph": [f"micrograph_{j + 1:04d}.mrc" for j in mic],
         "image_size": N,
     })
+    if not ctf:  # no CTF was applied: record none (readers then need require_ctf=False)
+        table = table.drop(columns=["defocus_u", "defocus_v", "defocus_angle", "phase_shift",
+                                    "bfactor"])
     table.attrs["snr"] = snr
     return images, table
 

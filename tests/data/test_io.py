@@ -1,7 +1,6 @@
 """MRC and STAR I/O: round trips for every RELION style, clear errors, atomic writes."""
 
 import gzip
-import os
 import warnings
 
 import numpy as np

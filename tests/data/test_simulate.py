@@ -108,3 +108,13 @@ def test_cli_simulate(tmp_path, capsys):
     assert vol.shape == (32, 32, 32)
     assert main(["simulate", "--molecule", "nope", "--out", str(out)]) == 2
     assert "unknown synthetic molecule" in capsys.readouterr().err
+
+
+def test_no_ctf_simulation_writes_no_ctf(mol, tmp_path):
+    imgs, t = simulate_particles(mol, 3, 32, 9.0, snr=None, ctf=False, seed=5)
+    assert "defocus_u" not in t.columns
+    paths = write_particles(tmp_path, imgs, t)
+    with pytest.raises(InputError, match="missing CTF column"):
+        load_particles(paths["star"])
+    back, table = load_particles(paths["star"], require_ctf=False)
+    np.testing.assert_array_equal(back, imgs)

@@ -182,6 +182,9 @@ def _download_to(url: str, part: Path, stop_at: int | None, timeout: float, prog
 
     have = part.stat().st_size if part.exists() else 0
     if stop_at is not None and have >= stop_at:
+        if have > stop_at:  # a longer prefix of the same file: keep what is needed
+            with open(part, "r+b") as f:
+                f.truncate(stop_at)
         return
     resp = _open(url, start=have, end=stop_at, timeout=timeout)
     with resp:
@@ -322,11 +325,26 @@ def fetch_stack_head(url: str, dest, n_images: int, timeout: float = 60.0,
     The local file's nz (and mz) are set to the number of images fetched.  Returns a record.
     """
     dest = Path(dest)
-    head = parse_mrc_header(fetch_bytes(url, 0, 1024, timeout))
-    k = min(int(n_images), head["nz"])
+    first = fetch_bytes(url, 0, 1024, timeout)
+    if first[:2] == b"\x1f\x8b":  # gzip: no random access; fetch the whole file
+        fetch_file(url, dest, retries=retries, timeout=timeout)
+        from radsvd.data.io import mrc_info
+
+        info = mrc_info(dest)
+        return dict(url=url, path=str(dest), images=info.shape[0],
+                    images_in_remote=info.shape[0], box=list(info.shape[1:]),
+                    bytes=dest.stat().st_size, sha256=sha256_file(dest), compressed=True)
+    try:
+        head = parse_mrc_header(first)
+    except InputError as exc:
+        raise FetchError(f"{url}: {exc}") from None
+    if int(n_images) > head["nz"]:
+        raise FetchError(f"{url}: the STAR file refers to image {int(n_images)} but the stack "
+                         f"holds {head['nz']}: wrong stack or a truncated file on the server")
+    k = int(n_images)
     nbytes = 1024 + head["nsymbt"] + k * head["nx"] * head["ny"] * head["bytes_per_voxel"]
     raw = dest.with_name(dest.name + ".head")
-    fetch_file(url, raw, first_bytes=nbytes, retries=retries, timeout=timeout)
+    fetch_file(url, raw, size=nbytes, first_bytes=nbytes, retries=retries, timeout=timeout)
     if raw.stat().st_size != nbytes:
         raise FetchError(f"{url}: got {raw.stat().st_size} bytes, expected {nbytes}")
     with atomic_path(dest) as tmp:

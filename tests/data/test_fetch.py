@@ -183,6 +183,27 @@ def test_range_request_for_first_particles(server, tmp_path):
     assert vs == pytest.approx(1.7, rel=1e-6)
 
 
+def test_stack_head_edge_cases(server, tmp_path):
+    imgs, raw = _stack_bytes(tmp_path, n=10)
+    url = _put(server, "s.mrcs", raw)
+    with pytest.raises(FetchError, match="refers to image 11 but the stack holds 10"):
+        fetch_stack_head(url, tmp_path / "a.mrcs", 11)
+    # a longer left-over prefix from an earlier run is cut to what is needed
+    (tmp_path / "b.mrcs.head.part").write_bytes(raw[: 1024 + 6 * 12 * 12 * 4])
+    fetch_stack_head(url, tmp_path / "b.mrcs", 3)
+    np.testing.assert_array_equal(read_stack(tmp_path / "b.mrcs"), imgs[:3])
+    # gzip-compressed stacks cannot be cut: the whole file is fetched
+    gz = write_mrc(tmp_path / "src.mrcs.gz", imgs, 1.7, stack=True)
+    url = _put(server, "s.mrcs.gz", gz.read_bytes())
+    rec = fetch_stack_head(url, tmp_path / "c.mrcs.gz", 2)
+    assert rec["compressed"] and rec["images"] == 10
+    np.testing.assert_array_equal(read_stack(tmp_path / "c.mrcs.gz"), imgs)
+    not_mrc = _put(server, "junk.mrcs", b"\0" * 2048)
+    with pytest.raises(FetchError, match="MAP"):
+        fetch_stack_head(not_mrc, tmp_path / "d.mrcs", 1)
+    assert not (tmp_path / "d.mrcs").exists()
+
+
 def _manifest(tmp_path, server, map_sha, star_rel="empiar/world_availability/1/data/p.star"):
     m = {"version": 1, "mirrors": {"ebi": "https://example.invalid"},
          "datasets": {"toy": {

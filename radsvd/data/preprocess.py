@@ -7,8 +7,8 @@ Steps (each a function; :func:`preprocess` chains them):
    spread of the remaining pixels (seeded: deterministic).
 2. :func:`normalize` – mean 0, standard deviation 1 over the interior disc (radius
    ``radius`` × N/2 pixels).
-3. :func:`center` – translate each image by −t with t its shift (RELION rlnOrigin*, content
-   at +t; :mod:`radsvd.data.simulate`), by a Fourier phase.
+3. :func:`center` – translate each image by +t, t its RELION origin offset (rlnOriginX/Y,
+   Å; the particle sits at −t, see :mod:`radsvd.data.simulate`), by a Fourier phase.
 4. :func:`downsample` – Fourier cropping to N' pixels (pixel size p·N/N'); the samples keep
    representing the same continuous image (values are not rescaled by N'/N).
 5. optional contrast inversion (multiply by −1).
@@ -116,9 +116,9 @@ def shift_images(images, sx, sy) -> np.ndarray:
 
 
 def center(images, shift_x_A, shift_y_A, pixel_size: float) -> np.ndarray:
-    """Undo the particles' shifts (Å, RELION rlnOriginX/YAngst): translate by −shift."""
-    return shift_images(images, -np.asarray(shift_x_A) / pixel_size,
-                        -np.asarray(shift_y_A) / pixel_size)
+    """Centre particles with RELION origin offsets (Å, rlnOriginX/YAngst): translate by +offset."""
+    return shift_images(images, np.asarray(shift_x_A) / pixel_size,
+                        np.asarray(shift_y_A) / pixel_size)
 
 
 def _crop_indices(N: int, M: int) -> slice:
@@ -181,7 +181,7 @@ def preprocess(images, table=None, box: int | None = None, invert: bool = False,
         if center_shifts and {"shift_x", "shift_y"} <= set(table.columns):
             sx, sy = table["shift_x"].to_numpy(), table["shift_y"].to_numpy()
             if np.any(sx != 0) or np.any(sy != 0):
-                imgs = shift_images(imgs, -sx / p, -sy / p)
+                imgs = shift_images(imgs, sx / p, sy / p)
             table["shift_x"] = 0.0
             table["shift_y"] = 0.0
     if box is not None and box != N:

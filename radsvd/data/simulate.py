@@ -2,11 +2,13 @@
 
 Image formation (all in the Fourier domain of the N×N image, DESIGN §2 units):
 
-    Î(k) = CTF(k) · e^{-i k·t} · V̂(R (kx, ky, 0)) + noise
+    Î(k) = CTF(k) · e^{+i k·t} · V̂(R (kx, ky, 0)) + noise
 
 with R a uniform random pose (Haar measure on SO(3); the template convention of
-:mod:`radsvd.data.rotations`), t the shift (image content moved by +t, t = RELION's
-rlnOriginX/YAngst converted to box units), CTF in RELION's convention (:mod:`radsvd.data.ctf`)
+:mod:`radsvd.data.rotations`), t = RELION's rlnOriginX/YAngst (converted to box units): the
+particle sits at −t in the image, because RELION's origin offsets "shift observations into
+the reference projection" (translating the image by +t centres it; RELION docs,
+Conventions/Orientations), CTF in RELION's convention (:mod:`radsvd.data.ctf`)
 and V̂ from one 3D type-2 NUFFT of the map at the rotated Cartesian frequencies (frequencies
 beyond the map's Nyquist are set to 0).  The real-space image is the centred inverse DFT
 divided by dx², so that without CTF, shift and noise it samples the projection ∫ V dz.
@@ -148,7 +150,7 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
         sl = slice(start, min(n, start + chunk))
         F = _slices(volume, R[sl], N, eps)
         if max_shift > 0:
-            F *= np.exp(-1j * (kx[None] * (sx[sl, None, None] * to_box)
+            F *= np.exp(+1j * (kx[None] * (sx[sl, None, None] * to_box)
                                + ky[None] * (sy[sl, None, None] * to_box)))
         if ctf:
             for i in range(sl.start, sl.stop):

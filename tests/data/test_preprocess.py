@@ -47,11 +47,27 @@ def test_downsample_images_and_volume(wide):
 def test_center_undoes_shift(wide):
     p = 2.0
     a = wide.projection(64)
-    sx, sy = 3.0, -5.0  # Å; content moved to +t
+    sx, sy = 3.0, -5.0  # Å; RELION origin offsets: the particle sits at −(sx, sy)
     t = np.array([sx, sy, 0.0]) * 2 / (64 * p)
-    moved = GaussianMolecule(wide.centers + t, wide.sigmas, wide.weights).projection(64)
-    np.testing.assert_allclose(shift_images(a, sx / p, sy / p), moved, atol=WRAP * a.max())
-    np.testing.assert_allclose(center(moved, sx, sy, p), a, atol=WRAP * a.max())
+    off = GaussianMolecule(wide.centers - t, wide.sigmas, wide.weights).projection(64)
+    # shift_images moves content by +s pixels
+    np.testing.assert_allclose(shift_images(a, -sx / p, -sy / p), off, atol=WRAP * a.max())
+    np.testing.assert_allclose(center(off, sx, sy, p), a, atol=WRAP * a.max())
+
+
+def test_simulated_shifts_are_undone_by_preprocess():
+    from radsvd.data.molecules import synthetic_molecule
+    from radsvd.data.simulate import simulate_particles
+
+    mol = synthetic_molecule("trpv1-like", n_atoms=40)
+    rot = np.stack([np.eye(3)] * 2)
+    shifted, t = simulate_particles(mol, 2, 64, 4.0, snr=None, ctf=False, max_shift=12.0,
+                                    rotations=rot, seed=3)
+    plain, _ = simulate_particles(mol, 2, 64, 4.0, snr=None, ctf=False, rotations=rot, seed=3)
+    assert np.hypot(t.shift_x, t.shift_y).min() > 1.0
+    centred = center(shifted.astype(np.float64), t.shift_x.to_numpy(), t.shift_y.to_numpy(), 4.0)
+    # molecule extent ≤ 0.6 + 5σ of the half-box: wrap-around negligible (< 1e-6 of the peak)
+    np.testing.assert_allclose(centred, plain, atol=1e-5 * plain.max())
 
 
 def test_replace_edge_artifacts():

@@ -20,8 +20,8 @@ def mol():
 
 
 def _shifted(mol, R, sx, sy, p):
-    """The molecule moved so that its projection under R is shifted by (sx, sy) Å."""
-    t = np.array([sx, sy, 0.0]) * 2.0 / (N * p)
+    """The molecule moved so that its projection under R sits at −(sx, sy) Å (RELION origins)."""
+    t = -np.array([sx, sy, 0.0]) * 2.0 / (N * p)
     from radsvd.data.molecules import GaussianMolecule
 
     return GaussianMolecule(mol.centers + t @ R.T, mol.sigmas, mol.weights)

@@ -122,3 +122,32 @@ def test_bad_ctf_input():
     with pytest.raises(InputError, match="pixel size"):
         CTFParams(1000, 1000).polar(PolarGrid(K=8), 32, 0.0)
     assert np.isfinite(ctf_value(np.linspace(0, 0.5, 5), 0.0, 1e4, 1e4)).all()
+
+
+def relion_ctf(X, Y, du, dv, ang, kv, cs, q0, phase=0.0, bfac=0.0):
+    """RELION's CTF::getCTF (ctf.h, 3.1+) written out: astigmatism as the bilinear form
+    A = Qᵀ diag(−DU, −DV) Q, γ = K1 (Axx X² + 2 Axy XY + Ayy Y²) + K2 u⁴ − K5 − K3,
+    CTF = −sin γ · exp(−B u² / 4).  X, Y in 1/Å along the image x and y axes."""
+    lam = 12.2643247 / np.sqrt(kv * 1e3 * (1 + kv * 1e3 * 0.978466e-6))
+    K1, K2 = np.pi * lam, np.pi / 2 * cs * 1e7 * lam ** 3
+    K3, K4, K5 = np.arctan(q0 / np.sqrt(1 - q0 * q0)), -bfac / 4, np.deg2rad(phase)
+    a = np.deg2rad(ang)
+    Q = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    A = Q.T @ np.diag([-du, -dv]) @ Q
+    u2 = X * X + Y * Y
+    gamma = K1 * (A[0, 0] * X * X + 2 * A[0, 1] * X * Y + A[1, 1] * Y * Y) + K2 * u2 * u2 - K5 - K3
+    return -np.sin(gamma) * np.exp(K4 * u2)
+
+
+def test_matches_relion_formula_on_cartesian_grid():
+    rng = np.random.default_rng(3)
+    N, p = 96, 1.3
+    f = np.fft.fftfreq(N) / p
+    X, Y = np.meshgrid(f, f)  # [iy, ix]
+    for _ in range(5):
+        du = rng.uniform(8000, 30000)
+        dv = du - rng.uniform(0, 2000)
+        ang, ps, b = rng.uniform(0, 180), rng.uniform(0, 90), rng.uniform(0, 100)
+        c = CTFParams(du, dv, ang, 300.0, 2.7, 0.1, ps, b)
+        np.testing.assert_allclose(c.cartesian(N, p), relion_ctf(X, Y, du, dv, ang, 300.0, 2.7,
+                                                                 0.1, ps, b), atol=1e-12)

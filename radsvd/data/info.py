@@ -42,8 +42,11 @@ def describe(path) -> dict:
             out["box"] = info.shape[1]
         else:
             out["box"] = info.shape[0]
-        data = read_stack(path, dtype=np.float64) if info.is_stack else None
-        if data is None:
+        if info.is_stack:  # statistics over at most the first 256 images (stacks can be huge)
+            k = min(info.shape[0], 256)
+            data = read_stack(path, np.arange(k), dtype=np.float64)
+            out["stats_over_images"] = k
+        else:
             from radsvd.data.io import read_mrc
 
             data, _ = read_mrc(path)

@@ -181,3 +181,62 @@ def _dft_best(Z, ne, CE, SE, CO, SO, W, val, idx, X, want_x):  # pragma: no cove
             for w in range(nw):
                 for m in range(Q):
                     X[p0 + w, m] = xb[m, w]
+
+
+@jit
+def _best4(EC, ES, OC, OS, J, val, idx):  # pragma: no cover - compiled
+    """Max and first argmax over γ from the four quarter-DFTs (eq. 35 step 2, Q = 2J).
+
+    EC/ES (even q, cos/sin) and OC/OS (odd q): (Jh+1, P), Jh = ⌊J/2⌋.  For 0 ≤ j ≤ Jh:
+        X_j = (EC+ES) + (OC+OS),      X_{J−j} = (EC−ES) − (OC−OS),
+        X_{J+j} = (EC+ES) − (OC+OS),  X_{2J−j} = (EC−ES) + (OC−OS)
+    (parity of q gives γ + π; the sign of the sine gives −γ).  The four passes visit the
+    indices in increasing order with a strict '>', so ties go to the lowest index.
+    """
+    Jh1, P = EC.shape
+    for p in range(P):
+        val[p] = EC[0, p] + ES[0, p] + OC[0, p] + OS[0, p]
+        idx[p] = 0
+    for j in range(1, Jh1):
+        for p in range(P):
+            x = (EC[j, p] + ES[j, p]) + (OC[j, p] + OS[j, p])
+            if x > val[p]:
+                val[p] = x
+                idx[p] = j
+    for j in range(Jh1 - 1, -1, -1):
+        m = J - j
+        for p in range(P):
+            x = (EC[j, p] - ES[j, p]) - (OC[j, p] - OS[j, p])
+            if x > val[p]:
+                val[p] = x
+                idx[p] = m
+    for j in range(Jh1):
+        m = J + j
+        for p in range(P):
+            x = (EC[j, p] + ES[j, p]) - (OC[j, p] + OS[j, p])
+            if x > val[p]:
+                val[p] = x
+                idx[p] = m
+    for j in range(Jh1 - 1, 0, -1):
+        m = 2 * J - j
+        for p in range(P):
+            x = (EC[j, p] - ES[j, p]) + (OC[j, p] - OS[j, p])
+            if x > val[p]:
+                val[p] = x
+                idx[p] = m
+
+
+@jit
+def _assemble4(EC, ES, OC, OS, J, X):  # pragma: no cover - compiled
+    """The whole landscape X (P, 2J) from the four quarter-DFTs (see :func:`_best4`)."""
+    Jh1, P = EC.shape
+    for p in range(P):
+        for j in range(Jh1):
+            e1 = EC[j, p] + ES[j, p]
+            o1 = OC[j, p] + OS[j, p]
+            e2 = EC[j, p] - ES[j, p]
+            o2 = OC[j, p] - OS[j, p]
+            X[p, j] = e1 + o1
+            X[p, J + j] = e1 - o1
+            X[p, J - j] = e2 - o2
+            X[p, (2 * J - j) % (2 * J)] = e2 + o2

@@ -68,6 +68,13 @@ class _Tables:
         ne2 = 2 * self.n_even
         self.Me = np.ascontiguousarray(M[:, :ne2], dtype=dtype)
         self.Mo = np.ascontiguousarray(M[:, ne2:], dtype=dtype)
+        # quarter DFTs (cos/sin × even/odd q) on j = 0 … ⌊J/2⌋, see _kernels._best4
+        Jh1 = J // 2 + 1
+        self.CE = np.ascontiguousarray(M[:Jh1, 0:ne2:2], dtype=dtype)
+        self.SE = np.ascontiguousarray(M[:Jh1, 1:ne2:2], dtype=dtype)
+        self.CO = np.ascontiguousarray(M[:Jh1, ne2::2], dtype=dtype)
+        self.SO = np.ascontiguousarray(M[:Jh1, ne2 + 1::2], dtype=dtype)
+        self.Jh1 = Jh1
         self.Q, self.J, self.nf, self.dtype = Q, J, nf, dtype
 
 
@@ -189,8 +196,7 @@ class _Buffers:
         t = plan.tables
         self.sub = sub
         self.Z = np.empty(2 * t.nf * P, dtype=plan.dtype)
-        self.E = np.empty(t.J * sub, dtype=plan.dtype)
-        self.O = np.empty(t.J * sub, dtype=plan.dtype)
+        self.Q4 = np.empty((4, t.Jh1 * sub), dtype=plan.dtype)
         self.val = np.empty(P, dtype=plan.dtype)
         self.idx = np.empty(P, dtype=np.int64)
 
@@ -205,26 +211,29 @@ def _tile_Z(plan: _Plan, Aq: np.ndarray, Bq: np.ndarray, buf: _Buffers) -> np.nd
     return Z4.reshape(2 * t.nf, P)
 
 
-def _EO(plan: _Plan, Z: np.ndarray, c0: int, c1: int, buf: _Buffers):
-    """Step 2 for pairs c0:c1 of a tile: E, O (J, c1 - c0), in cache-sized pieces."""
+def _quarters(plan: _Plan, Z: np.ndarray, c0: int, c1: int, buf: _Buffers):
+    """Step 2 for pairs c0:c1 of a tile: four real GEMMs with the quarter DFT matrices,
+    EC, ES, OC, OS of shape (⌊J/2⌋+1, c1 − c0); cache-sized pieces of the tile."""
     t = plan.tables
     n = c1 - c0
-    E = buf.E[: t.J * n].reshape(t.J, n)
-    O = buf.O[: t.J * n].reshape(t.J, n)
+    EC, ES, OC, OS = (buf.Q4[i, : t.Jh1 * n].reshape(t.Jh1, n) for i in range(4))
     ne2 = 2 * t.n_even
-    np.matmul(t.Me, Z[:ne2, c0:c1], out=E)
-    np.matmul(t.Mo, Z[ne2:, c0:c1], out=O)
-    return E, O
+    np.matmul(t.CE, Z[0:ne2:2, c0:c1], out=EC)
+    np.matmul(t.SE, Z[1:ne2:2, c0:c1], out=ES)
+    np.matmul(t.CO, Z[ne2::2, c0:c1], out=OC)
+    np.matmul(t.SO, Z[ne2 + 1::2, c0:c1], out=OS)
+    return EC, ES, OC, OS
 
 
 def _tile_best(plan: _Plan, Aq, Bq, buf: _Buffers):
     """Steps 1–3 for one tile: Z and the per-pair (val, idx) views into ``buf``."""
     Z = _tile_Z(plan, Aq, Bq, buf)
     P = Z.shape[1]
+    J = plan.tables.J
     for c0 in range(0, P, buf.sub):
         c1 = min(P, c0 + buf.sub)
-        E, O = _EO(plan, Z, c0, c1, buf)
-        K._best_over_gamma(E, O, buf.val[c0:c1], buf.idx[c0:c1])
+        EC, ES, OC, OS = _quarters(plan, Z, c0, c1, buf)
+        K._best4(EC, ES, OC, OS, J, buf.val[c0:c1], buf.idx[c0:c1])
     return Z, buf.val[:P], buf.idx[:P]
 
 
@@ -233,13 +242,12 @@ def _tile_landscape(plan: _Plan, Aq, Bq, buf) -> np.ndarray:
     Z = _tile_Z(plan, Aq, Bq, buf)
     P = Z.shape[1]
     J = plan.tables.J
-    X = np.empty((P, 2 * J))
+    X = np.empty((P, 2 * J), dtype=plan.dtype)
     for c0 in range(0, P, buf.sub):
         c1 = min(P, c0 + buf.sub)
-        E, O = _EO(plan, Z, c0, c1, buf)
-        X[c0:c1, :J] = (E + O).T
-        X[c0:c1, J:] = (E - O).T
-    return X
+        EC, ES, OC, OS = _quarters(plan, Z, c0, c1, buf)
+        K._assemble4(EC, ES, OC, OS, J, X[c0:c1])
+    return X.astype(np.float64, copy=False)
 
 
 def _pool_map(fn, items, n_workers: int, progress=None):

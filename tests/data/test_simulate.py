@@ -106,6 +106,14 @@ def test_cli_simulate(tmp_path, capsys):
     assert table.defocus_u.nunique() == 2
     vol, _ = read_mrc(out / "map.mrc")
     assert vol.shape == (32, 32, 32)
+    capsys.readouterr()
+    assert main(["info", "--json", str(out / "particles.mrcs")]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["type"] == "stack" and info["images"] == 6 and info["box"] == 32
+    assert info["voxel_size"] == pytest.approx(9.0)
+    assert info["mean"] == pytest.approx(float(imgs.mean()), rel=1e-5, abs=1e-6)
     assert main(["simulate", "--molecule", "nope", "--out", str(out)]) == 2
     assert "unknown synthetic molecule" in capsys.readouterr().err
 

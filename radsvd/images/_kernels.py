@@ -240,3 +240,20 @@ def _assemble4(EC, ES, OC, OS, J, X):  # pragma: no cover - compiled
             X[p, J + j] = e1 - o1
             X[p, J - j] = e2 - o2
             X[p, (2 * J - j) % (2 * J)] = e2 + o2
+
+
+@jit
+def _row_best(val, idx, b0, bv, bt, bj):  # pragma: no cover - compiled
+    """Per image (row) of a tile: keep the best (score, target, γ-index) seen so far.
+
+    val, idx: (n, nb) per-pair maxima; targets b0 … b0+nb−1.  Strict '>' in target order,
+    so ties go to the lowest target index (tiles arrive in increasing b0).
+    """
+    n, nb = val.shape
+    for i in range(n):
+        for j in range(nb):
+            v = float(val[i, j])
+            if v > bv[i]:
+                bv[i] = v
+                bt[i] = b0 + j
+                bj[i] = idx[i, j]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,11 +36,12 @@ import numpy as np
 from radsvd._validate import InputError, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
+from radsvd.images._pool import pool_map
 from radsvd.images.basis import RadialBasis
 
 __all__ = ["AlignResult", "align_images", "landscapes", "landscape_tiles", "prepare"]
 
-DEFAULT_TILE = (64, 128)
+DEFAULT_TILE = None  # auto: (64, 128) on the full path, (64, 256) for small H (measured)
 DEFAULT_SUB = 1024  # pairs per DFT piece: E, O stay in L2
 
 
@@ -250,31 +250,9 @@ def _tile_landscape(plan: _Plan, Aq, Bq, buf) -> np.ndarray:
     return X.astype(np.float64, copy=False)
 
 
-def _pool_map(fn, items, n_workers: int, progress=None):
-    """Run fn over items with n_workers threads (BLAS single-threaded); results in order."""
-    from threadpoolctl import threadpool_limits
-
-    out = [None] * len(items)
-    with threadpool_limits(limits=1, user_api="blas"):
-        if n_workers <= 1 or len(items) <= 1:
-            for i, it in enumerate(items):
-                out[i] = fn(it)
-                if progress is not None:
-                    progress.update(1)
-        else:
-            with ThreadPoolExecutor(max_workers=n_workers) as ex:
-                futures = [ex.submit(fn, it) for it in items]
-                for i, f in enumerate(futures):
-                    out[i] = f.result()
-                    if progress is not None:
-                        progress.update(1)
-    return out
-
-
-def _n_workers() -> int:
-    import numba
-
-    return max(1, int(numba.get_num_threads()))
+def _auto_tile(plan: _Plan) -> tuple[int, int]:
+    """Tile (images, targets): the contraction GEMMs want a large target side when H is small."""
+    return (64, 256) if plan.H <= 16 else (64, 128)
 
 
 def _tile_ranges(n: int, t: int):
@@ -342,7 +320,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
     plan = prepare(grid, basis, rank, precision)
     fb_a = _check_fb_source(fb_a, plan.grid, "fb_a")
     fb_b = _check_fb_source(fb_b, plan.grid, "fb_b")
-    ta, tb = (int(tile[0]), int(tile[1]))
+    ta, tb = _auto_tile(plan) if tile is None else (int(tile[0]), int(tile[1]))
     sub = DEFAULT_SUB if sub is None else int(sub)
     if ta < 1 or tb < 1 or sub < 1:
         raise InputError(f"tile sizes must be positive, got {tile}")
@@ -368,36 +346,42 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
         n = a1 - a0
         bv = np.full(n, -np.inf)
         bt = np.zeros(n, dtype=np.int64)
-        bg = np.zeros(n)
-        rows = np.arange(n)
+        bj = np.zeros(n, dtype=np.int64)
+        bg = None
         for b0, b1, Bq in b_tiles:
             Z, val, idx = _tile_best(plan, Aq, Bq, buf)
-            P = n * (b1 - b0)
-            if refine and all_pairs:
-                g = np.empty(P)
-                v = np.empty(P)
-                K._refine(np.ascontiguousarray(Z, dtype=np.float64), plan.tables.qs,
-                          plan.tables.cw, idx, Q, g, v)
-            else:
-                g = idx * dg
-                v = val.astype(np.float64)
-            v2 = v.reshape(n, b1 - b0)
-            g2 = g.reshape(n, b1 - b0)
+            nb = b1 - b0
             if all_pairs:
-                scores[a0:a1, b0:b1] = v2
-                angles[a0:a1, b0:b1] = g2
-            j = np.argmax(v2, axis=1)
-            vj = v2[rows, j]
-            better = vj > bv
-            bv[better] = vj[better]
-            bt[better] = b0 + j[better]
-            bg[better] = g2[rows, j][better]
+                if refine:
+                    g = np.empty(n * nb)
+                    v = np.empty(n * nb)
+                    K._refine(np.ascontiguousarray(Z, dtype=np.float64), plan.tables.qs,
+                              plan.tables.cw, idx, Q, g, v)
+                else:
+                    g = idx * dg
+                    v = val
+                scores[a0:a1, b0:b1] = v.reshape(n, nb)
+                angles[a0:a1, b0:b1] = g.reshape(n, nb)
+                if refine:
+                    # the best target by refined score (strict '>' in target order)
+                    v2 = v.reshape(n, nb)
+                    j = np.argmax(v2, axis=1)
+                    vj = v2[np.arange(n), j]
+                    better = vj > bv
+                    bv[better] = vj[better]
+                    bt[better] = b0 + j[better]
+                    if bg is None:
+                        bg = np.zeros(n)
+                    bg[better] = g.reshape(n, nb)[np.arange(n), j][better]
+                    continue
+            K._row_best(val.reshape(n, nb), idx.reshape(n, nb), b0, bv, bt, bj)
+        if bg is None:
+            bg = bj * dg
         if refine and not all_pairs:
             Zp = _z_pairs(plan, ca, cb_all[bt])
-            gi = np.rint(bg / dg).astype(np.int64) % Q
             g = np.empty(n)
             v = np.empty(n)
-            K._refine(Zp, plan.tables.qs, plan.tables.cw, gi, Q, g, v)
+            K._refine(Zp, plan.tables.qs, plan.tables.cw, bj, Q, g, v)
             bv, bg = v, g
         return bt, bg, bv
 
@@ -408,7 +392,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
 
         bar = tqdm(total=len(items), desc="align", unit="tile", file=None, leave=False)
     try:
-        parts = _pool_map(task, items, _n_workers(), bar)
+        parts = pool_map(task, items, progress=bar)
     finally:
         if bar is not None:
             bar.close()
@@ -432,7 +416,7 @@ def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precisio
     fb_a = _check_fb_source(fb_a, grid, "fb_a")
     fb_b = _check_fb_source(fb_b, grid, "fb_b")
     plans = [prepare(grid, e[0], e[1], e[2] if len(e) > 2 else precision) for e in bases]
-    ta, tb = int(tile[0]), int(tile[1])
+    ta, tb = (64, 128) if tile is None else (int(tile[0]), int(tile[1]))
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
     fbB = _load(fb_b, 0, NB, "fb_b")
     bsides = [[(b0, b1, p.side_b(p.coeffs(fbB[b0:b1]))) for b0, b1 in _tile_ranges(NB, tb)]

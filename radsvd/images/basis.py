@@ -48,15 +48,29 @@ def _q_multiplicity(Q: int, include_zero: bool) -> np.ndarray:
     return m
 
 
-def _gram(fb, grid: PolarGrid, include_zero: bool) -> np.ndarray:
+def _gram(fb, grid: PolarGrid, include_zero: bool, chunk: int = 64) -> np.ndarray:
     """(1/n) Σ_n Σ_q conj(b̃(r, q)) b̃(r', q) over all periodic q (real for real images).
 
-    Computed as one real GEMM: Re(conj(x)·y) = Re x·Re y + Im x·Im y.
+    Re(conj(x)·y) = Re x·Re y + Im x·Im y: one real GEMM per chunk of targets (cache-sized),
+    chunks on the task pool, partial sums added in chunk order (deterministic).
     """
-    m = np.sqrt(_q_multiplicity(grid.Q, include_zero))
-    bt = fb * (grid.eta[None, :, None] * m[None, None, :])
-    F = np.ascontiguousarray(np.transpose(bt, (1, 0, 2))).view(np.float64).reshape(grid.R, -1)
-    G = (F @ F.T) / fb.shape[0]
+    from radsvd.images._pool import pool_map
+
+    wq = _q_multiplicity(grid.Q, include_zero)
+    wk = np.repeat(np.sqrt(wq), 2)                       # (re, im) per q
+    X = fb.view(np.float64)                              # (n, R, 2·n_freq)
+
+    def part(rng):
+        a0, a1 = rng
+        F = np.ascontiguousarray(np.transpose(X[a0:a1] * wk, (1, 0, 2))).reshape(grid.R, -1)
+        return F @ F.T
+
+    n = fb.shape[0]
+    parts = pool_map(part, [(i, min(n, i + chunk)) for i in range(0, n, chunk)])
+    G = parts[0]
+    for P in parts[1:]:
+        G = G + P
+    G = G * np.outer(grid.eta, grid.eta) / n
     return 0.5 * (G + G.T)
 
 

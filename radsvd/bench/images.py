@@ -24,7 +24,7 @@ import scipy.fft
 
 from radsvd._jit import fft_workers
 from radsvd.grids import PolarGrid
-from radsvd.images import align_images, images_to_fb, radial_svd
+from radsvd.images import align_images, images_to_fb, radial_svd, rank_sweep
 
 
 def synthetic_images(n: int, N: int = 64, seed: int = 0, n_blobs: int = 12,
@@ -160,6 +160,19 @@ def measure(quick: bool = False) -> list[dict]:
                 extrapolated_gib_1e5=float(extrap / 2**30),
                 params=dict(N_B=NBm, N_A=list(ns), K=K, input="memory-mapped .npy",
                             measured="tracemalloc peak (numpy allocations)")))
+    # precision of the compressed path at this scale: f and correlation, float32 vs float64
+    na = min(NA, 256)
+    t = time.perf_counter()
+    acc = {p: rank_sweep(fb_a[:na], fb_b, grid, basis, [H], precision=p)[H]
+           for p in ("double", "single")}
+    recs.append(dict(
+        name=f"images.rank{H}.accuracy", seconds=time.perf_counter() - t,
+        f_double=acc["double"]["f"], f_single=acc["single"]["f"],
+        corr_double=acc["double"]["correlation"], corr_single=acc["single"]["correlation"],
+        rel_frobenius_double=acc["double"]["rel_frobenius"],
+        abs_diff_f=abs(acc["double"]["f"] - acc["single"]["f"]),
+        abs_diff_corr=abs(acc["double"]["correlation"] - acc["single"]["correlation"]),
+        params=dict(params, N_A=na, H=H, method="radial-svd")))
     recs.append(dict(name="images.setup", seconds=t_prep, params=dict(params,
                      what="synthetic images + polar FFT (not part of the timings)")))
     return recs

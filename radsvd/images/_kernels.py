@@ -190,40 +190,43 @@ def _best4(EC, ES, OC, OS, J, val, idx):  # pragma: no cover - compiled
     EC/ES (even q, cos/sin) and OC/OS (odd q): (Jh+1, P), Jh = ⌊J/2⌋.  For 0 ≤ j ≤ Jh:
         X_j = (EC+ES) + (OC+OS),      X_{J−j} = (EC−ES) − (OC−OS),
         X_{J+j} = (EC+ES) − (OC+OS),  X_{2J−j} = (EC−ES) + (OC−OS)
-    (parity of q gives γ + π; the sign of the sine gives −γ).  The four passes visit the
-    indices in increasing order with a strict '>', so ties go to the lowest index.
+    (parity of q gives γ + π; the sign of the sine gives −γ).  One pass over the four arrays;
+    ties go to the lowest γ index (explicit index comparison on equality).
     """
     Jh1, P = EC.shape
     for p in range(P):
-        val[p] = EC[0, p] + ES[0, p] + OC[0, p] + OS[0, p]
+        val[p] = -np.inf
         idx[p] = 0
-    for j in range(1, Jh1):
-        for p in range(P):
-            x = (EC[j, p] + ES[j, p]) + (OC[j, p] + OS[j, p])
-            if x > val[p]:
-                val[p] = x
-                idx[p] = j
-    for j in range(Jh1 - 1, -1, -1):
-        m = J - j
-        for p in range(P):
-            x = (EC[j, p] - ES[j, p]) - (OC[j, p] - OS[j, p])
-            if x > val[p]:
-                val[p] = x
-                idx[p] = m
     for j in range(Jh1):
-        m = J + j
+        m1 = j
+        m2 = J - j
+        m3 = J + j
+        m4 = (2 * J - j) % (2 * J)
         for p in range(P):
-            x = (EC[j, p] + ES[j, p]) - (OC[j, p] + OS[j, p])
-            if x > val[p]:
-                val[p] = x
-                idx[p] = m
-    for j in range(Jh1 - 1, 0, -1):
-        m = 2 * J - j
-        for p in range(P):
-            x = (EC[j, p] - ES[j, p]) + (OC[j, p] - OS[j, p])
-            if x > val[p]:
-                val[p] = x
-                idx[p] = m
+            e1 = EC[j, p] + ES[j, p]
+            o1 = OC[j, p] + OS[j, p]
+            e2 = EC[j, p] - ES[j, p]
+            o2 = OC[j, p] - OS[j, p]
+            v = val[p]
+            k = idx[p]
+            x = e1 + o1
+            if x > v or (x == v and m1 < k):
+                v = x
+                k = m1
+            x = e2 - o2
+            if x > v or (x == v and m2 < k):
+                v = x
+                k = m2
+            x = e1 - o1
+            if x > v or (x == v and m3 < k):
+                v = x
+                k = m3
+            x = e2 + o2
+            if x > v or (x == v and m4 < k):
+                v = x
+                k = m4
+            val[p] = v
+            idx[p] = k
 
 
 @jit

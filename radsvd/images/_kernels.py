@@ -14,31 +14,6 @@ from radsvd._jit import jit
 
 
 @jit
-def _best_over_gamma(E, O, val, idx):  # pragma: no cover - compiled
-    """Per pair p: max and first argmax over γ_j of X_j = E_j + O_j, X_{j+J} = E_j - O_j.
-
-    E, O: (J, P) even- and odd-q parts of the landscape (J = Q/2); val, idx: (P,) outputs.
-    The scan is in γ-index order with a strict '>', so ties go to the lowest index.
-    """
-    J, P = E.shape
-    for p in range(P):
-        val[p] = E[0, p] + O[0, p]
-        idx[p] = 0
-    for j in range(1, J):
-        for p in range(P):
-            x = E[j, p] + O[j, p]
-            if x > val[p]:
-                val[p] = x
-                idx[p] = j
-    for j in range(J):
-        for p in range(P):
-            x = E[j, p] - O[j, p]
-            if x > val[p]:
-                val[p] = x
-                idx[p] = j + J
-
-
-@jit
 def _trig_eval(Z, p, qs, cw, g, cq, sq):  # pragma: no cover - compiled
     """X(g), X'(g), X''(g) of the trigonometric polynomial of pair p (eq. 23 / 35).
 
@@ -111,76 +86,6 @@ def _refine(Z, qs, cw, idx, Q, gam, val):  # pragma: no cover - compiled
         g = g % (2.0 * math.pi)
         gam[p] = g
         val[p] = f
-
-
-@jit
-def _dft_best(Z, ne, CE, SE, CO, SO, W, val, idx, X, want_x):  # pragma: no cover - compiled
-    """Fused real inverse DFT over q + max/argmax over γ for a tile of pairs (eq. 35 step 2).
-
-    Z: (2·n_freq, P) rows (i, re/im), even q first (ne of them) then odd q.
-    CE/SE (Jh+1, ne) and CO/SO (Jh+1, no): weighted cos/sin(q γ_j) for j = 0 … Jh = ⌊J/2⌋,
-    J = Q/2.  With EC = Σ_even CE·Zr, ES = Σ_even SE·Zi (OC, OS likewise for odd q):
-        X_j = (EC+ES) + (OC+OS),      X_{j+J} = (EC+ES) − (OC+OS),
-        X_{Q−j} = (EC−ES) + (OC−OS),  X_{J−j} = (EC−ES) − (OC−OS)
-    (parity of q gives γ + π, the sign of the sine gives −γ): ~Q²/4 multiply-adds per pair
-    instead of Q²/2 for the parity split alone.  Pairs go in blocks of W (SIMD lanes over p).
-    val/idx (P,): max and first argmax over γ in index order.  If want_x, X (P, Q) gets the
-    landscape.
-    """
-    P = Z.shape[1]
-    Jh1 = CE.shape[0]
-    no = CO.shape[1]
-    Q = 2 * (Z.shape[0] // 2 - 1)
-    J = Q // 2
-    ec = np.empty(W, dtype=Z.dtype)
-    es = np.empty(W, dtype=Z.dtype)
-    oc = np.empty(W, dtype=Z.dtype)
-    os_ = np.empty(W, dtype=Z.dtype)
-    xb = np.empty((Q, W), dtype=Z.dtype)
-    for p0 in range(0, P, W):
-        nw = min(W, P - p0)
-        for j in range(Jh1):
-            for w in range(W):
-                ec[w] = 0.0
-                es[w] = 0.0
-                oc[w] = 0.0
-                os_[w] = 0.0
-            for i in range(ne):
-                c = CE[j, i]
-                s = SE[j, i]
-                for w in range(nw):
-                    ec[w] += c * Z[2 * i, p0 + w]
-                    es[w] += s * Z[2 * i + 1, p0 + w]
-            for k in range(no):
-                c = CO[j, k]
-                s = SO[j, k]
-                r = 2 * (ne + k)
-                for w in range(nw):
-                    oc[w] += c * Z[r, p0 + w]
-                    os_[w] += s * Z[r + 1, p0 + w]
-            jm = (Q - j) % Q
-            jn = J - j
-            for w in range(nw):
-                e1 = ec[w] + es[w]
-                o1 = oc[w] + os_[w]
-                e2 = ec[w] - es[w]
-                o2 = oc[w] - os_[w]
-                xb[j, w] = e1 + o1
-                xb[j + J, w] = e1 - o1
-                xb[jm, w] = e2 + o2
-                xb[jn, w] = e2 - o2
-        for w in range(nw):
-            val[p0 + w] = xb[0, w]
-            idx[p0 + w] = 0
-        for m in range(1, Q):
-            for w in range(nw):
-                if xb[m, w] > val[p0 + w]:
-                    val[p0 + w] = xb[m, w]
-                    idx[p0 + w] = m
-        if want_x:
-            for w in range(nw):
-                for m in range(Q):
-                    X[p0 + w, m] = xb[m, w]
 
 
 @jit

@@ -10,10 +10,14 @@ Full path: ã_r = η_r a(k_r, ·) (identity basis, H = R).  Compressed path: a R
 How it runs (DESIGN §5).  Real images need only q = 0 … Q/2.  Per tile of ta × tb pairs:
 1. contraction Z(q) = Σ_h conj(ã_h(q)) b̃_h(q) as real GEMMs, [Re ã | Im ã] against
    [[Re b̃, Im b̃], [Im b̃, -Re b̃]] for every q (output rows (q, re/im), pairs contiguous);
-2. the real length-Q inverse DFT as two real GEMMs with the DFT matrix split by parity of q:
-   E_j (even q) and O_j (odd q), j < Q/2, give X(γ_j) = E_j + O_j and X(γ_j + π) = E_j − O_j;
-3. a compiled scan for the max and first argmax over γ (and an optional off-grid refinement,
-   eq. 23: parabola through the grid maximum, then Newton on the trigonometric polynomial).
+2. the real length-Q inverse DFT (X is real: only q = 0 … Q/2 enter) as four small real GEMMs
+   with quarter DFT matrices: cos and sin parts of even and odd q on j = 0 … ⌊Q/4⌋; parity
+   gives γ + π and the sign of the sine gives −γ, so each product yields four landscape values
+   (≈ Q²/4 multiply-adds per pair instead of Q²);
+3. a compiled one-pass scan that forms the four values and keeps the max and first argmax
+   over γ (optional off-grid refinement, eq. 23: parabola through the grid maximum, then
+   Newton on the trigonometric polynomial).
+Pieces of ``sub`` pairs keep step 2–3 buffers in cache.
 Tiles are independent tasks run by a pool of ``numba.get_num_threads()`` threads with BLAS
 single-threaded, and merged in a fixed order: results are bitwise identical for any thread
 count.  Memory: the prepared targets, one image tile per task and per-worker tile buffers,
@@ -47,7 +51,7 @@ DEFAULT_SUB = 1024  # pairs per DFT piece: E, O stay in L2
 
 # ----------------------------------------------------------------------------- tables
 class _Tables:
-    """q ordering (even q first), parity-split DFT matrices and refinement weights."""
+    """q ordering (even q first), quarter DFT matrices and refinement weights."""
 
     def __init__(self, Q: int, dtype):
         nf = Q // 2 + 1
@@ -66,8 +70,6 @@ class _Tables:
             M[:, 2 * i] = self.cw[i] * np.cos(qq * gam)
             M[:, 2 * i + 1] = self.cw[i] * np.sin(qq * gam)
         ne2 = 2 * self.n_even
-        self.Me = np.ascontiguousarray(M[:, :ne2], dtype=dtype)
-        self.Mo = np.ascontiguousarray(M[:, ne2:], dtype=dtype)
         # quarter DFTs (cos/sin × even/odd q) on j = 0 … ⌊J/2⌋, see _kernels._best4
         Jh1 = J // 2 + 1
         self.CE = np.ascontiguousarray(M[:Jh1, 0:ne2:2], dtype=dtype)

@@ -45,17 +45,16 @@ __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid"]
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
-def _contract_rows(Z, row_start, table, L, order, src, flip, out):  # pragma: no cover
-    """Step 2: out[a, b, m1, m2 mod M'] = conj(s Σ_{rows of p} Z[a, row] table[row, src_b]).
+def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
+    """Step 2: out[a, u, m1, m2 mod M'] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
 
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
-    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  s = (-1)^{m1-m2} for mirrored
-    β (flip[b]), else 1.  One task per m1 (visited in ``order``): it reads each table row
-    once for all volumes, sums into a local buffer, and writes whole rows of ``out``.
+    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
+    ``order``): it reads each table row once for all volumes, sums into a local buffer, and
+    writes whole rows of ``out``.
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
-    nb = src.shape[0]
     M = 2 * L + 1
     Mout = out.shape[3]
     for t in prange(L + 1):
@@ -75,12 +74,9 @@ def _contract_rows(Z, row_start, table, L, order, src, flip, out):  # pragma: no
                         br[u] += d[u] * zr
                         bi[u] += d[u] * zm
         for a in range(n_a):
-            for b in range(nb):
-                u = src[b]
+            for u in range(nu):
                 for k in range(M):
-                    s = -1.0 if (flip[b] and (m1 - k + L) % 2 != 0) else 1.0
-                    out[a, b, m1, (k - L) % Mout] = complex(s * buf_r[k, a, u],
-                                                            -s * buf_i[k, a, u])
+                    out[a, u, m1, (k - L) % Mout] = complex(buf_r[k, a, u], -buf_i[k, a, u])
 
 
 @jit(parallel=True)
@@ -243,6 +239,7 @@ class LandscapePlan:
             self.H_D = _rank(H_D, L + 1, "degree rank H_D")
             self.compressed = True
             self.radial = basis.radial_matrix(self.H_C)
+            self._radial_T = np.ascontiguousarray(self.radial.T, dtype=np.complex128)
             self.V = basis.degree_matrix(self.H_D)
             n_pairs = (L + 1) * (2 * L + 1)
             self.table = np.empty((n_pairs * self.H_D, unique.size))
@@ -253,12 +250,21 @@ class LandscapePlan:
         # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
         self.target = [self.weights[:, None] * _full_orders(tgt, grid, l) for l in range(L + 1)]
         self.transform = "fft" if _largest_prime_factor(self.M) <= 11 else "dft"
+        self._plus = np.flatnonzero(~self.flip)
+        self._minus = np.flatnonzero(self.flip)
+        idx = np.arange(self.M)
+        m2s = np.where(idx <= L, idx, idx - self.M)                     # signed m2 of a column
+        m1s = np.arange(L + 1)
+        self._sign = (-1.0) ** (m1s[:, None] - m2s[None, :])             # (-1)^{m1-m2}
         if self.transform == "dft":
-            m = np.arange(self.M)
-            self._E = np.exp(2j * np.pi * np.outer(m, m) / self.M)       # (m2 mod M, γ)
-            ang = 2.0 * np.pi * np.outer(np.arange(self.M), np.arange(L + 1)) / self.M
-            c = np.where(np.arange(L + 1) == 0, 1.0, 2.0)
+            g = 2.0 * np.pi * idx / self.M
+            E = np.exp(1j * np.outer(m2s, g))                             # (m2 mod M, γ)
+            self._E = np.concatenate([E, ((-1.0) ** m2s)[:, None] * E], axis=1)
+            ang = np.outer(g, m1s)
+            c = np.where(m1s == 0, 1.0, 2.0)
             self._G = np.concatenate([np.cos(ang) * c, -np.sin(ang) * c], axis=1)  # (α, 2(L+1))
+            s1 = np.concatenate([(-1.0) ** m1s, (-1.0) ** m1s])
+            self._Gm = self._G * s1[None, :]
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
@@ -274,7 +280,7 @@ class LandscapePlan:
         """Step 0 for the volumes: principal shells (compressed) or the coefficients."""
         if not self.compressed:
             return coef
-        return np.einsum("rh,nrj->nhj", self.radial, coef, optimize=True)
+        return np.matmul(self._radial_T, coef)
 
     def step1(self, coef: np.ndarray) -> np.ndarray:
         """T[a, base_l + m1 (2l+1) + m2 + l] (eq. 104 step 1 / eq. 117 step 1)."""
@@ -297,30 +303,49 @@ class LandscapePlan:
         return Y.reshape(T.shape[0], -1)
 
     def step2(self, Z: np.ndarray) -> np.ndarray:
-        """conj X̂(m1 ≥ 0, m2 mod M; β_b): (n, n_β, L+1, M) complex."""
-        out = self._buffer("xhat", (Z.shape[0], self.n_beta, self.L + 1, self.M), np.complex128)
+        """conj X̂(m1 ≥ 0, m2 mod M; β_u) for the distinct β_u: (n, n_u, L+1, M) complex."""
+        nu = self.table.shape[1]
+        out = self._buffer("xhat", (Z.shape[0], nu, self.L + 1, self.M), np.complex128)
         if self.M > 2 * self.L + 1:
             out[..., self.L + 1: self.M - self.L] = 0.0
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
-        _contract_rows(Z, self.rows, self.table, self.L, self.order, self.src,
-                       self.flip, out)
+        _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
         return out
 
     def step3(self, Xc: np.ndarray) -> np.ndarray:
-        """X[a, b, i (α), j (γ)] from conj X̂ (real 2D transform)."""
+        """X[a, b, i (α), j (γ)] from conj X̂ at the distinct β (real 2D transform).
+
+        Mirrored β: X̂(-β) = (-1)^{m1-m2} X̂(β).  For even M that is the shift
+        X(α, -β, γ) = X(α - π, β, γ + π) of the grid; otherwise the sign is folded into the
+        transform (second DFT matrix, or a signed copy for the FFT)."""
+        n, nu, L1, M = Xc.shape
+        out = np.empty((n, self.n_beta, M, M))
+        plus, minus = self._plus, self._minus
         if self.transform == "fft":
-            return scipy.fft.irfft2(Xc, s=(self.M, self.M), axes=(-1, -2), norm="forward",
-                                    workers=fft_workers())
-        n, nb, L1, M = Xc.shape
-        Z = self._buffer("z", (n * nb * L1, M), np.complex128)
-        np.matmul(Xc.reshape(-1, M), self._E, out=Z)                   # Σ_m2 e^{+i m2 γ}
-        Z = Z.reshape(n * nb, L1, M)
-        Zri = self._buffer("zri", (n * nb, 2 * L1, M), np.float64)
-        Zri[:, :L1] = Z.real
-        Zri[:, L1:] = Z.imag
-        X = np.matmul(self._G, Zri)                                    # (n nb, α, γ)
-        return X.reshape(n, nb, self.M, self.M)
+            kw = dict(s=(M, M), axes=(-1, -2), norm="forward", workers=fft_workers())
+            Xp = scipy.fft.irfft2(Xc, **kw)
+            out[:, plus] = Xp[:, self.src[plus]]
+            if minus.size:
+                if M % 2 == 0:
+                    out[:, minus] = np.roll(Xp[:, self.src[minus]], (M // 2, -(M // 2)), (2, 3))
+                else:
+                    out[:, minus] = scipy.fft.irfft2(Xc[:, self.src[minus]] * self._sign, **kw)
+            return out
+        E = self._E if minus.size else self._E[:, :M]
+        Z = self._buffer("z", (n * nu * L1, E.shape[1]), np.complex128)
+        np.matmul(Xc.reshape(-1, M), E, out=Z)                  # Σ_m2 e^{+i m2 γ} (·(-1)^m2)
+        Z = Z.reshape(n * nu, L1, E.shape[1])
+        Zri = self._buffer("zri", (n * nu, 2 * L1, M), np.float64)
+        Zri[:, :L1] = Z[:, :, :M].real
+        Zri[:, L1:] = Z[:, :, :M].imag
+        out[:, plus] = np.matmul(self._G, Zri).reshape(n, nu, M, M)[:, self.src[plus]]
+        if minus.size:
+            Zri[:, :L1] = Z[:, :, M:].real
+            Zri[:, L1:] = Z[:, :, M:].imag
+            Xm = np.matmul(self._Gm, Zri).reshape(n, nu, M, M)
+            out[:, minus] = Xm[:, self.src[minus]]
+        return out
 
     def __call__(self, coef: np.ndarray) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M)."""

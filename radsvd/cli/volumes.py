@@ -47,9 +47,11 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from radsvd._validate import InputError
+    from radsvd._validate import InputError, rank as check_rank
     from radsvd.data.io import read_mrc
-    from radsvd.volumes.align import align_maps
+    from radsvd.volumes.align import align_volumes
+    from radsvd.volumes.basis import volume_svd
+    from radsvd.volumes.shells import ShellGrid, to_shells
 
     rank = args.rank
     if rank != "full":
@@ -58,17 +60,33 @@ def run(args) -> int:
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
     target, t_size = read_mrc(args.target)
-    vols, sizes = [], []
-    for path in args.volumes:
-        v, s = read_mrc(path)
+    grid = ShellGrid(K=args.K)
+    cb = to_shells(target, grid)                 # checks cubic, finite, K vs Nyquist
+    if rank != "full":
+        rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
+    # one map in memory at a time: keep only its shell coefficients
+    ca = np.empty((len(args.volumes), grid.R, grid.n_lm), dtype=np.complex128)
+    paths = args.volumes
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        paths = tqdm(paths, unit="map", desc="shells")
+    for i, path in enumerate(paths):
+        v, size = read_mrc(path)
         if v.shape != target.shape:
-            raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}")
-        vols.append(v)
-        sizes.append(s)
-    voxel = (t_size, sizes) if t_size > 0 and all(s > 0 for s in sizes) else None
-    res = align_maps(target, np.stack(vols), K=args.K, rank=rank, voxel_sizes=voxel,
-                     refine=args.refine, progress=not args.no_progress)
-    res.info.update(target=args.target)
+            raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
+                             f"resample to a common box first")
+        if t_size > 0 and size > 0 and not np.isclose(size, t_size, rtol=1e-4):
+            raise InputError(f"{path}: voxel size {size:g} Å differs from the target's "
+                             f"{t_size:g} Å; resample to a common pixel size first")
+        ca[i] = to_shells(v, grid)[0]
+    if rank == "full":
+        basis, ranks = None, None
+    else:
+        basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
+    res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
+                        progress=not args.no_progress)
+    res.info.update(target=args.target, voxel_size=t_size)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)
     for path, e, s in zip(args.volumes, res.euler, res.score):

@@ -251,10 +251,15 @@ def to_shells(volumes, grid: ShellGrid, eps: float = 1e-12) -> np.ndarray:
     kx, ky, kz = grid.points()
     # finufft pairs its first coordinate with the first array axis (z), the last with x.
     pts = [np.ascontiguousarray(c.ravel() * dx) for c in (kz, ky, kx)]
-    f = vol.astype(np.complex128)
-    samples = finufft.nufft3d2(*pts, f, eps=eps, isign=-1, nthreads=fft_workers())
-    samples = samples.reshape(n, grid.R, grid.n_theta, grid.n_phi) * dx ** 3
-    return sht(samples, grid)
+    out = np.empty((n, grid.R, grid.n_lm), dtype=np.complex128)
+    chunk = max(1, (1 << 24) // N ** 3)          # ≤ 256 MB of complex volume at a time
+    for a0 in range(0, n, chunk):
+        a1 = min(n, a0 + chunk)
+        f = vol[a0:a1].astype(np.complex128)
+        samples = finufft.nufft3d2(*pts, f, eps=eps, isign=-1, nthreads=fft_workers())
+        samples = samples.reshape(a1 - a0, grid.R, grid.n_theta, grid.n_phi) * dx ** 3
+        out[a0:a1] = sht(samples, grid)
+    return out
 
 
 def from_shells(coefficients, grid: ShellGrid) -> np.ndarray:

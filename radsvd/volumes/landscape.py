@@ -175,7 +175,10 @@ class LandscapePlan:
     """Everything that does not depend on the volumes: the target in per-degree layout,
     the Wigner-d table (full) or the [v_jᵀ d] tables (compressed), the step-3 transform.
 
-    Built by :func:`prepare`; ``precompute_seconds`` records its cost.
+    Built by :func:`prepare`; ``precompute_seconds`` records its cost.  Calling the plan on
+    a block of volumes returns fresh landscapes; the step methods are exposed for timing and
+    reuse work buffers (the array returned by ``step1b``/``step2`` is overwritten by the
+    next call).  One plan per thread.
     """
 
     def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,

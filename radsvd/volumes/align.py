@@ -222,18 +222,23 @@ def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeB
                n_beta: int | None = None, M: int | None = None, block: int = 8) -> list[dict]:
     """Metrics of compressed landscapes against the full one over the whole SO(3) grid
     (relative Frobenius error, correlation, backward-error fraction f; radsvd.metrics),
-    streaming over blocks of volumes.  ranks: list of (H_C, H_D).  basis: default the
-    radial/degree-SVD of the target at full radial rank (eq. 111, 116).
+    streaming over blocks of volumes.  ranks: list of (H_C, H_D).  basis: default, for each
+    pair, the radial/degree-SVD of the target with D formed at radial rank H_C (eq. 111, 116).
     Returns one dict per rank pair (with 'H_C', 'H_D' added)."""
     from radsvd.metrics import sweep
 
     ranks = [tuple(r) for r in ranks]
     if not ranks:
         raise InputError("ranks: need at least one (H_C, H_D) pair")
-    if basis is None:
-        basis = volume_svd(coef_target, grid)
     full = prepare(grid, coef_target, n_beta=n_beta, M=M)
-    plans = [prepare(grid, coef_target, basis, r, n_beta, M, wigner=full.wigner) for r in ranks]
+    plans = []
+    for r in ranks:
+        b = basis
+        if b is None:
+            from radsvd._validate import rank as _rank
+
+            b = volume_svd(coef_target, grid, H_C=_rank(r[0], grid.R, "radial rank H_C"))
+        plans.append(prepare(grid, coef_target, b, r, n_beta, M, wigner=full.wigner))
 
     def tiles():
         for a0, a1, (X, *XH) in landscape_blocks(coef_volumes, [full] + plans, block):

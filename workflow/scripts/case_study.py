@@ -76,16 +76,27 @@ def two_ring(r1, r2):
                 quality=quality[[r1, r2]], index=np.array([r1, r2]))
 
 
-gap = max(2, grid.R // 6)
+# Fig 2: two informative rings (each at least a quarter of the best ring's quality C_rr)
+# whose principal combination gains most over the better of the two alone.
+good = np.flatnonzero(quality >= 0.25 * quality.max())
+best_gain, useful = -np.inf, None
+for a in good:
+    for b in good:
+        if b <= a + 1:
+            continue
+        lam_max = np.linalg.eigvalsh(C_full[np.ix_([a, b], [a, b])])[-1]
+        gain = lam_max / max(quality[a], quality[b])
+        if gain > best_gain:
+            best_gain, useful = gain, (int(a), int(b))
+useful = two_ring(*useful) if useful else two_ring(int(np.argsort(quality)[-1]), 0)
+# Fig 3: a ring of large amplitude that carries little rotational information (largest
+# amplitude² per unit of quality among rings with at least 5 % of the best quality), and the
+# most informative ring of smaller amplitude.
 order = np.argsort(quality)[::-1]
-r1 = int(order[0])
-r2 = int(next(r for r in order[1:] if abs(int(r) - r1) >= gap))
-useful = two_ring(min(r1, r2), max(r1, r2))
-# a ring with large amplitude but little rotational information (small C per amplitude²) …
-ra = int(np.argmax(amplitude ** 2 / (quality + 1e-300 * amplitude.max())))
-# … and a smaller but informative ring
-smaller = [r for r in order if amplitude[r] < amplitude[ra] and abs(int(r) - ra) >= 2]
-rb = int(smaller[0]) if smaller else int(order[0])
+cand = np.flatnonzero(quality >= 0.05 * quality.max())
+ra = int(cand[np.argmax(amplitude[cand] ** 2 / quality[cand])])
+smaller = [int(r) for r in order if amplitude[r] < amplitude[ra] and abs(int(r) - ra) >= 2]
+rb = smaller[0] if smaller else int(order[0] if order[0] != ra else order[1])
 contrast = two_ring(ra, rb)
 log.info("two-ring studies: useful rings %s, amplitude-vs-information rings %s",
          useful["index"].tolist(), contrast["index"].tolist())

@@ -3,7 +3,7 @@ per method × H; statistics merged across shards, times summed over shards."""
 
 import numpy as np
 
-from stream_metrics import MetricStats
+from stream_metrics import from_state, merge
 from wf_common import setup, write_table
 
 log = setup(snakemake)
@@ -23,9 +23,10 @@ for method, shards in by_method.items():
     n_targets = int(shards[0]["n_targets"])
     t_full = float(sum(float(s["time_full"]) for s in shards))
     for i, H in enumerate(ranks):
-        st = MetricStats()
-        for s in shards:
-            st.merge(MetricStats.from_array(s["stats"][i]))
+        acc = from_state(shards[0]["stats"][i])
+        for s in shards[1:]:
+            acc = merge(acc, from_state(s["stats"][i]))
+        st = acc.result()
         t_pre = float(sum(float(s["time_precompute"][i]) for s in shards))
         t_comp = float(sum(float(s["time_compressed"][i]) for s in shards))
         R = int(shards[0]["R"])
@@ -33,9 +34,9 @@ for method, shards in by_method.items():
             dataset=cfg["name"], source=cfg["source"], method=method, H=int(H), R=R,
             Q=int(shards[0]["Q"]), K=float(shards[0]["K"]), n_images=n_images,
             n_targets=n_targets, n_ctf_groups=int(shards[0]["n_ctf_groups_total"]),
-            n_pairs=int(st.n_pairs), n_shards=len(shards),
-            frobenius_error=st.frobenius_error, correlation=st.correlation,
-            backward_f=st.backward_f, time_full_s=t_full, time_precompute_s=t_pre,
+            n_pairs=int(st["n_pairs"]), n_shards=len(shards),
+            frobenius_error=st["rel_frobenius"], correlation=st["correlation"],
+            backward_f=st["f"], time_full_s=t_full, time_precompute_s=t_pre,
             time_compressed_s=t_comp, speedup=t_full / (t_pre + t_comp),
             ideal_speedup=R / float(H),
             numba_threads=int(shards[0]["numba_threads"]),

@@ -20,14 +20,15 @@ def plot_landscapes(axes, gamma, full, approx, ranks, true_angle=None, title=Non
         if true_angle is not None and np.isfinite(true_angle):
             ax.axvline(np.degrees(true_angle) % 360, color="#00a5c8", lw=0.8, ls="-", alpha=0.6)
         ax.set_xlim(0, 360)
-        ax.set_xticks([0, 90, 180, 270, 360])
-        ax.text(0.02, 0.95, f"H = {H}", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xticks([0, 180, 360])
+        ax.set_xticks([90, 270], minor=True)
+        ax.set_title(f"H = {H}", fontsize=8, pad=2)
         ax.set_yticks([])
     return axes
 
 
 def figure_grid(style_cfg, n_rows, n_cols=8):
     style = apply_style(style_cfg)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(style["width"] * 1.25, 1.35 * n_rows + 0.5),
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(style["width"] * 1.25 * min(n_cols, 8) / 8 + 0.6, 1.5 * n_rows + 0.6),
                              sharex=True, squeeze=False)
     return fig, axes

@@ -46,22 +46,30 @@ def timed(fn):
     return best
 
 
+targets = [templates * groups.rings[g][None, :, None] for g in range(groups.n_groups)]
+
+
 def full_run():
     for g in range(groups.n_groups):
-        align_images(fb[groups.members(g)], templates * groups.rings[g][None, :, None], grid)
+        align_images(fb[groups.members(g)], targets[g], grid)
 
 
 t_full = timed(full_run)
+pooled = cfg["images"]["kernel"] == "pooled"
 rows = []
 for H in ranks:
     t_pre = t_comp = 0.0
+    bases = {}
+    if pooled:   # one kernel over the CTF groups, weighted by their sizes (eq. 85)
+        t_pre += timed(lambda: bases.__setitem__("all", radial_svd(
+            templates, grid, ctf=groups.rings, group_sizes=groups.counts)))
     for g in range(groups.n_groups):
-        targets = templates * groups.rings[g][None, :, None]
-        box = {}
-        t_pre += timed(lambda: box.__setitem__(
-            "b", radial_svd(templates, grid, ctf=groups.rings[g][None, :])))
-        t_comp += timed(lambda: align_images(fb[groups.members(g)], targets, grid,
-                                             basis=box["b"], rank=H))
+        key = "all" if pooled else g
+        if not pooled:
+            t_pre += timed(lambda: bases.__setitem__(
+                g, radial_svd(templates, grid, ctf=groups.rings[g][None, :])))
+        t_comp += timed(lambda: align_images(fb[groups.members(g)], targets[g], grid,
+                                             basis=bases[key], rank=H))
     rows.append(dict(dataset=cfg["name"], method="radial_svd", K=K, R=grid.R, Q=grid.Q, H=H,
                      n_images=len(fb), n_targets=len(templates),
                      n_pairs=len(fb) * len(templates), time_full_s=t_full,

@@ -342,12 +342,14 @@ class LandscapePlan:
         Zri = self._buffer("zri", (n * nu, 2 * L1, M), np.float64)
         Zri[:, :L1] = Z[:, :, :M].real
         Zri[:, L1:] = Z[:, :, :M].imag
-        out[:, plus] = np.matmul(self._G, Zri).reshape(n, nu, M, M)[:, self.src[plus]]
+        Xp = self._buffer("xp", (n * nu, M, M), np.float64)
+        np.matmul(self._G, Zri, out=Xp)
+        out[:, plus] = Xp.reshape(n, nu, M, M)[:, self.src[plus]]
         if minus.size:
             Zri[:, :L1] = Z[:, :, M:].real
             Zri[:, L1:] = Z[:, :, M:].imag
-            Xm = np.matmul(self._Gm, Zri).reshape(n, nu, M, M)
-            out[:, minus] = Xm[:, self.src[minus]]
+            np.matmul(self._Gm, Zri, out=Xp)
+            out[:, minus] = Xp.reshape(n, nu, M, M)[:, self.src[minus]]
         return out
 
     def __call__(self, coef: np.ndarray) -> np.ndarray:

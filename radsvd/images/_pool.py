@@ -36,3 +36,15 @@ def pool_map(fn, items, workers: int | None = None, progress=None) -> list:
                     if progress is not None:
                         progress.update(1)
     return out
+
+
+def all_finite(x) -> bool:
+    """True if no NaN/inf in x: a fast sum first (NaN and inf propagate), the exact
+    elementwise test only when the sum is not finite (it may just have overflowed)."""
+    import numpy as np
+
+    r = x.view(np.float64) if np.iscomplexobj(x) and x.dtype == np.complex128 else x
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(r)):
+            return True
+    return bool(np.isfinite(r).all())

@@ -40,7 +40,7 @@ import numpy as np
 from radsvd._validate import InputError, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
-from radsvd.images._pool import pool_map
+from radsvd.images._pool import all_finite, pool_map
 from radsvd.images.basis import RadialBasis
 
 __all__ = ["AlignResult", "align_images", "landscapes", "landscape_tiles", "prepare"]
@@ -115,7 +115,7 @@ def _check_fb_source(fb, grid: PolarGrid, name: str):
 
 def _load(fb, a0: int, a1: int, name: str) -> np.ndarray:
     x = np.ascontiguousarray(fb[a0:a1], dtype=np.complex128)
-    if not np.isfinite(x.view(np.float64)).all():
+    if not all_finite(x):
         raise InputError(f"{name}: NaN or inf in coefficients of items {a0}..{a1 - 1}")
     return x
 

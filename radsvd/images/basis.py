@@ -20,6 +20,7 @@ import numpy as np
 
 from radsvd._validate import InputError, finite_array, rank as _rank
 from radsvd.grids import PolarGrid
+from radsvd.images._pool import all_finite
 
 __all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
 
@@ -29,7 +30,9 @@ METHODS = ("radial-svd", "frequency-marching", "energy-pca")
 def _fb_stack(fb, grid: PolarGrid, name: str) -> np.ndarray:
     if not isinstance(grid, PolarGrid):
         raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
-    a = finite_array(fb, name, dtype=np.complex128)
+    a = np.ascontiguousarray(fb, dtype=np.complex128)
+    if not all_finite(a):
+        raise InputError(f"{name}: contains NaN or inf values")
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[1:] != (grid.R, grid.n_freq):

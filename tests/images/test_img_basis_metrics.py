@@ -156,3 +156,16 @@ def test_landscape_tiles_cover_all_pairs(data):
         seen[a0:a1, b0:b1] += 1
         assert np.max(np.abs(Xs[0] - X[a0:a1, b0:b1].reshape(-1, g.Q))) < 1e-13 * np.abs(X).max()
     assert np.all(seen == 1)
+
+
+def test_all_finite_helper():
+    from radsvd.images._pool import all_finite
+
+    x = np.full((3, 4), 1e308)          # finite, but the sum overflows
+    assert all_finite(x)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = np.zeros((2, 3), complex)
+        y[1, 2] = complex(0, bad)
+        assert not all_finite(y)
+    with pytest.raises(InputError, match="NaN"):
+        radial_svd(np.full((1, 15, 16), np.nan, complex), PolarGrid(K=14))

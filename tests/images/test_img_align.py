@@ -203,3 +203,28 @@ def test_bad_coefficients(case):
         align_images(case["fa"], case["fb"], g, basis=frequency_marching(PolarGrid(K=10)), rank=2)
     with pytest.raises(InputError, match="GiB"):
         landscapes(case["fa"], case["fb"], g, max_bytes=10)
+
+
+def test_all_pairs_refined(case):
+    g = case["grid"]
+    r0 = align_images(case["fa"], case["fb"], g, all_pairs=True)
+    r1 = align_images(case["fa"], case["fb"], g, all_pairs=True, refine=True, tile=(2, 3))
+    dg = g.dpsi
+    d = np.abs(np.angle(np.exp(1j * (r1.angles - r0.angles))))
+    assert np.all(d <= dg + 1e-12)             # refinement stays within one grid step
+    assert np.all(r1.scores >= r0.scores - 1e-12 * np.abs(r0.scores).max())
+    assert np.array_equal(r1.best_target, np.argmax(r1.scores, axis=1))
+    rows = np.arange(len(r1.best_target))
+    assert np.array_equal(r1.score, r1.scores[rows, r1.best_target])
+    assert np.array_equal(r1.angle, r1.angles[rows, r1.best_target])
+    # the refined maximum is a stationary point of the trigonometric polynomial (eq. 23)
+    ca, cb = case["fa"] * g.eta[None, :, None], case["fb"] * g.eta[None, :, None]
+    q = np.arange(g.n_freq)
+    w = np.where((q == 0) | (q == g.Q // 2), 1.0, 2.0) * g.Q
+    for i in range(2):
+        for j in range(3):
+            z = np.sum(ca[i].conj() * cb[j], axis=0)
+            gam = r1.angles[i, j]
+            dX = np.sum(w * q * (z.imag * np.cos(q * gam) - z.real * np.sin(q * gam)))
+            scale = np.sum(w * q * np.abs(z))
+            assert abs(dX) < 1e-9 * scale

@@ -123,21 +123,24 @@ def _refine(T_rows, plan, tau0, step):
 def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis | None = None,
                   ranks=None, n_beta: int | None = None, M: int | None = None,
                   refine: bool = False, return_landscapes: bool = False, block: int = 8,
-                  progress: bool = False, plan: LandscapePlan | None = None) -> VolumeAlignResult:
+                  progress: bool = False, plan: LandscapePlan | None = None,
+                  precision: str = "double") -> VolumeAlignResult:
     """Best rotation of every volume onto the target (see the module docstring).
 
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
     ranks=None: full landscape; ranks=(H_C, H_D) with ``basis`` (:func:`volume_svd` of the
     target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
     landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes.
+    precision: "double" or "single" (step-3 transform, see :func:`prepare`).
     """
     if plan is None:
-        plan = prepare(grid, coef_target, basis, ranks, n_beta, M)
+        plan = prepare(grid, coef_target, basis, ranks, n_beta, M, precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")
     n = a.shape[0]
     tau = np.empty((n, 3))
     score = np.empty(n)
-    land = np.empty((n, plan.n_beta, plan.M, plan.M)) if return_landscapes else None
+    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan._rt)
+            if return_landscapes else None)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -166,6 +169,7 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     tau = canonical_euler(tau)
     euler = canonical_euler(invert_euler(tau))
     info = dict(H_C=plan.H_C, H_D=plan.H_D, compressed=plan.compressed, n_beta=plan.n_beta,
+                precision=plan.precision,
                 M=plan.M, K=grid.K, R=grid.R, L=grid.L, refined=bool(refine))
     return VolumeAlignResult(euler=euler, matrix=rotation_matrix(euler), score=score, tau=tau,
                              landscapes=land, info=info)

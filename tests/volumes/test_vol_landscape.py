@@ -161,3 +161,14 @@ def test_align_volumes_landscapes_on_request_and_scores():
     # the returned rotation, applied to the volume, attains the score against the target
     for a in range(3):
         assert np.isclose(_brute(A[a], B[0], grid, res.tau[a]), res.score[a], rtol=1e-10)
+
+
+@pytest.mark.parametrize("M", [None, 16])
+def test_single_precision_step3(M):
+    grid = ShellGrid(K=6, R=5, L=7)
+    A, B = _coefficients(grid, 2, 15), _coefficients(grid, 1, 16)
+    X = landscapes(A, B, grid, M=M)
+    X32 = landscapes(A, B, grid, M=M, precision="single")
+    assert X32.dtype == np.float32
+    # float32 transform of ~M² terms: error ≲ sqrt(M²)·2⁻²⁴ of the largest |X̂| sum, << 1e-5
+    assert np.abs(X32 - X).max() < 1e-5 * np.abs(X).max()

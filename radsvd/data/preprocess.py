@@ -126,21 +126,67 @@ def _crop_indices(N: int, M: int) -> slice:
     return slice(c - M // 2, c - M // 2 + M)
 
 
+def _rcrop(F, N: int, M: int, axes: int) -> np.ndarray:
+    """Crop an rfftn spectrum of an N^d array to the M^d one: |m| < M/2 on the full axes
+    (m = -M/2 kept), 0 ≤ m ≤ M/2 on the last (half) axis."""
+    h = M // 2
+    out = F[..., : h + 1]
+    for ax in range(axes - 1):
+        axis = out.ndim - axes + ax
+        lo = np.take(out, np.arange(h), axis=axis)
+        hi = np.take(out, np.arange(N - h, N), axis=axis)
+        out = np.concatenate([lo, hi], axis=axis)
+    return out
+
+
+def _downsample_even(a, N: int, M: int, d: int) -> np.ndarray:
+    """Fourier crop of real arrays (…, N^d) → (…, M^d) for even N and M.
+
+    With index N//2 at the origin the centring phases (−1)^m of the N- and M-point transforms
+    cancel, so plain real FFTs suffice; the Nyquist planes get the symmetric treatment of c2r.
+    """
+    axes = tuple(range(-d, 0))
+    F = scipy.fft.rfftn(a, axes=axes, workers=fft_workers())
+    G = _rcrop(F, N, M, d)
+    return scipy.fft.irfftn(G, s=(M,) * d, axes=axes, workers=fft_workers())
+
+
+def _downsample_centred(a, N: int, M: int, d: int) -> np.ndarray:
+    """Fourier crop for any parity: centred complex transforms (slower)."""
+    axes = tuple(range(-d, 0))
+    F = np.fft.fftshift(scipy.fft.fftn(np.fft.ifftshift(a, axes=axes), axes=axes,
+                                       workers=fft_workers()), axes=axes)
+    s = _crop_indices(N, M)
+    G = F[(Ellipsis,) + (s,) * d]
+    return np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(G, axes=axes), axes=axes,
+                                           workers=fft_workers()), axes=axes).real
+
+
 @_keep_single
-def downsample(images, M: int) -> np.ndarray:
-    """Fourier-crop images from N to M ≤ N pixels (same physical box; pixel size × N/M)."""
-    imgs = real_stack(images, "images", 2)
+def downsample(images, M: int, chunk: int = 64) -> np.ndarray:
+    """Fourier-crop images from N to M ≤ N pixels (same physical box; pixel size × N/M).
+
+    Samples keep representing the same continuous image: values are scaled by (M/N)²·(N/M)²
+    = 1 overall (the DFT normalisations cancel).  Works in chunks of ``chunk`` images.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim == 2:
+        imgs = imgs[None]
+    if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2] or imgs.shape[0] == 0:
+        raise InputError(f"images: expected a stack of square images, got shape {imgs.shape}")
+    if imgs.dtype.kind not in "fiu":
+        raise InputError(f"images: expected real numbers, got dtype {imgs.dtype}")
     N = imgs.shape[-1]
     if int(M) != M or not 2 <= M <= N:
         raise InputError(f"downsample: new box must be an integer in [2, {N}], got {M!r}")
+    M = int(M)
     if M == N:
-        return imgs.copy()
-    F = np.fft.fftshift(scipy.fft.fft2(np.fft.ifftshift(imgs, axes=(1, 2)),
-                                       workers=fft_workers()), axes=(1, 2))
-    s = _crop_indices(N, int(M))
-    G = F[:, s, s]
-    out = np.fft.fftshift(scipy.fft.ifft2(np.fft.ifftshift(G, axes=(1, 2)),
-                                          workers=fft_workers()), axes=(1, 2)).real
+        return real_stack(imgs, "images", 2).copy()
+    out = np.empty((imgs.shape[0], M, M))
+    crop = _downsample_even if (N % 2 == 0 and M % 2 == 0) else _downsample_centred
+    for start in range(0, imgs.shape[0], chunk):
+        block = real_stack(imgs[start:start + chunk], "images", 2)
+        out[start:start + chunk] = crop(block, N, M, 2)
     return out * (M / N) ** 2
 
 
@@ -153,13 +199,11 @@ def downsample_volume(volume, M: int) -> np.ndarray:
     N = vol.shape[0]
     if int(M) != M or not 2 <= M <= N:
         raise InputError(f"downsample_volume: new box must be an integer in [2, {N}], got {M!r}")
+    M = int(M)
     if M == N:
         return vol.copy()
-    F = np.fft.fftshift(scipy.fft.fftn(np.fft.ifftshift(vol), workers=fft_workers()))
-    s = _crop_indices(N, int(M))
-    G = F[s, s, s]
-    out = np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(G), workers=fft_workers())).real
-    return out * (M / N) ** 3
+    crop = _downsample_even if (N % 2 == 0 and M % 2 == 0) else _downsample_centred
+    return crop(vol, N, M, 3) * (M / N) ** 3
 
 
 def preprocess(images, table=None, box: int | None = None, invert: bool = False,

@@ -98,3 +98,27 @@ def test_preprocess_pipeline(wide):
     np.testing.assert_allclose((-out)[:, mask].std(axis=1), 1.0)
     with pytest.raises(InputError, match="table rows"):
         preprocess(imgs, table.iloc[:2])
+
+
+def test_fast_even_crop_equals_centred_crop():
+    """The real-FFT path (even sizes) and the centred complex path agree on signals without
+    Nyquist content (where the two only differ in how the ±M/2 planes are shared)."""
+    from radsvd.data.preprocess import _downsample_centred
+
+    rng = np.random.default_rng(4)
+    N, M = 48, 24
+    a = rng.standard_normal((3, N, N))
+    m = np.fft.fftfreq(N) * N
+    keep = (np.abs(m) < M / 2 - 1)
+    a = np.fft.ifft2(np.fft.fft2(a) * (keep[:, None] & keep[None, :])).real
+    np.testing.assert_allclose(downsample(a, M), _downsample_centred(a, N, M, 2) * (M / N) ** 2,
+                               atol=1e-13)
+    v = np.fft.ifftn(np.fft.fftn(rng.standard_normal((N, N, N)))
+                     * (keep[:, None, None] & keep[None, :, None] & keep[None, None, :])).real
+    np.testing.assert_allclose(downsample_volume(v, M),
+                               _downsample_centred(v, N, M, 3) * (M / N) ** 3, atol=1e-13)
+    # odd sizes take the centred path; band-limited content is preserved exactly
+    odd = downsample(a, 25)
+    assert odd.shape == (3, 25, 25)
+    np.testing.assert_allclose(odd.sum(axis=(1, 2)) * (2 / 25) ** 2,
+                               a.sum(axis=(1, 2)) * (2 / N) ** 2, atol=1e-12)

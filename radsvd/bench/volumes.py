@@ -12,6 +12,7 @@ Records (``measure``):
   speedup over the full path (same run), split over steps 0 (compression), 1, 1b, 2, 3,
   the paper's ideal K/H, and the accuracy metrics (Frobenius, correlation, f) over the grid.
 * ``volumes.*.M{2L+2}``: the same full/rank-8 comparison on an FFT-friendly α, γ grid.
+* ``volumes.*.single``: full/rank-8 with the step-3 transform in single precision.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.
@@ -135,19 +136,19 @@ def _run(plan, vols, block=BLOCK):
     return best_i, best_v, tm
 
 
-def _full(grid, target, vols, M=None):
+def _full(grid, target, vols, M=None, precision="double"):
     t = time.perf_counter()
-    plan = prepare(grid, target, M=M)
+    plan = prepare(grid, target, M=M, precision=precision)
     pre = time.perf_counter() - t
     bi, bv, tm = _run(plan, vols)
     return plan, bi, bv, tm, pre
 
 
-def _compressed(grid, target, vols, H, M=None, wigner_seconds=0.0):
+def _compressed(grid, target, vols, H, M=None, precision="double"):
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t
-    plan = prepare(grid, target, basis, ranks=(H, H), M=M)
+    plan = prepare(grid, target, basis, ranks=(H, H), M=M, precision=precision)
     pre = time.perf_counter() - t
     bi, bv, tm = _run(plan, vols)
     return plan, basis, bi, bv, tm, pre, t_basis
@@ -242,6 +243,19 @@ def measure(quick: bool = False) -> list[dict]:
                      per_pair_ms=1e3 * total_c2 / n_vol, speedup_vs_full=total_f2 / total_c2,
                      step3_seconds=tm_c2["s3"],
                      params=dict(params, M=M2, H_C=H, H_D=H, step3=plan_c2.transform)))
+    # single-precision step 3 (both paths), default grid
+    plan_fs, _, _, tm_fs, pre_fs = _full(grid, target, vols, precision="single")
+    total_fs = pre_fs + sum(tm_fs.values())
+    _, _, _, _, tm_cs, pre_cs, _ = _compressed(grid, target, vols, H, precision="single")
+    total_cs = pre_cs + sum(tm_cs.values())
+    recs.append(dict(name="volumes.full.single", seconds=total_fs,
+                     per_pair_ms=1e3 * total_fs / n_vol, step3_seconds=tm_fs["s3"],
+                     ratio_vs_numpy=t_np * n_vol / total_fs,
+                     params=dict(params, precision="single step 3", step3=plan_fs.transform)))
+    recs.append(dict(name=f"volumes.rank{H}.single", seconds=total_cs,
+                     per_pair_ms=1e3 * total_cs / n_vol, speedup_vs_full=total_fs / total_cs,
+                     step3_seconds=tm_cs["s3"],
+                     params=dict(params, H_C=H, H_D=H, precision="single step 3")))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))
     return recs

@@ -59,11 +59,21 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
     Mout = out.shape[3]
     for t in prange(L + 1):
         m1 = order[t]
-        buf_r = np.zeros((M, n_a, nu))
-        buf_i = np.zeros((M, n_a, nu))
+        buf_r = np.empty((M, n_a, nu))
+        buf_i = np.empty((M, n_a, nu))
         for k in range(M):
             p = m1 * M + k
-            for row in range(row_start[p], row_start[p + 1]):
+            r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
+            d = table[r0]
+            for a in range(n_a):
+                zr = Z[a, r0].real
+                zm = Z[a, r0].imag
+                br = buf_r[k, a]
+                bi = buf_i[k, a]
+                for u in range(nu):
+                    br[u] = d[u] * zr
+                    bi[u] = d[u] * zm
+            for row in range(r0 + 1, row_start[p + 1]):
                 d = table[row]
                 for a in range(n_a):
                     zr = Z[a, row].real

@@ -62,7 +62,8 @@ def normalize(images, radius: float = 1.0) -> np.ndarray:
 
 
 @_keep_single
-def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0,
+                           chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Replace padding strips and outlier pixels by matched noise; returns (images, counts).
 
     A border row or column (from the outside in) that is constant belongs to a padding strip;
@@ -73,46 +74,58 @@ def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0) -> tuple[n
     rng = np.random.default_rng(seed)
     n, N, _ = imgs.shape
     counts = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        a = imgs[i]
-        bad = np.zeros_like(a, dtype=bool)
-        for axis in (0, 1):
-            for side in (range(N), range(N - 1, -1, -1)):
-                for j in side:
-                    line = a[j] if axis == 0 else a[:, j]
-                    if np.ptp(line) == 0:
-                        if axis == 0:
-                            bad[j] = True
-                        else:
-                            bad[:, j] = True
-                    else:
-                        break
-        good = a[~bad]
-        if good.size < 16:
-            raise InputError(f"replace_edge_artifacts: image {i} is (almost) entirely constant")
-        med = np.median(good)
-        mad = 1.4826 * np.median(np.abs(good - med))
-        if mad > 0:
-            bad |= np.abs(a - med) > z_max * mad
-        k = int(bad.sum())
-        if k:
-            a[bad] = rng.normal(med, mad if mad > 0 else 1.0, k)
-        counts[i] = k
+    for start in range(0, n, chunk):
+        a = imgs[start:start + chunk]
+        bad = _padding_strips(a)
+        if bad.any():
+            masked = np.where(bad, np.nan, a)
+            med = np.nanmedian(masked, axis=(1, 2))
+            mad = 1.4826 * np.nanmedian(np.abs(masked - med[:, None, None]), axis=(1, 2))
+            few = np.flatnonzero((~bad).sum(axis=(1, 2)) < 16)
+            if few.size:
+                raise InputError(f"replace_edge_artifacts: image {start + int(few[0])} is "
+                                 "(almost) entirely constant")
+        else:
+            med = np.median(a, axis=(1, 2))
+            mad = 1.4826 * np.median(np.abs(a - med[:, None, None]), axis=(1, 2))
+        bad |= (mad > 0)[:, None, None] & (np.abs(a - med[:, None, None])
+                                           > z_max * mad[:, None, None])
+        k = bad.sum(axis=(1, 2))
+        for i in np.flatnonzero(k):  # image order: deterministic draws
+            a[i][bad[i]] = rng.normal(med[i], mad[i] if mad[i] > 0 else 1.0, int(k[i]))
+        counts[start:start + chunk] = k
     return imgs, counts
 
 
+def _padding_strips(a) -> np.ndarray:
+    """Mask of border rows/columns that are constant, from each edge inwards: (c, N, N)."""
+    rows = a.max(axis=2) == a.min(axis=2)
+    cols = a.max(axis=1) == a.min(axis=1)
+
+    def runs(flags):
+        lead = np.cumprod(flags, axis=1).astype(bool)
+        trail = np.cumprod(flags[:, ::-1], axis=1)[:, ::-1].astype(bool)
+        return lead | trail
+
+    return runs(rows)[:, :, None] | runs(cols)[:, None, :]
+
+
 @_keep_single
-def shift_images(images, sx, sy) -> np.ndarray:
+def shift_images(images, sx, sy, chunk: int = 64) -> np.ndarray:
     """Translate images by (sx, sy) pixels (content moves to +s) with a Fourier phase."""
     imgs = real_stack(images, "images", 2)
     n, N, _ = imgs.shape
     sx = np.broadcast_to(np.asarray(sx, np.float64), (n,))
     sy = np.broadcast_to(np.asarray(sy, np.float64), (n,))
-    f = np.fft.fftfreq(N)
-    F = scipy.fft.fft2(imgs, workers=fft_workers())
-    F *= np.exp(-2j * np.pi * (f[None, None, :] * sx[:, None, None]
-                               + f[None, :, None] * sy[:, None, None]))
-    return scipy.fft.ifft2(F, workers=fft_workers()).real
+    fy, fx = np.fft.fftfreq(N), np.fft.rfftfreq(N)
+    out = np.empty_like(imgs)
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        F = scipy.fft.rfft2(imgs[sl], workers=fft_workers())
+        F *= np.exp(-2j * np.pi * (fx[None, None, :] * sx[sl, None, None]
+                                   + fy[None, :, None] * sy[sl, None, None]))
+        out[sl] = scipy.fft.irfft2(F, s=(N, N), workers=fft_workers())
+    return out
 
 
 def center(images, shift_x_A, shift_y_A, pixel_size: float) -> np.ndarray:

@@ -242,8 +242,11 @@ def fetch_file(url: str, dest, sha256: str | None = None, size: int | None = Non
         except ConnectionError as exc:
             last = exc
             time.sleep(min(0.2 * 2 ** attempt, 5.0))
-        except urllib.error.HTTPError as exc:  # 416: range not satisfiable -> restart clean
-            part.unlink(missing_ok=True)
+        except urllib.error.HTTPError as exc:  # 416: range not satisfiable
+            total = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
+            if total.isdigit() and part.exists() and part.stat().st_size == int(total):
+                break  # the partial file was already complete: verify it below
+            part.unlink(missing_ok=True)  # otherwise restart from scratch
             last = exc
     else:
         have = part.stat().st_size if part.exists() else 0

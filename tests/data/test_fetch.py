@@ -47,7 +47,10 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(a)
             stop = min(total, int(b) + 1) if b else total
             if start >= total:
-                self.send_error(416)
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{total}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{total}")
@@ -148,6 +151,19 @@ def test_truncated_every_time_keeps_part_for_later(server, tmp_path):
     assert 0 < part.stat().st_size < len(data)
     fetch_file(url, dest, sha256=_sha(data))  # a later run resumes and completes
     assert dest.read_bytes() == data and not part.exists()
+
+
+def test_complete_part_file_is_verified_not_refetched(server, tmp_path):
+    data = np.random.default_rng(7).bytes(30_000)
+    url = _put(server, "c.bin", data)
+    (tmp_path / "c.bin.part").write_bytes(data)  # finished earlier, never renamed
+    fetch_file(url, tmp_path / "c.bin", sha256=_sha(data))
+    assert (tmp_path / "c.bin").read_bytes() == data
+    assert server.sent == 0  # the server answered 416 (nothing left to send)
+    (tmp_path / "d.bin.part").write_bytes(data + b"junk")  # longer than the remote file
+    url = _put(server, "d.bin", data)
+    fetch_file(url, tmp_path / "d.bin", sha256=_sha(data))
+    assert (tmp_path / "d.bin").read_bytes() == data
 
 
 def test_server_without_range_support(server, tmp_path):

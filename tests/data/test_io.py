@@ -150,8 +150,9 @@ _rlnAnglePsi #14
     assert t.image_index.tolist() == [0, 1]
 
 
-def test_stray_character_row_is_skipped_with_warning(tmp_path):
-    path = write_star(tmp_path / "p.star", _table(5), style="3.0")
+@pytest.mark.parametrize("style", ["3.0", "3.1"])
+def test_stray_character_row_is_skipped_with_warning(tmp_path, style):
+    path = write_star(tmp_path / "p.star", _table(5), style=style)
     lines = path.read_text().splitlines()
     i = next(j for j, line in enumerate(lines) if line.startswith("000003@"))
     lines[i] = lines[i] + " x"  # EMPIAR-10028's shiny_2sets.star has such a line
@@ -161,6 +162,8 @@ def test_stray_character_row_is_skipped_with_warning(tmp_path):
         t = read_star(path)
     assert any(f"line(s) {i + 1}" in str(w.message) for w in rec)
     assert t["image_index"].tolist() == [0, 1, 3, 4]
+    assert t.attrs["style"] == style
+    np.testing.assert_allclose(t["defocus_u"], _table(5)["defocus_u"][[0, 1, 3, 4]], rtol=1e-7)
 
 
 def test_missing_ctf_columns(tmp_path):

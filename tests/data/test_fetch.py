@@ -358,3 +358,12 @@ def test_real_manifest_is_complete():
     from radsvd.data.molecules import SYNTHETIC_PRESETS
 
     assert set(m["synthetic"]) == set(SYNTHETIC_PRESETS)
+
+
+def test_base_url_from_environment(server, tmp_path, monkeypatch):
+    _, gz, _ = _serve_dataset(server, tmp_path)
+    manifest = load_manifest(_manifest(tmp_path, server, _sha(gz)))
+    monkeypatch.setenv("RADSVD_BASE_URL", server.url)
+    rec = fetch_dataset("toy", tmp_path / "env", manifest=manifest, what=("map",),
+                        log=lambda *_: None)
+    assert rec["files"]["map"]["url"].startswith(server.url)

@@ -12,13 +12,13 @@ d = np.load(snakemake.input[0])
 fig, axes = plt.subplots(1, 2, figsize=(style["width"], style["width"] * 0.38), sharey=True)
 floor = 1e-16
 for ax, key, color, name, count in (
-        (axes[0], "C_eigenvalues", BLACK, "radial kernel C", "R"),
-        (axes[1], "D_eigenvalues", RED, "degree kernel D", "L")):
+        (axes[0], "C_eigenvalues", BLACK, "radial kernel C", "R = {n} shells"),
+        (axes[1], "D_eigenvalues", RED, "degree kernel D", "degrees l = 0 … {last}")):
     lam = np.sort(np.asarray(d[key], float))[::-1]
     ax.semilogy(np.arange(1, len(lam) + 1), np.maximum(lam / lam[0], floor), color=color,
                 marker="o")
     ax.set_xlabel("index h of the principal vector")
-    ax.set_title(f"{name} ({count} = {len(lam)})")
+    ax.set_title(f"{name} ({count.format(n=len(lam), last=len(lam) - 1)})")
     ax.set_xlim(0, len(lam) + 1)
 axes[0].set_ylabel(r"eigenvalue $\lambda_h/\lambda_1$")
 fig.suptitle(f"{str(d['dataset'])}: spectra of the volume kernels (K = {float(d['K']):g})",

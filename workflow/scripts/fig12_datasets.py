@@ -16,16 +16,17 @@ names = list(snakemake.params.datasets)
 descriptions = list(snakemake.params.descriptions)
 n = len(names)
 fig = plt.figure(figsize=(style["width"], 1.75 * n + 0.4))
+gs = fig.add_gridspec(n, 3, width_ratios=[1.0, 1.2, 1.2], wspace=0.35)
 for i, (name, desc, iso) in enumerate(zip(names, descriptions, snakemake.input.isosurfaces)):
     d = np.load(iso)
-    ax = fig.add_subplot(n, 3, 3 * i + 1, projection="3d")
+    ax = fig.add_subplot(gs[i, 0], projection="3d")
     draw_isosurface(ax, d["reference"], float(np.percentile(d["reference"], 97.5)),
                     color="#d9a38f")
-    ax.set_title(desc, fontsize=7)
+    ax.set_title(desc.replace(" (", "\n("), fontsize=7)
     for j, (df, what) in enumerate(((images, "image"), (volumes, "volume"))):
         sel = df[(df.dataset == name) & (df.method.isin(["radial_svd", "radial_degree_svd"]))]
         sel = sel.sort_values("H")
-        ax = fig.add_subplot(n, 3, 3 * i + 2 + j)
+        ax = fig.add_subplot(gs[i, 1 + j])
         ax.plot(sel.H, sel.correlation, color=RED, marker="o", label="correlation")
         ax.plot(sel.H, sel.backward_f, color=CYAN, marker="s", label="backward-error fraction f")
         ax.set_ylim(min(0.0, float(np.nanmin(sel[["correlation", "backward_f"]].values))) - 0.02,

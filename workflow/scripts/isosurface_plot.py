@@ -9,7 +9,6 @@ from skimage.measure import marching_cubes
 def draw_isosurface(ax, vol, level, color="#8fb3d9", elev=20, azim=-60):
     """Isosurface of ``vol[iz, iy, ix]`` at ``level``, shaded by a fixed light direction."""
     vol = np.asarray(vol, dtype=np.float64)
-    n = vol.shape[0]
     level = float(np.clip(level, vol.min() + 1e-12 * np.ptp(vol), vol.max() - 1e-12 * np.ptp(vol)))
     verts, faces, normals, _ = marching_cubes(vol, level=level)
     xyz = verts[:, ::-1]                      # (iz, iy, ix) -> (x, y, z)
@@ -23,10 +22,13 @@ def draw_isosurface(ax, vol, level, color="#8fb3d9", elev=20, azim=-60):
     coll = Poly3DCollection(tri, facecolors=np.clip(shade[:, None] * base, 0, 1),
                             edgecolors="none", linewidths=0)
     ax.add_collection3d(coll)
-    ax.set_xlim(0, n)
-    ax.set_ylim(0, n)
-    ax.set_zlim(0, n)
-    ax.set_box_aspect((1, 1, 1))
+    # a cube around the largest connected features: centre and half-width from the
+    # vertices' 1st-99th percentiles (isolated noise specks do not set the scale)
+    lo, hi = np.percentile(xyz, 1, axis=0), np.percentile(xyz, 99, axis=0)
+    c, h = 0.5 * (lo + hi), 0.5 * float(np.max(hi - lo)) * 1.08 + 0.5
+    for setter, ci in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
+        setter(ci - h, ci + h)
+    ax.set_box_aspect((1, 1, 1), zoom=1.35)
     ax.view_init(elev=elev, azim=azim)
     ax.set_axis_off()
     return ax

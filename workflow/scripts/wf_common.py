@@ -60,9 +60,6 @@ def setup(snakemake, name: str | None = None) -> logging.Logger:
     logger = logging.getLogger(name or snakemake.rule)
     threads = max(1, int(snakemake.threads))
     os.environ.setdefault("RADSVD_THREADS", str(threads))
-    import matplotlib
-
-    matplotlib.use("Agg")
     if _needs_library(snakemake):
         import radsvd
 

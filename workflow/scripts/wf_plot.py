@@ -111,7 +111,7 @@ def metric_panels(axes, df, x="H", method_label=None, ideal_label="ideal (operat
     ax1.plot(df[x], df["backward_f"], color=CYAN, marker="s", label="backward-error fraction f",
              **kw)
     ax1.set_xlabel("rank H")
-    ax1.set_ylabel("value")
+    ax1.set_ylabel("correlation, f")
     ax1.set_ylim(min(0.0, float(np.nanmin(df[["correlation", "backward_f"]].values))) - 0.02,
                  1.02)
     ax1.legend(loc="lower right", frameon=False)
@@ -124,5 +124,8 @@ def metric_panels(axes, df, x="H", method_label=None, ideal_label="ideal (operat
     ax2.set_ylabel("speedup over full calculation")
     ax2.legend(loc="upper right", frameon=False)
     ax2.set_title("speedup")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlim(0, float(df[x].max()) + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -109,6 +109,26 @@ class GaussianMolecule:
         cp = self._projected_centers(rotation)
         return self._ft(k.reshape(-1, 2), cp[:, :2]).reshape(k.shape[:-1])
 
+    def projection_fourier_grid(self, N: int, rotations) -> np.ndarray:
+        """P̂_R on the centred N×N DFT grid k = π m (m = -N//2 …), one per pose: (n, N, N).
+
+        Separable in kx and ky for Gaussians, so each image is one complex matrix product
+        (N × atoms) · (atoms × N); row index is ky (img[iy, ix] layout).
+        """
+        from radsvd.data.rotations import as_rotations as _rot
+
+        m = np.arange(_axis(N).size) - N // 2
+        k = np.pi * m.astype(np.float64)
+        R = _rot(rotations)
+        damp = np.exp(-0.5 * self.sigmas[:, None] ** 2 * k[None, :] ** 2)  # (atoms, N)
+        out = np.empty((R.shape[0], k.size, k.size), dtype=np.complex128)
+        for i, Ri in enumerate(R):
+            cp = self.centers @ Ri  # rows (R^T c_j)
+            ax = damp * np.exp(-1j * cp[:, 0:1] * k[None, :])
+            ay = (damp * self.weights[:, None]) * np.exp(-1j * cp[:, 1:2] * k[None, :])
+            out[i] = ay.T @ ax
+        return out
+
     def _projected_centers(self, rotation) -> np.ndarray:
         if rotation is None:
             return self.centers

@@ -4,13 +4,15 @@ Image formation (all in the Fourier domain of the N×N image, DESIGN §2 units):
 
     Î(k) = CTF(k) · e^{+i k·t} · V̂(R (kx, ky, 0)) + noise
 
-with R a uniform random pose (Haar measure on SO(3); the template convention of
+(for a :class:`GaussianMolecule` V̂ is its closed form, evaluated on the DFT grid as one
+separable matrix product per image; for a map, a 3D type-2 NUFFT, see below), with R a
+uniform random pose (Haar measure on SO(3); the template convention of
 :mod:`radsvd.data.rotations`), t = RELION's rlnOriginX/YAngst (converted to box units): the
 particle sits at −t in the image, because RELION's origin offsets "shift observations into
 the reference projection" (translating the image by +t centres it; RELION docs,
 Conventions/Orientations), CTF in RELION's convention (:mod:`radsvd.data.ctf`)
-and V̂ from one 3D type-2 NUFFT of the map at the rotated Cartesian frequencies (frequencies
-beyond the map's Nyquist are set to 0).  The real-space image is the centred inverse DFT
+and, for a map, V̂ from one 3D type-2 NUFFT at the rotated Cartesian frequencies
+(frequencies beyond the map's Nyquist are set to 0).  The real-space image is the centred inverse DFT
 divided by dx², so that without CTF, shift and noise it samples the projection ∫ V dz.
 Noise is white Gaussian with variance (mean signal variance over the stack) / SNR.
 """
@@ -90,8 +92,9 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
                        ctf: bool = True, eps: float = 1e-7, volume_box: int | None = None):
     """Simulate ``n`` particle images of box ``N`` (pixel size in Å).
 
-    ``source``: a :class:`GaussianMolecule` (sampled on a ``volume_box``³ grid, default
-    min(N, 128)) or a cubic map covering the same physical box as the images.
+    ``source``: a :class:`GaussianMolecule` (closed-form Fourier transform; or, if
+    ``volume_box`` is given, its map sampled on that grid and treated like any map) or a
+    cubic map covering the same physical box as the images.
     ``max_shift``: shifts uniform in a disc of this radius (Å).  ``snr`` None/inf: no noise.
     Returns (images float32 (n, N, N), table) with the normalised STAR columns (true poses,
     shifts and CTF parameters) plus micrograph names.
@@ -106,9 +109,12 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
         raise InputError(f"simulate_particles: snr must be positive (or None), got {snr!r}")
     n, N = int(n), int(N)
     rng = np.random.default_rng(seed)
+    molecule = None
     if isinstance(source, GaussianMolecule):
-        Nv = int(volume_box or min(N, 128))
-        volume = source.volume(Nv)
+        if volume_box is None:
+            molecule, volume = source, None  # closed form: exact, no sampled map
+        else:
+            volume = source.volume(int(volume_box))
     else:
         volume = real_stack(source, "source map", 3)
         if volume.shape[0] != 1:
@@ -148,7 +154,10 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
     chunk = max(1, (1 << 22) // (N * N))
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        F = _slices(volume, R[sl], N, eps)
+        if molecule is not None:
+            F = molecule.projection_fourier_grid(N, R[sl])
+        else:
+            F = _slices(volume, R[sl], N, eps)
         if max_shift > 0:
             F *= np.exp(+1j * (kx[None] * (sx[sl, None, None] * to_box)
                                + ky[None] * (sy[sl, None, None] * to_box)))

@@ -120,3 +120,14 @@ def test_bad_molecules():
         synthetic_molecule("nope")
     with pytest.raises(InputError, match="rotation"):
         synthetic_molecule("trpv1-like").projection(16, np.eye(3) * 2)
+
+
+def test_projection_fourier_grid_is_the_closed_form_on_the_dft_grid(mol):
+    N = 24
+    R = random_rotations(2, 7)
+    F = mol.projection_fourier_grid(N, R)
+    m = np.pi * (np.arange(N) - N // 2)
+    kx, ky = np.meshgrid(m, m)  # [iy, ix]
+    for i in range(2):
+        np.testing.assert_allclose(F[i], mol.projection_fourier(np.stack([kx, ky], -1), R[i]),
+                                   rtol=1e-12, atol=1e-12 * mol.weights.sum())

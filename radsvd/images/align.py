@@ -25,7 +25,8 @@ plus O(N_A) results (O(N_A·N_B) with all_pairs) — never N_A × N_B × Q.
 
 Precision: ``precision="double"`` (float64 GEMMs) or ``"single"`` (float32 GEMMs; FB
 coefficients, compression and refinement stay float64).  Default ("auto"): double on the
-full path, single on the compressed path (tests check f and the correlation agree to 1e-4).
+full path (and for H = R), single on the compressed path H < R (tests and the benchmark check
+that f and the correlation agree with double to 1e-4).
 """
 
 from __future__ import annotations
@@ -128,8 +129,6 @@ def _precision(precision: str, compressed: bool):
     return precision, (np.float32 if precision == "single" else np.float64)
 
 
-
-
 def _apply_basis(M: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """ã = Mᵀ a per image, as one real batched GEMM: (H×R) @ (R × 2n_freq) per image."""
     n, R, nf = fb.shape
@@ -187,7 +186,7 @@ def prepare(grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
             raise InputError(f"basis was built for another grid (R={basis.R}); rebuild it for "
                              f"R={grid.R}, Q={grid.Q}")
         H = grid.R if rank in (None, "full") else _rank(rank, grid.R)
-    precision, dtype = _precision(precision, basis is not None)
+    precision, dtype = _precision(precision, basis is not None and H < grid.R)
     return _Plan(grid, basis, H, dtype, precision, _tables(grid.Q, dtype), grid.eta)
 
 

@@ -122,11 +122,16 @@ class GaussianMolecule:
         R = _rot(rotations)
         damp = np.exp(-0.5 * self.sigmas[:, None] ** 2 * k[None, :] ** 2)  # (atoms, N)
         out = np.empty((R.shape[0], k.size, k.size), dtype=np.complex128)
-        for i, Ri in enumerate(R):
-            cp = self.centers @ Ri  # rows (R^T c_j)
-            ax = damp * np.exp(-1j * cp[:, 0:1] * k[None, :])
-            ay = (damp * self.weights[:, None]) * np.exp(-1j * cp[:, 1:2] * k[None, :])
-            out[i] = ay.T @ ax
+        from threadpoolctl import threadpool_limits
+
+        # many small products: threaded BLAS only adds synchronisation (and oversubscribes
+        # shared machines), so each runs on one thread
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i, Ri in enumerate(R):
+                cp = self.centers @ Ri  # rows (R^T c_j)
+                ax = damp * np.exp(-1j * cp[:, 0:1] * k[None, :])
+                ay = (damp * self.weights[:, None]) * np.exp(-1j * cp[:, 1:2] * k[None, :])
+                out[i] = ay.T @ ax
         return out
 
     def _projected_centers(self, rotation) -> np.ndarray:

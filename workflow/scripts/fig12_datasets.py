@@ -16,7 +16,8 @@ names = list(snakemake.params.datasets)
 descriptions = list(snakemake.params.descriptions)
 n = len(names)
 fig = plt.figure(figsize=(style["width"], 1.75 * n + 0.4))
-gs = fig.add_gridspec(n, 3, width_ratios=[1.0, 1.2, 1.2], wspace=0.35)
+gs = fig.add_gridspec(n, 3, width_ratios=[1.0, 1.2, 1.2], wspace=0.3, hspace=0.35,
+                      left=0.02, right=0.98, top=1 - 0.35 / (1.75 * n + 0.4), bottom=0.45 / (1.75 * n + 0.4))
 for i, (name, desc, iso) in enumerate(zip(names, descriptions, snakemake.input.isosurfaces)):
     d = np.load(iso)
     ax = fig.add_subplot(gs[i, 0], projection="3d")
@@ -32,11 +33,14 @@ for i, (name, desc, iso) in enumerate(zip(names, descriptions, snakemake.input.i
         ax.set_ylim(min(0.0, float(np.nanmin(sel[["correlation", "backward_f"]].values))) - 0.02,
                     1.02)
         ax.set_xlim(0, float(sel.H.max()) + 1)
-        ax.set_title(f"{what} alignment", fontsize=8)
+        ax.set_yticks([0, 0.5, 1])
+        if i == 0:
+            ax.set_title(f"{what} alignment", fontsize=9)
         if i == n - 1:
             ax.set_xlabel("rank H")
+        else:
+            ax.tick_params(labelbottom=False)
         if i == 0 and j == 1:
             ax.legend(loc="lower right", frameon=False, fontsize=7)
-fig.tight_layout()
 save(fig, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

@@ -10,7 +10,7 @@ def plot_two_rings(npz_path, pair: str, out_path, style_cfg, title: str):
     style = apply_style(style_cfg)
     d = np.load(npz_path)
     psi = d["psi"]
-    rings = d[f"{pair}_rings"]          # (2, Q) complex, η-scaled rings of the signal
+    rings = d[f"{pair}_rings"]          # (2, Q) complex rings of the signal (w_1 = w_2 = 1)
     combos = d[f"{pair}_combos"]        # (2, Q) complex: u†Â (principal), v†Â (orthogonal)
     kk = d[f"{pair}_k"]
     u, v = d[f"{pair}_u"], d[f"{pair}_v"]
@@ -30,7 +30,7 @@ def plot_two_rings(npz_path, pair: str, out_path, style_cfg, title: str):
     ax.set_xlim(0, 360)
     ax.set_xticks(np.arange(0, 361, 60))
     ax.set_xlabel(r"$\psi$ (degrees)")
-    ax.set_ylabel(r"$\Re\,\eta\,\hat{A}^{\mathrm{signal}}(k,\psi)$")
+    ax.set_ylabel(r"$\Re\,\hat{A}^{\mathrm{signal}}(k,\psi)$ (unit weights)")
     ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()

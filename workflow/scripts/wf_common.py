@@ -59,7 +59,6 @@ def setup(snakemake, name: str | None = None) -> logging.Logger:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logger = logging.getLogger(name or snakemake.rule)
     threads = max(1, int(snakemake.threads))
-    os.environ.setdefault("RADSVD_THREADS", str(threads))
     if _needs_library(snakemake):
         import radsvd
 

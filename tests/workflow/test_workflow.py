@@ -103,10 +103,18 @@ def test_slurm_profile_dry_run(tmp_path):
     assert out.count("align_images_shard") >= 1
 
 
-def test_schema_rejects_bad_values(tmp_path):
-    res = run_snakemake("-n", "--cores", "1", "--config", "images={'K': -3}", cwd=tmp_path)
+@pytest.mark.parametrize("bad, message", [
+    ("images: {K: -3}", "exclusiveMinimum"),                 # K must be positive
+    ("images: {methods: [radial_svd, pca9]}", "pca9"),      # unknown compression method
+    ("datasets: {x: {source: real}}", "'real' is a required property"),  # real needs 'real'
+])
+def test_schema_rejects_bad_values(tmp_path, bad, message):
+    (tmp_path / "bad.yaml").write_text(bad + "\n")
+    res = run_snakemake("-n", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml"),
+                        cwd=tmp_path)
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "K" in res.stdout + res.stderr
+    assert "Error validating config file" in out and message in out, out[-2000:]
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):

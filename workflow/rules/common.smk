@@ -43,6 +43,10 @@ def dataset_config(ds):
         "real": copy.deepcopy(entry.get("real", {})),
         "seed": int(entry.get("seed", config.get("seed", 0))),
     }
+    img = merged["images"]
+    if int(img["shards"]) > int(img["n_images"]):
+        raise WorkflowError(f"dataset {ds}: images.shards = {img['shards']} exceeds "
+                            f"images.n_images = {img['n_images']} (every shard needs images)")
     return merged
 
 

@@ -46,30 +46,30 @@ __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid"]
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
 def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
-    """Step 2: out[a, u, m1, m2 mod M'] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
+    """Step 2: out[m2 mod M', a, u, m1] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
 
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
-    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
-    ``order``): it reads each table row once for all volumes, sums into a local buffer, and
-    writes whole rows of ``out``.
+    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m2 (visited in
+    ``order``): it reads each of its table rows once for all volumes, sums into a local
+    buffer, and writes one contiguous slab out[m2 mod M'] (the layout step 3 multiplies).
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
     M = 2 * L + 1
-    Mout = out.shape[3]
-    for t in prange(L + 1):
-        m1 = order[t]
-        buf_r = np.empty((M, n_a, nu))
-        buf_i = np.empty((M, n_a, nu))
-        for k in range(M):
+    Mout = out.shape[0]
+    for t in prange(M):
+        k = order[t]
+        buf_r = np.empty((L + 1, n_a, nu))
+        buf_i = np.empty((L + 1, n_a, nu))
+        for m1 in range(L + 1):
             p = m1 * M + k
             r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
             d = table[r0]
             for a in range(n_a):
                 zr = Z[a, r0].real
                 zm = Z[a, r0].imag
-                br = buf_r[k, a]
-                bi = buf_i[k, a]
+                br = buf_r[m1, a]
+                bi = buf_i[m1, a]
                 for u in range(nu):
                     br[u] = d[u] * zr
                     bi[u] = d[u] * zm
@@ -78,15 +78,16 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                 for a in range(n_a):
                     zr = Z[a, row].real
                     zm = Z[a, row].imag
-                    br = buf_r[k, a]
-                    bi = buf_i[k, a]
+                    br = buf_r[m1, a]
+                    bi = buf_i[m1, a]
                     for u in range(nu):
                         br[u] += d[u] * zr
                         bi[u] += d[u] * zm
+        col = (k - L) % Mout
         for a in range(n_a):
             for u in range(nu):
-                for k in range(M):
-                    out[a, u, m1, (k - L) % Mout] = complex(buf_r[k, a, u], -buf_i[k, a, u])
+                for m1 in range(L + 1):
+                    out[col, a, u, m1] = complex(buf_r[m1, a, u], -buf_i[m1, a, u])
 
 
 @jit(parallel=True)
@@ -141,26 +142,36 @@ def beta_grid(n_beta: int) -> np.ndarray:
 
 
 def _beta_sources(betas: np.ndarray):
-    """Distinct β needing a Wigner table (β ≥ 0, or without a mirror -β in the grid), and for
-    every grid β its source column and whether it is the mirror image (sign flip)."""
+    """Distinct β needing a Wigner table (every β without a mirror -β > 0 in the grid), in
+    increasing grid order, and for every grid β its source column and whether it is the
+    mirror image (sign flip)."""
     n = betas.size
+    r = [round(float(bt), 12) + 0.0 for bt in betas]          # + 0.0: no negative zero
+    keys = {v: b for b, v in enumerate(r)}
+    flip = np.array([v < 0 and -v in keys for v in r], dtype=np.bool_)
     src = np.empty(n, dtype=np.int64)
-    flip = np.zeros(n, dtype=np.bool_)
-    unique: list[float] = []
-    where = {}
-    order = np.argsort(-betas, kind="stable")  # β ≥ 0 first
-    for b in order:
-        beta = betas[b]
-        key = round(float(beta), 12)
-        mirror = round(float(-beta), 12)
-        if beta < 0 and mirror in where:
-            src[b] = where[mirror]
-            flip[b] = True
-            continue
-        where[key] = len(unique)
-        src[b] = len(unique)
-        unique.append(float(beta))
-    return np.array(unique), src, flip
+    plus = np.flatnonzero(~flip)
+    src[plus] = np.arange(plus.size)
+    for b in np.flatnonzero(flip):
+        src[b] = src[keys[-r[b]]]
+    return betas[plus].astype(np.float64), src, flip
+
+
+def _runs(bs: np.ndarray, us: np.ndarray):
+    """Split grid positions bs (ascending) with sources us into runs (b0, b1, u0, step) where
+    consecutive b map to consecutive u (step ±1), so a run is a strided view on both sides."""
+    runs = []
+    i = 0
+    while i < bs.size:
+        j = i + 1
+        step = 1
+        if j < bs.size and bs[j] == bs[i] + 1 and abs(int(us[j]) - int(us[i])) == 1:
+            step = int(us[j]) - int(us[i])
+            while j < bs.size and bs[j] == bs[j - 1] + 1 and us[j] == us[j - 1] + step:
+                j += 1
+        runs.append((int(bs[i]), int(bs[j - 1]) + 1, int(us[i]), step))
+        i = j
+    return runs
 
 
 def _degree_rows(L: int):
@@ -224,8 +235,8 @@ class LandscapePlan:
         self.gammas = self.alphas.copy()
         unique, self.src, self.flip = _beta_sources(self.betas)
         self.row_start, self.tidx, self.base = _degree_rows(L)
-        # m1 tasks of step 2, evens then odds: balances the triangular work over threads
-        self.order = np.concatenate([np.arange(0, L + 1, 2), np.arange(1, L + 1, 2)])
+        # m2 tasks of step 2 (k = m2 + L), evens then odds: balances the work over threads
+        self.order = np.concatenate([np.arange(0, 2 * L + 1, 2), np.arange(1, 2 * L + 1, 2)])
         if wigner is not None:
             if wigner.L != L or wigner.betas.shape != unique.shape or not np.allclose(
                     wigner.betas, unique, atol=1e-12):
@@ -271,6 +282,8 @@ class LandscapePlan:
         self.transform = "fft" if _largest_prime_factor(self.M) <= 11 else "dft"
         self._plus = np.flatnonzero(~self.flip)
         self._minus = np.flatnonzero(self.flip)
+        self._runs_plus = _runs(self._plus, self.src[self._plus])
+        self._runs_minus = _runs(self._minus, self.src[self._minus])
         idx = np.arange(self.M)
         m2s = np.where(idx <= L, idx, idx - self.M)                     # signed m2 of a column
         m1s = np.arange(L + 1)
@@ -278,13 +291,19 @@ class LandscapePlan:
         if self.transform == "dft":
             g = 2.0 * np.pi * idx / self.M
             E = np.exp(1j * np.outer(m2s, g))                             # (m2 mod M, γ)
-            self._E = np.concatenate([E, ((-1.0) ** m2s)[:, None] * E], axis=1).astype(ct)
+            self._ET = np.ascontiguousarray(
+                np.concatenate([E, ((-1.0) ** m2s)[:, None] * E], axis=1).T.astype(ct))
             ang = np.outer(g, m1s)
             c = np.where(m1s == 0, 1.0, 2.0)
             self._G = np.concatenate([np.cos(ang) * c, -np.sin(ang) * c], axis=1)  # (α, 2(L+1))
             s1 = np.concatenate([(-1.0) ** m1s, (-1.0) ** m1s])
-            self._Gm = (self._G * s1[None, :]).astype(rt)
-            self._G = self._G.astype(rt)
+            Gm = self._G * s1[None, :]
+
+            def interleave(G):  # columns (m1, re/im) to match the complex view of Z
+                return np.ascontiguousarray(
+                    np.stack([G[:, :L + 1], G[:, L + 1:]], axis=-1).reshape(self.M, -1), dtype=rt)
+
+            self._Gi, self._Gmi = interleave(self._G), interleave(Gm)
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
@@ -323,54 +342,60 @@ class LandscapePlan:
         return Y.reshape(T.shape[0], -1)
 
     def step2(self, Z: np.ndarray) -> np.ndarray:
-        """conj X̂(m1 ≥ 0, m2 mod M; β_u) for the distinct β_u: (n, n_u, L+1, M) complex."""
+        """conj X̂(m1 ≥ 0, m2; β_u) for the distinct β_u, laid out (M [m2 mod M], n, n_u, L+1)."""
         nu = self.table.shape[1]
-        out = self._buffer("xhat", (Z.shape[0], nu, self.L + 1, self.M), np.complex128)
+        out = self._buffer("xhat", (self.M, Z.shape[0], nu, self.L + 1), np.complex128)
         if self.M > 2 * self.L + 1:
-            out[..., self.L + 1: self.M - self.L] = 0.0
+            out[self.L + 1: self.M - self.L] = 0.0
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
         _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
         return out
 
-    def step3(self, Xc: np.ndarray) -> np.ndarray:
+    def step3(self, Xc: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """X[a, b, i (α), j (γ)] from conj X̂ at the distinct β (real 2D transform).
 
         Mirrored β: X̂(-β) = (-1)^{m1-m2} X̂(β).  For even M that is the shift
         X(α, -β, γ) = X(α - π, β, γ + π) of the grid; otherwise the sign is folded into the
-        transform (second DFT matrix, or a signed copy for the FFT)."""
-        n, nu, L1, M = Xc.shape
+        transform (a second DFT matrix, or a signed copy for the FFT).  The matrix DFT is one
+        product over all volumes and β for m2 → γ, then one product per (volume, β) for
+        m1 → α that writes straight into the output."""
+        M, n, nu, L1 = Xc.shape
         rt, ct = self._rt, self._ct
-        if Xc.dtype != ct:
-            Xc = Xc.astype(ct)
-        out = np.empty((n, self.n_beta, M, M), dtype=rt)
-        plus, minus = self._plus, self._minus
+        if out is None:
+            out = np.empty((n, self.n_beta, M, M), dtype=rt)
         if self.transform == "fft":
             kw = dict(s=(M, M), axes=(-1, -2), norm="forward", workers=fft_workers())
-            Xp = scipy.fft.irfft2(Xc, **kw)
-            out[:, plus] = Xp[:, self.src[plus]]
-            if minus.size:
+            Xv = np.moveaxis(Xc, 0, -1)                                   # (n, nu, L+1, M)
+            if Xv.dtype != ct:
+                Xv = Xv.astype(ct)
+            Xp = scipy.fft.irfft2(Xv, **kw)
+            for b0, b1, u0, step in self._runs_plus:
+                out[:, b0:b1] = Xp[:, _sl(u0, b1 - b0, step)]
+            if self._minus.size:
                 if M % 2 == 0:
-                    out[:, minus] = np.roll(Xp[:, self.src[minus]], (M // 2, -(M // 2)), (2, 3))
+                    for b0, b1, u0, step in self._runs_minus:
+                        out[:, b0:b1] = np.roll(Xp[:, _sl(u0, b1 - b0, step)],
+                                                (M // 2, -(M // 2)), (2, 3))
                 else:
-                    out[:, minus] = scipy.fft.irfft2(Xc[:, self.src[minus]] * self._sign.astype(rt),
-                                                     **kw)
+                    us = self.src[self._minus]
+                    Xm = scipy.fft.irfft2(Xv[:, us] * self._sign.astype(rt), **kw)
+                    out[:, self._minus] = Xm
             return out
-        E = self._E if minus.size else self._E[:, :M]
-        Z = self._buffer("z", (n * nu * L1, E.shape[1]), ct)
-        np.matmul(Xc.reshape(-1, M), E, out=Z)                  # Σ_m2 e^{+i m2 γ} (·(-1)^m2)
-        Z = Z.reshape(n * nu, L1, E.shape[1])
-        Zri = self._buffer("zri", (n * nu, 2 * L1, M), rt)
-        Zri[:, :L1] = Z[:, :, :M].real
-        Zri[:, L1:] = Z[:, :, :M].imag
-        Xp = self._buffer("xp", (n * nu, M, M), rt)
-        np.matmul(self._G, Zri, out=Xp)
-        out[:, plus] = Xp.reshape(n, nu, M, M)[:, self.src[plus]]
-        if minus.size:
-            Zri[:, :L1] = Z[:, :, M:].real
-            Zri[:, L1:] = Z[:, :, M:].imag
-            np.matmul(self._Gm, Zri, out=Xp)
-            out[:, minus] = Xp.reshape(n, nu, M, M)[:, self.src[minus]]
+        E = self._ET if self._minus.size else self._ET[:M]
+        if Xc.dtype != ct:
+            Xc = Xc.astype(ct)
+        Z = self._buffer("z", (E.shape[0], n * nu * L1), ct)
+        np.matmul(E, Xc.reshape(M, -1), out=Z)                 # Σ_m2 e^{+i m2 γ} (·(-1)^m2)
+        # per (volume, β): real view (γ, 2(L+1)) with (re, im) interleaved, transposed
+        Zp = Z[:M].reshape(M, n, nu, L1).view(rt)                         # (γ, n, nu, 2L1)
+        Zp = np.moveaxis(Zp, 0, -1)                                        # (n, nu, 2L1, γ)
+        for b0, b1, u0, step in self._runs_plus:
+            np.matmul(self._Gi, Zp[:, _sl(u0, b1 - b0, step)], out=out[:, b0:b1])
+        if self._minus.size:
+            Zm = np.moveaxis(Z[M:].reshape(M, n, nu, L1).view(rt), 0, -1)
+            for b0, b1, u0, step in self._runs_minus:
+                np.matmul(self._Gmi, Zm[:, _sl(u0, b1 - b0, step)], out=out[:, b0:b1])
         return out
 
     def __call__(self, coef: np.ndarray) -> np.ndarray:
@@ -378,6 +403,12 @@ class LandscapePlan:
         T = self.step1(self.radial_compress(coef))
         Z = self.step1b(T) if self.compressed else T
         return self.step3(self.step2(Z))
+
+
+def _sl(u0: int, count: int, step: int) -> slice:
+    """Slice of ``count`` items from u0 with step ±1."""
+    stop = u0 + step * count
+    return slice(u0, stop if stop >= 0 else None, step)
 
 
 def _largest_prime_factor(n: int) -> int:

@@ -38,8 +38,9 @@ def test_landscape_equals_brute_force(M, n_beta):
     assert X.shape == (2, plan.n_beta, plan.M, plan.M)
     rng = np.random.default_rng(2)
     scale = np.sqrt(coefficient_norms(A, grid).max() * coefficient_norms(B, grid)[0])
-    for _ in range(12):
-        a, b, i, j = (rng.integers(s) for s in X.shape)
+    points = [(1, b, 3, 2) for b in range(plan.n_beta)]           # every β (mirrors, 0, -π)
+    points += [tuple(rng.integers(s) for s in X.shape) for _ in range(12)]
+    for a, b, i, j in points:
         tau = (plan.gammas[j], plan.betas[b], plan.alphas[i])
         # Cauchy–Schwarz bounds |X| by the norms; rounding is O(n_terms ε) of that
         assert abs(X[a, b, i, j] - _brute(A[a], B[0], grid, tau)) < 1e4 * EPS * scale

@@ -124,7 +124,7 @@ def _run(plan, vols, block=BLOCK):
         t3 = time.perf_counter()
         Xc = plan.step2(Z)
         t4 = time.perf_counter()
-        X = plan.step3(Xc)
+        X = plan.step3(Xc, out=plan.work_array(a1 - a0))
         t5 = time.perf_counter()
         flat = X.reshape(a1 - a0, -1)
         best_i[a0:a1] = np.argmax(flat, axis=1)
@@ -158,7 +158,7 @@ def _metrics(plans, vols):
     from radsvd.metrics import LandscapeMetrics
 
     acc = [LandscapeMetrics() for _ in plans[1:]]
-    for a0, a1, (X, *XH) in landscape_blocks(vols, plans, BLOCK):
+    for a0, a1, (X, *XH) in landscape_blocks(vols, plans, BLOCK, reuse=True):
         n = a1 - a0
         for m, x in zip(acc, XH):
             m.update(X.reshape(n, -1), x.reshape(n, -1))

@@ -71,10 +71,11 @@ class VolumeAlignResult:
             raise
 
 
-def landscape_blocks(coef_volumes, plans, block: int = 8):
+def landscape_blocks(coef_volumes, plans, block: int = 8, reuse: bool = False):
     """Yield (a0, a1, [X_plan for plan in plans]) over blocks of volumes: the streaming form
     used for the metrics (full and compressed landscapes of the same volumes, one block at a
-    time; each X is (a1-a0, n_β, M, M))."""
+    time; each X is (a1-a0, n_β, M, M)).  reuse=True: the yielded arrays are the plans' work
+    arrays, overwritten by the next block (faster: no fresh pages per block)."""
     plans = list(plans)
     if not plans:
         raise InputError("plans: need at least one LandscapePlan")
@@ -84,7 +85,8 @@ def landscape_blocks(coef_volumes, plans, block: int = 8):
         raise InputError(f"block must be a positive integer, got {block!r}")
     for a0 in range(0, a.shape[0], int(block)):
         a1 = min(a0 + int(block), a.shape[0])
-        yield a0, a1, [p(a[a0:a1]) for p in plans]
+        yield a0, a1, [p(a[a0:a1], out=p.work_array(a1 - a0) if reuse else None)
+                       for p in plans]
 
 
 def _full_T(coef: np.ndarray, plan: LandscapePlan) -> np.ndarray:
@@ -136,6 +138,8 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     if plan is None:
         plan = prepare(grid, coef_target, basis, ranks, n_beta, M, precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")
+    if isinstance(block, bool) or int(block) != block or block < 1:
+        raise InputError(f"block must be a positive integer, got {block!r}")
     n = a.shape[0]
     tau = np.empty((n, 3))
     score = np.empty(n)
@@ -147,14 +151,13 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
 
         bar = tqdm(total=n, unit="vol", desc="align-volumes")
     full_plan = None
-    for a0, a1, (X,) in landscape_blocks(a, [plan], block):
+    for a0, a1 in ((a0, min(a0 + int(block), n)) for a0 in range(0, n, int(block))):
+        X = plan(a[a0:a1], out=land[a0:a1] if land is not None else plan.work_array(a1 - a0))
         flat = X.reshape(a1 - a0, -1)
         idx = np.argmax(flat, axis=1)
         b, i, j = np.unravel_index(idx, X.shape[1:])
         tau[a0:a1] = np.stack([plan.gammas[j], plan.betas[b], plan.alphas[i]], -1)
         score[a0:a1] = flat[np.arange(a1 - a0), idx]
-        if land is not None:
-            land[a0:a1] = X
         if refine:
             if full_plan is None:
                 full_plan = plan if not plan.compressed else prepare(
@@ -245,7 +248,8 @@ def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeB
         plans.append(prepare(grid, coef_target, b, r, n_beta, M, wigner=full.wigner))
 
     def tiles():
-        for a0, a1, (X, *XH) in landscape_blocks(coef_volumes, [full] + plans, block):
+        for a0, a1, (X, *XH) in landscape_blocks(coef_volumes, [full] + plans, block,
+                                                  reuse=True):
             n = a1 - a0
             yield X.reshape(n, -1), [x.reshape(n, -1) for x in XH]
 

@@ -364,6 +364,9 @@ class LandscapePlan:
         rt, ct = self._rt, self._ct
         if out is None:
             out = np.empty((n, self.n_beta, M, M), dtype=rt)
+        elif out.shape != (n, self.n_beta, M, M) or out.dtype != rt:
+            raise InputError(f"out: expected shape {(n, self.n_beta, M, M)} and dtype "
+                             f"{np.dtype(rt)}, got {out.shape} {out.dtype}")
         if self.transform == "fft":
             kw = dict(s=(M, M), axes=(-1, -2), norm="forward", workers=fft_workers())
             Xv = np.moveaxis(Xc, 0, -1)                                   # (n, nu, L+1, M)
@@ -398,11 +401,16 @@ class LandscapePlan:
                 np.matmul(self._Gmi, Zm[:, _sl(u0, b1 - b0, step)], out=out[:, b0:b1])
         return out
 
-    def __call__(self, coef: np.ndarray) -> np.ndarray:
-        """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M)."""
+    def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if
+        given: reusing one output array saves the page faults of a fresh one per block)."""
         T = self.step1(self.radial_compress(coef))
         Z = self.step1b(T) if self.compressed else T
-        return self.step3(self.step2(Z))
+        return self.step3(self.step2(Z), out=out)
+
+    def work_array(self, n: int) -> np.ndarray:
+        """A reusable output array for blocks of n volumes (owned by the plan)."""
+        return self._buffer("landscape", (n, self.n_beta, self.M, self.M), self._rt)
 
 
 def _sl(u0: int, count: int, step: int) -> slice:

@@ -95,43 +95,71 @@ def _best4(EC, ES, OC, OS, J, val, idx):  # pragma: no cover - compiled
     EC/ES (even q, cos/sin) and OC/OS (odd q): (Jh+1, P), Jh = ⌊J/2⌋.  For 0 ≤ j ≤ Jh:
         X_j = (EC+ES) + (OC+OS),      X_{J−j} = (EC−ES) − (OC−OS),
         X_{J+j} = (EC+ES) − (OC+OS),  X_{2J−j} = (EC−ES) + (OC−OS)
-    (parity of q gives γ + π; the sign of the sine gives −γ).  One pass over the four arrays;
-    ties go to the lowest γ index (explicit index comparison on equality).
+    (parity of q gives γ + π; the sign of the sine gives −γ).  Each of the four index streams
+    keeps its own running max with a plain comparison ('>' where the index grows with j,
+    '>=' where it shrinks, so ties keep the lowest index); the streams cover increasing index
+    ranges and are merged in that order with '>', so the result is the first argmax.
     """
     Jh1, P = EC.shape
+    v1 = np.empty(P, EC.dtype)
+    v2 = np.empty(P, EC.dtype)
+    v3 = np.empty(P, EC.dtype)
+    v4 = np.empty(P, EC.dtype)
+    k1 = np.zeros(P, np.int32)
+    k2 = np.zeros(P, np.int32)
+    k3 = np.zeros(P, np.int32)
+    k4 = np.zeros(P, np.int32)
     for p in range(P):
-        val[p] = -np.inf
-        idx[p] = 0
-    for j in range(Jh1):
-        m1 = j
-        m2 = J - j
-        m3 = J + j
-        m4 = (2 * J - j) % (2 * J)
+        e1 = EC[0, p] + ES[0, p]
+        o1 = OC[0, p] + OS[0, p]
+        e2 = EC[0, p] - ES[0, p]
+        o2 = OC[0, p] - OS[0, p]
+        v1[p] = e1 + o1
+        v2[p] = e2 - o2
+        v3[p] = e1 - o1
+        v4[p] = -np.inf
+        k2[p] = J
+        k3[p] = J
+    for j in range(1, Jh1):
+        m1 = np.int32(j)
+        m2 = np.int32(J - j)
+        m3 = np.int32(J + j)
+        m4 = np.int32(2 * J - j)
         for p in range(P):
             e1 = EC[j, p] + ES[j, p]
             o1 = OC[j, p] + OS[j, p]
             e2 = EC[j, p] - ES[j, p]
             o2 = OC[j, p] - OS[j, p]
-            v = val[p]
-            k = idx[p]
             x = e1 + o1
-            if x > v or (x == v and m1 < k):
-                v = x
-                k = m1
+            if x > v1[p]:
+                v1[p] = x
+                k1[p] = m1
             x = e2 - o2
-            if x > v or (x == v and m2 < k):
-                v = x
-                k = m2
+            if x >= v2[p]:
+                v2[p] = x
+                k2[p] = m2
             x = e1 - o1
-            if x > v or (x == v and m3 < k):
-                v = x
-                k = m3
+            if x > v3[p]:
+                v3[p] = x
+                k3[p] = m3
             x = e2 + o2
-            if x > v or (x == v and m4 < k):
-                v = x
-                k = m4
-            val[p] = v
-            idx[p] = k
+            if x >= v4[p]:
+                v4[p] = x
+                k4[p] = m4
+    for p in range(P):
+        v = v1[p]
+        k = k1[p]
+        if v2[p] > v:
+            v = v2[p]
+            k = k2[p]
+        if v3[p] > v:
+            v = v3[p]
+            k = k3[p]
+        if v4[p] > v:
+            v = v4[p]
+            k = k4[p]
+        val[p] = v
+        idx[p] = k
 
 
 @jit

@@ -228,3 +228,29 @@ def test_all_pairs_refined(case):
             dX = np.sum(w * q * (z.imag * np.cos(q * gam) - z.real * np.sin(q * gam)))
             scale = np.sum(w * q * np.abs(z))
             assert abs(dX) < 1e-9 * scale
+
+
+@pytest.mark.parametrize("Q", [2, 4, 6, 8, 10, 98, 100])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduction_kernel_first_argmax_against_numpy(Q, dtype):
+    """The quarter-DFT reduction equals max/argmax (first maximum) of the assembled landscape,
+    including exact ties (integer-valued landscapes)."""
+    from radsvd.images import _kernels as K
+
+    rng = np.random.default_rng(Q)
+    J = Q // 2
+    Jh1 = J // 2 + 1
+    P = 301
+    arrs = [rng.integers(-2, 3, (Jh1, P)).astype(dtype) for _ in range(4)]
+    arrs[1][0] = 0  # sin(0) = 0 rows, as in the engine's tables
+    arrs[3][0] = 0
+    if J % 2 == 0:  # at γ = π/2: sin(qπ/2) = 0 for even q, cos(qπ/2) = 0 for odd q
+        arrs[1][-1] = 0
+        arrs[2][-1] = 0
+    X = np.empty((P, Q), dtype)
+    K._assemble4(*arrs, J, X)
+    val = np.empty(P, dtype)
+    idx = np.empty(P, np.int64)
+    K._best4(*arrs, J, val, idx)
+    assert np.array_equal(idx, np.argmax(X, axis=1))
+    assert np.array_equal(val, X.max(axis=1))

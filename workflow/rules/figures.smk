@@ -124,6 +124,7 @@ rule fig08_image_alignment:
     params:
         style=config["style"],
         dataset=MAIN,
+        title=dataset_config(MAIN)["description"],
     log:
         log_path("figures/fig08"),
     conda:
@@ -170,6 +171,7 @@ rule fig11_volume_alignment:
     params:
         style=config["style"],
         dataset=MAIN,
+        title=dataset_config(MAIN)["description"],
     log:
         log_path("figures/fig11"),
     conda:
@@ -220,6 +222,7 @@ rule fig14_method_comparison:
     params:
         style=config["style"],
         dataset=MAIN,
+        title=dataset_config(MAIN)["description"],
     log:
         log_path("figures/fig14"),
     conda:

@@ -73,6 +73,6 @@ err = np.degrees(np.arccos(np.clip((np.einsum("nij,nji->n", full.matrix, d["rota
 log.info("full path: rotation error against the truth, median %.2f°, max %.2f°",
          float(np.median(err)), float(err.max()))
 write_table(snakemake.output.table, rows, "volume_alignment")
-save_npz(snakemake.output.spectra, dataset=cfg["name"], K=grid.K, C_eigenvalues=basis.C_values,
+save_npz(snakemake.output.spectra, dataset=cfg["description"], K=grid.K, C_eigenvalues=basis.C_values,
          D_eigenvalues=basis.D_values, k=grid.k)
 log.info("wrote %s and %s", snakemake.output.table, snakemake.output.spectra)

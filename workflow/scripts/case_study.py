@@ -126,7 +126,7 @@ X_p_H = np.stack([landscapes(fb_pair[:1], fb_pair[1:], grid, basis, H, precision
 true_angle = np.radians(-psi[pair]) % (2 * np.pi)
 pair_angle = np.radians(psi[i2] - psi[i1]) % (2 * np.pi)
 
-save_npz(snakemake.output.casestudy, dataset=cfg["name"], image_ids=np.array(pair),
+save_npz(snakemake.output.casestudy, dataset=cfg["description"], image_ids=np.array(pair),
          images=images[pair], signals=signal_img, polar_images=polar_img.real,
          polar_signals=signal_polar.real, k=grid.k, psi=grid.psi, K=grid.K, box=N,
          pixel_size=pixel,
@@ -146,7 +146,7 @@ n_g = min(int(cs["n_gallery"]), len(table))
 gal = np.linspace(0, len(table) - 1, n_g).round().astype(int)
 gal_polar = project_fourier(volume, poses[gal], grid) * np.stack(
     [params[i].polar(grid, N, pixel) for i in gal])
-save_npz(snakemake.output.gallery, dataset=cfg["name"], image_ids=gal, images=images[gal],
+save_npz(snakemake.output.gallery, dataset=cfg["description"], image_ids=gal, images=images[gal],
          templates=polar_to_images(gal_polar, grid, N), box=N, pixel_size=pixel,
          defocus=0.5 * (table["defocus_u"].to_numpy()[gal] + table["defocus_v"].to_numpy()[gal]))
 log.info("wrote %s and %s", snakemake.output.casestudy, snakemake.output.gallery)

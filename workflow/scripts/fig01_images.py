@@ -22,7 +22,7 @@ for row in range(2):
     axes[row, 0].set_ylabel(f"image {int(ids[row])}")
 R, Q = d["polar_images"].shape[1:]
 box, px = int(d["box"]), float(d["pixel_size"])
-fig.suptitle(f"Two images of {str(d['dataset'])}: real space ({box}×{box} px, "
+fig.suptitle(f"Two images of {str(d['dataset'])}\nreal space ({box}×{box} px, "
              f"{box * px:.0f} Å) and polar Fourier grid (K = {float(d['K']):g}, R = {R}, "
              f"Q = {Q}); colour: mean ± 2.5 s.d.", fontsize=8)
 fig.tight_layout()

@@ -18,7 +18,7 @@ for j in range(n):
     axes[1, j].set_xlabel(f"defocus {d['defocus'][j] / 1e4:.2f} µm", fontsize=7)
 axes[0, 0].set_ylabel("particle image")
 axes[1, 0].set_ylabel("CTF-corrected\ntemplate")
-fig.suptitle(f"{str(d['dataset'])}: images and CTF-corrected templates "
+fig.suptitle(f"{str(d['dataset'])}\nparticle images and CTF-corrected templates "
              f"({int(d['box'])} px, {float(d['pixel_size']):.2f} Å/px)", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])

@@ -15,7 +15,7 @@ if sel.empty:
 row = sel.iloc[0]
 fig, axes = plt.subplots(1, 3, figsize=(style["width"] * 1.2, style["width"] * 0.36))
 metric_panels(axes, sel, ideal_label="ideal R/H (operation count)")
-fig.suptitle(f"{snakemake.params.dataset}: {int(row.n_images)} images × {int(row.n_targets)} "
+fig.suptitle(f"{snakemake.params.title}: {int(row.n_images)} images × {int(row.n_targets)} "
              f"targets per CTF group ({int(row.n_ctf_groups)} groups), K = {row.K:g}, "
              f"R = {int(row.R)}, Q = {int(row.Q)}; {int(row.numba_threads)} thread(s)",
              fontsize=9)

@@ -14,7 +14,7 @@ if sel.empty:
 row = sel.iloc[0]
 fig, axes = plt.subplots(1, 3, figsize=(style["width"] * 1.2, style["width"] * 0.36))
 metric_panels(axes, sel, ideal_label="ideal K/H (operation count)")
-fig.suptitle(f"{snakemake.params.dataset}: {int(row.n_volumes)} volumes aligned to one target, "
+fig.suptitle(f"{snakemake.params.title}: {int(row.n_volumes)} volumes aligned to one target, "
              f"K = {row.K:g}, R = {int(row.R)}, L = {int(row.L)}, "
              f"$n_\\beta$ = {int(row.n_beta)}; {int(row.numba_threads)} thread(s)", fontsize=9)
 fig.tight_layout()

@@ -29,7 +29,7 @@ axes[3].axhline(1.0, color="0.6", lw=0.8, ls=":")
 handles, labels = axes[1].get_legend_handles_labels()
 fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
            bbox_to_anchor=(0.5, -0.02))
-fig.suptitle(f"{snakemake.params.dataset}: radial bases compared on the Fig 8 metrics "
+fig.suptitle(f"{snakemake.params.title}: radial bases compared on the Fig 8 metrics "
              "(speedup: total time incl. precomputation)", fontsize=9)
 fig.tight_layout(rect=(0, 0.08, 1, 1))
 save(fig, snakemake.output[0])

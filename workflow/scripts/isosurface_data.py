@@ -18,7 +18,7 @@ def small(v):
 
 n_ex = min(int(fig["n_examples"]), d["volumes"].shape[0])
 ids = np.arange(n_ex)
-save_npz(snakemake.output[0], dataset=snakemake.params.cfg["name"],
+save_npz(snakemake.output[0], dataset=snakemake.params.cfg["description"],
          reference=small(d["reference"]), examples=np.stack([small(d["volumes"][i]) for i in ids]),
          example_ids=ids, percentiles=np.asarray(fig["percentiles"], float))
 log.info("wrote %s (%d³, %d examples)", snakemake.output[0], box, n_ex)

@@ -15,7 +15,8 @@ compare with the ``spherical`` package at l ≥ 100).
 
 Table layout (:class:`WignerTable`, used by the landscapes): for each pair p = (m1, m2),
 m1 = 0..L, m2 = -L..L (p = m1 (2L+1) + m2 + L), the degrees l = l0..L form a block of
-rows, and each row holds all β of the table (β fastest): ``data[(offset[p] + l - l0) * n_beta + b]``.
+rows, and each row holds all β of the table (β fastest):
+``data[(offset[p] + l - l0) * n_beta + b]``.
 Orders m1 < 0 follow from d^l_{-m1,-m2} = (-1)^{m1-m2} d^l_{m1,m2}.
 """
 

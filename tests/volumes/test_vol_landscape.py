@@ -15,7 +15,8 @@ EPS = np.finfo(float).eps
 
 def _coefficients(grid, n, seed):
     rng = np.random.default_rng(seed)
-    c = rng.standard_normal((n, grid.R, grid.n_lm)) + 1j * rng.standard_normal((n, grid.R, grid.n_lm))
+    shape = (n, grid.R, grid.n_lm)
+    c = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     l, m = grid.degrees, grid.orders
     z = m == 0
     c[..., z] = np.where(l[z] % 2 == 0, c[..., z].real, 1j * c[..., z].imag)

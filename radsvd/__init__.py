@@ -1,9 +1,47 @@
-"""radsvd: radial- and degree-SVD for fast rigid rotational alignment (Rangan 2022)."""
+"""radsvd: radial- and degree-SVD for fast rigid rotational alignment (Rangan 2022).
+
+The public API: the most used entry points are re-exported here; the full API of each side
+lives in its subpackage, with the same step names in 2D and 3D (kernel, basis, compress,
+landscape, best):
+
+- :mod:`radsvd.images`  – polar Fourier images, radial bases, the 2D alignment engine;
+- :mod:`radsvd.volumes` – spherical-harmonic shells, Wigner-d, SO(3) landscapes, radial- and
+  degree-SVD;
+- :mod:`radsvd.metrics` – streaming Frobenius error, correlation and backward-error fraction;
+- :mod:`radsvd.data`    – synthetic molecules and particles, CTF, templates, MRC/STAR I/O,
+  preprocessing, manifest-driven fetching.
+"""
+
+__version__ = "0.1.0"
 
 from radsvd._jit import set_threads, threads
 from radsvd._validate import InputError
 from radsvd.grids import PolarGrid, radial_quadrature
+from radsvd.images import (AlignResult, RadialBasis, align_images, energy_pca,
+                           frequency_marching, images_to_fb, polar_to_images, radial_svd, to_fb,
+                           to_polar)
+from radsvd.metrics import LandscapeMetrics
+from radsvd.volumes import (ShellGrid, VolumeAlignResult, VolumeBasis, align_maps,
+                            align_volumes, to_shells, volume_svd, wigner_d)
+from radsvd.data import (CTFParams, GaussianMolecule, cluster_ctf, load_particles,
+                         make_templates, read_mrc, read_star, shell_directions,
+                         simulate_particles, synthetic_molecule, write_mrc)
+from radsvd.data.fetch import fetch_dataset
 
-__version__ = "0.1.0"
 
-__all__ = ["InputError", "PolarGrid", "radial_quadrature", "set_threads", "threads"]
+__all__ = [
+    # ground
+    "InputError", "PolarGrid", "ShellGrid", "radial_quadrature", "set_threads", "threads",
+    # images (2D)
+    "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
+    "frequency_marching", "energy_pca", "align_images", "AlignResult",
+    # volumes (3D)
+    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_maps",
+    "VolumeAlignResult",
+    # metrics
+    "LandscapeMetrics",
+    # data
+    "GaussianMolecule", "synthetic_molecule", "simulate_particles", "CTFParams", "cluster_ctf",
+    "shell_directions", "make_templates", "read_mrc", "write_mrc", "read_star",
+    "load_particles", "fetch_dataset",
+]

@@ -12,7 +12,6 @@ Records (``measure``):
   speedup over the full path (same run), split over steps 0 (compression), 1, 1b, 2, 3,
   the paper's ideal K/H, and the accuracy metrics (Frobenius, correlation, f) over the grid.
 * ``volumes.*.M{2L+2}``: the same full/rank-8 comparison on an FFT-friendly α, γ grid.
-* ``volumes.*.single``: full/rank-8 with the step-3 transform in single precision.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.
@@ -216,8 +215,6 @@ def measure(quick: bool = False) -> list[dict]:
         configs[f"rank{H}"] = (lambda H=H: _compressed(grid, target, vols, H))
     configs["full.M2"] = lambda: _full(grid, target, vols, M=M2)
     configs["rank.M2"] = lambda: _compressed(grid, target, vols, H2, M=M2)
-    configs["full.single"] = lambda: _full(grid, target, vols, precision="single")
-    configs["rank.single"] = lambda: _compressed(grid, target, vols, H2, precision="single")
     best = {}
     for _ in range(rounds):
         for key, fn in configs.items():
@@ -262,17 +259,6 @@ def measure(quick: bool = False) -> list[dict]:
                      per_pair_ms=1e3 * total_c2 / n_vol, speedup_vs_full=total_f2 / total_c2,
                      step3_seconds=tm_c2["s3"],
                      params=dict(params, M=M2, H_C=H2, H_D=H2, step3=plan_c2.transform)))
-    # single-precision step 3 (both paths), default grid
-    total_fs, (plan_fs, _, _, tm_fs, _) = best["full.single"]
-    total_cs, (_, _, _, _, tm_cs, _, _) = best["rank.single"]
-    recs.append(dict(name="volumes.full.single", seconds=total_fs,
-                     per_pair_ms=1e3 * total_fs / n_vol, step3_seconds=tm_fs["s3"],
-                     ratio_vs_numpy=t_np * n_vol / total_fs,
-                     params=dict(params, precision="single step 3", step3=plan_fs.transform)))
-    recs.append(dict(name=f"volumes.rank{H2}.single", seconds=total_cs,
-                     per_pair_ms=1e3 * total_cs / n_vol, speedup_vs_full=total_fs / total_cs,
-                     step3_seconds=tm_cs["s3"],
-                     params=dict(params, H_C=H2, H_D=H2, precision="single step 3")))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))
     return recs

@@ -442,8 +442,9 @@ def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, rank
             wigner: WignerTable | None = None, precision: str = "double") -> LandscapePlan:
     """Precompute a :class:`LandscapePlan` for one target (full if ranks is None).
 
-    precision: "double", or "single" for the step-3 transform (float32 landscapes, about
-    twice as fast there; steps 1–2 stay in double)."""
+    precision: "double", or "single" for the step-3 transform (float32 landscapes: half the
+    memory; steps 1–2 stay in double; not faster with OpenBLAS 0.3.30, whose complex64
+    GEMM is slower here than its complex128 one)."""
     return LandscapePlan(grid, coef_target, basis, ranks, n_beta, M, wigner, precision)
 
 

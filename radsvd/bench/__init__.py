@@ -9,7 +9,11 @@ The runner collects the records of every area present into one JSON document:
      "records": [{"name": ..., "seconds": ..., ..., "params": {...}}, ...]}
 
 Records are keyed by ``name``, so two documents can be compared record by record
-(same name, same params → comparable numbers).
+(same name, same params → comparable numbers): ``radsvd bench --compare OLD.json``
+(:mod:`radsvd.bench.compare`) flags records whose ``seconds`` grew beyond a tolerance.
+Conventions the comparison relies on: the name starts with the area (``images.``,
+``volumes.``); ``seconds`` = 0 marks a record that is not a timing (memory, say);
+``<area>.setup`` times data preparation and is shown but not judged.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ def machine_info() -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = [f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')}"
-                        for d in threadpool_info() if d.get("user_api") == "blas"]
+        info["blas"] = sorted(
+            f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')}"
+            for d in threadpool_info() if d.get("user_api") == "blas")
     except Exception:
         pass
     return info

@@ -1,4 +1,4 @@
-"""``radsvd bench``: the performance benchmark (headline table, optional JSON)."""
+"""``radsvd bench``: the performance benchmark (headline table, optional JSON, regression check)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,127 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="run the performance benchmark and print the headline table",
-                       description="Measure, in one run, the 2D (and, when present, 3D) engines "
-                                   "against the baselines kept in radsvd.bench; print a table "
-                                   "and optionally write a JSON document keyed by record name.")
-    p.add_argument("--quick", action="store_true", help="small sizes (seconds, for smoke tests)")
-    p.add_argument("--json", metavar="FILE", default=None, help="write the records as JSON")
+    p = sub.add_parser(
+        "bench", help="run the performance benchmark and print the headline table",
+        description="Measure, in one run, the 2D (and, when present, 3D) engines against the "
+                    "baselines kept in radsvd.bench; print a table and optionally write a JSON "
+                    "document keyed by record name.  With --compare OLD.json, re-measure (same "
+                    "--quick and areas as OLD unless given) and flag every record slower than "
+                    "OLD by more than the tolerance; the exit code is 1 if any record regressed.")
+    p.add_argument("--quick", action="store_true", default=None,
+                   help="small sizes (seconds, for smoke tests); with --compare the default is "
+                        "OLD's setting")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="write the (new) records as JSON (atomically)")
     p.add_argument("--only", choices=("images", "volumes"), default=None,
-                   help="run one area only")
+                   help="run one area only (with --compare: default, OLD's areas)")
+    g = p.add_argument_group("regression check")
+    g.add_argument("--compare", metavar="OLD.json", default=None,
+                   help="compare against an earlier --json document; exit 1 on a regression")
+    g.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                   help="allowed slowdown new/old - 1 before a record is a regression "
+                        "(default 0.2 = 20%%)")
+    g.add_argument("--min-delta", type=float, default=0.0, metavar="SECONDS",
+                   help="also require new - old > SECONDS to flag a regression (noise floor "
+                        "for very short records; default 0)")
+    g.add_argument("--ignore", action="append", default=None, metavar="GLOB",
+                   help="record names not judged (repeatable; default '*.setup', the data "
+                        "preparation timed for information)")
+    g.add_argument("--new", metavar="NEW.json", default=None,
+                   help="compare OLD against this document instead of re-measuring")
     p.set_defaults(func=_bench)
 
 
+def _log(msg):
+    print(msg, file=sys.stderr)
+
+
 def _bench(args) -> int:
+    from radsvd._validate import InputError
+
+    if args.compare is None:
+        for opt in ("tolerance", "new", "ignore"):
+            if getattr(args, opt) is not None:
+                raise InputError(f"--{opt} needs --compare OLD.json")
+        if args.min_delta:
+            raise InputError("--min-delta needs --compare OLD.json")
+        return _measure(args)
+    return _compare(args)
+
+
+def _machine_line(doc) -> str:
+    m = doc.get("machine") or {}
+    return (f"(machine: {m.get('cpu', '?')}, {m.get('threads', '?')} threads; "
+            f"shared machines give noisy numbers)")
+
+
+def _measure(args) -> int:
     from radsvd.bench import AREAS, format_table, run, write_json
 
     areas = AREAS if args.only is None else (args.only,)
-    doc = run(quick=args.quick, areas=areas, log=lambda m: print(m, file=sys.stderr))
+    doc = run(quick=bool(args.quick), areas=areas, log=_log)
     print(format_table(doc))
-    print(f"(machine: {doc['machine'].get('cpu', '?')}, {doc['machine']['threads']} threads; "
-          f"shared machines give noisy numbers)")
+    print(_machine_line(doc))
     if args.json:
         write_json(doc, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        _log(f"wrote {args.json}")
+    return 0
+
+
+def _compare(args) -> int:
+    from radsvd._validate import InputError
+    from radsvd.bench import AREAS, run, write_json
+    from radsvd.bench import compare as cmp
+
+    tol = cmp.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    ignore = cmp.DEFAULT_IGNORE if args.ignore is None else tuple(args.ignore)
+    old = cmp.load(args.compare)
+    if not old["records"]:
+        raise InputError(f"{args.compare}: the document has no records to compare against")
+    if args.new is not None:
+        if args.quick is not None or args.only is not None or args.json is not None:
+            raise InputError("--new compares two existing documents: --quick, --only and "
+                             "--json do not apply")
+        new = cmp.load(args.new)
+    else:
+        quick = bool(old.get("quick", False)) if args.quick is None else True
+        if args.only is not None:
+            areas = (args.only,)
+        else:
+            areas = tuple(a for a in cmp.areas_of(old) if a in AREAS)
+            if not areas:
+                raise InputError(f"{args.compare}: no record belongs to a known area "
+                                 f"({', '.join(AREAS)}); record names start with the area")
+        _log(f"bench --compare: re-measuring {', '.join(areas)} "
+             f"({'quick' if quick else 'full'} sizes, as in {args.compare})")
+        new = run(quick=quick, areas=areas, log=_log)
+        if args.json:
+            write_json(new, args.json)
+            _log(f"wrote {args.json}")
+        if args.only is not None:   # judge only the re-measured area
+            old = dict(old, records=[r for r in old["records"]
+                                     if r["name"].split(".", 1)[0] == args.only])
+    rows = cmp.compare(old, new, tolerance=tol, min_delta=args.min_delta, ignore=ignore)
+    print(f"old: {args.compare} ({old.get('created', '?')}); "
+          f"new: {args.new or 'this run'} ({new.get('created', '?')})")
+    for diff in cmp.machine_differences(old, new):
+        print(f"note: machine differs, {diff}")
+    if old.get("quick") != new.get("quick"):
+        print(f"note: old quick={old.get('quick')}, new quick={new.get('quick')}: "
+              f"records measured at other sizes are not comparable")
+    print(cmp.format_comparison(rows, tol))
+    for r in rows:
+        if r.verdict == cmp.PARAMS_DIFFER:
+            print(f"note: {r.name}: params differ ({cmp.params_diff(old, new, r.name)})")
+    print(_machine_line(new))
+    bad = cmp.regressions(rows)
+    judged = [r for r in rows if r.verdict in (cmp.REGRESSION, cmp.FASTER, cmp.OK)]
+    if not judged:
+        raise InputError(f"nothing to compare: no record of {args.compare} matches the new "
+                         f"measurement by name, params and a positive 'seconds'")
+    if bad:
+        print(f"FAIL: {len(bad)} record(s) slower than {args.compare} by more than "
+              f"{100 * tol:g}%: {', '.join(r.name for r in bad)}")
+        return 1
+    print(f"OK: no record slower than {args.compare} by more than {100 * tol:g}%")
     return 0

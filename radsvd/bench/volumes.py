@@ -10,8 +10,14 @@ Records (``measure``):
 * ``volumes.rank{H}``: compressed path at H_C = H_D = H, total time with precomputation
   (kernels C, D and their eigenvectors, [vᵀd] tables, compression of target and volumes),
   speedup over the full path (same run), split over steps 0 (compression), 1, 1b, 2, 3,
-  the paper's ideal K/H, and the accuracy metrics (Frobenius, correlation, f) over the grid.
+  the speedup of steps 0–2 alone (what compression can shrink; step 3, the (α, γ)
+  transform of every β plane, is the same in both paths), the paper's ideal K/H, and the
+  accuracy metrics (Frobenius, correlation, f) over the grid.
 * ``volumes.*.M{2L+2}``: the same full/rank-8 comparison on an FFT-friendly α, γ grid.
+Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
+Run with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy loads): otherwise
+OpenBLAS worker threads spin after each GEMM and slow the numba kernels that follow (and
+vice versa), by up to 10× on two cores.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -114,7 +114,7 @@ def _refine(T_rows, plan, tau0, step):
     res = minimize(lambda t: -landscape_value(T_rows, plan, t), np.asarray(tau0, float),
                    method="Nelder-Mead",
                    options=dict(initial_simplex=np.asarray(tau0)[None, :] + np.vstack(
-                       [np.zeros(3), 0.5 * step * np.eye(3)]), xatol=1e-5 * step + 1e-9,
+                       [np.zeros(3), 0.5 * step * np.eye(3)]), xatol=1e-4 * step + 1e-9,
                        fatol=1e-12, maxiter=400))
     val0 = landscape_value(T_rows, plan, tau0)
     if -res.fun >= val0:

@@ -111,6 +111,18 @@ def _fill_table(L, betas, offsets, out):
             _recurse(L, m1, m2, betas[b], out, offsets[p] * nb + b, nb)
 
 
+@jit
+def _fill_table_serial(L, betas, offsets, out):
+    """Serial twin of :func:`_fill_table` for one or two β (thread start-up would dominate)."""
+    nb = betas.shape[0]
+    M = 2 * L + 1
+    for p in range((L + 1) * M):
+        m1 = p // M
+        m2 = p % M - L
+        for b in range(nb):
+            _recurse(L, m1, m2, betas[b], out, offsets[p] * nb + b, nb)
+
+
 def _pair_offsets(L: int) -> np.ndarray:
     m1 = np.repeat(np.arange(L + 1), 2 * L + 1)
     m2 = np.tile(np.arange(-L, L + 1), L + 1)
@@ -132,7 +144,8 @@ class WignerTable:
         self.betas = finite_array(np.atleast_1d(betas), "betas", dtype=np.float64).ravel()
         self.offsets = _pair_offsets(self.L)
         self.data = np.empty(int(self.offsets[-1]) * self.betas.size)
-        _fill_table(self.L, self.betas, self.offsets, self.data)
+        fill = _fill_table if self.betas.size > 2 else _fill_table_serial
+        fill(self.L, self.betas, self.offsets, self.data)
 
     @property
     def nbytes(self) -> int:

@@ -73,7 +73,7 @@ def _align_images(args) -> int:
     from radsvd._validate import InputError, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
-                               images_to_fb, radial_svd)
+                               radial_svd)
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
@@ -101,8 +101,9 @@ def _align_images(args) -> int:
                 raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
                                  f"got {args.rank!r}") from None
             rank = check_rank(rank, grid.R, "--rank")
-        fb_b = images_to_fb(np.asarray(tgts), grid)
         fb_a = FBSource(imgs, grid, name="images")
+        src_b = FBSource(tgts, grid, name="targets")
+        fb_b = src_b[0:len(src_b)]
         basis = None
         if rank is not None:
             basis = {"radial-svd": lambda: radial_svd(fb_b, grid),

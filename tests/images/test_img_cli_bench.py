@@ -92,6 +92,14 @@ def test_cli_bad_files(stacks, tmp_path, capsys):
     rc = main(["align-images", str(tmp_path / "nan.mrcs"), str(d / "targets.mrcs"),
                "--out", str(tmp_path / "o.npz"), "--K", "16", "--no-progress"])
     assert rc == 2 and "NaN" in capsys.readouterr().err
+    rc = main(["align-images", str(d / "images.mrcs"), str(tmp_path / "nan.mrcs"),
+               "--out", str(tmp_path / "o.npz"), "--K", "16", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "targets" in err and "NaN" in err
+    write_mrc(tmp_path / "empty.mrcs", np.zeros((0, 32, 32)))
+    rc = main(["align-images", str(tmp_path / "empty.mrcs"), str(d / "targets.mrcs"),
+               "--out", str(tmp_path / "o.npz"), "--K", "16", "--no-progress"])
+    assert rc == 2 and "empty" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()
 
 

@@ -35,11 +35,15 @@ COLUMNS = {
                      "n_pairs", "time_full_s", "time_precompute_s", "time_compressed_s",
                      "speedup", "ideal_speedup", *THREADS],
 }
+# The timings table: one row per benchmarked job (rule × wildcards), Snakemake's measures
+TIMING_COLUMNS = ["rule", "dataset", "wildcards", "threads", "repeats", "s", "cpu_time",
+                  "cpu_utilisation", "max_rss", "max_vms", "max_uss", "max_pss", "io_in",
+                  "io_out", "mean_load"]
 FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
            "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
            "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
            "fig11_volume_alignment", "fig12_datasets", "fig13_speedup_vs_K",
-           "fig14_method_comparison"]
+           "fig14_method_comparison", "fig15_timings"]
 
 
 def run_snakemake(*args, cwd, timeout=600, env=None):
@@ -71,6 +75,7 @@ def test_default_dry_run_makes_every_figure(tmp_path):
         assert f"figures/{name}.png" in out, name
     # sharded image alignment: 3 methods × 2 shards on the main dataset, a gather rule
     assert "align_images_shard" in out and "gather_images" in out
+    assert "aggregate_timings" in out and "results/tables/timings.tsv" in out
 
 
 @pytest.mark.parametrize("configfile", ["config/paper.yaml", "config/tiny.yaml",
@@ -173,6 +178,26 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert list((tmp_path / "results" / "benchmarks" / "trpv1").glob("align_images_*.tsv"))
     assert (tmp_path / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv").exists()
     assert list((tmp_path / "logs").rglob("*.log"))
+    # timings: every benchmark file, one row per rule × wildcards, read back independently
+    tim = pd.read_csv(tmp_path / "results" / "tables" / "timings.tsv", sep="\t")
+    assert list(tim.columns) == TIMING_COLUMNS
+    bench_files = sorted((tmp_path / "results" / "benchmarks").rglob("*.tsv"))
+    # trpv1: 3 methods × 2 shards; ribosome80s: radial_svd × 1 shard; 2 volume jobs; 2 K
+    assert len(tim) == len(bench_files) == 6 + 1 + 2 + 2
+    assert not tim.duplicated(["rule", "wildcards"]).any()
+    assert tim.groupby("rule").size().to_dict() == {"align_images_shard": 7,
+                                                   "align_volumes": 2, "speedup_at_K": 2}
+    assert set(tim.dataset) == {"trpv1", "ribosome80s"}
+    assert (tim.threads == 2).all() and (tim.repeats == 1).all()
+    assert not tim[["rule", "dataset", "wildcards", "s"]].isna().any().any()
+    assert (tim.s > 0).all()
+    row = tim[(tim.rule == "align_volumes") & (tim.dataset == "trpv1")].iloc[0]
+    raw = pd.read_csv(tmp_path / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv",
+                      sep="\t")
+    assert row.s == pytest.approx(float(raw.s.iloc[0]))
+    cpu = pd.to_numeric(raw.cpu_time, errors="coerce").iloc[0]
+    if np.isfinite(cpu):            # Snakemake writes NA when the job ended before a sample
+        assert row.cpu_utilisation == pytest.approx(cpu / (raw.s.iloc[0] * 2))
 
 
 def _serve(directory):

@@ -57,3 +57,26 @@ rule aggregate_speedup_tables:
         "../envs/radsvd.yaml"
     script:
         "../scripts/aggregate_tables.py"
+
+
+# Timings: every `benchmark:` file gathered into one table, one row per rule × wildcards
+# (the jobs: timing_jobs() in common.smk).
+
+
+rule aggregate_timings:
+    input:
+        timing_inputs,
+    output:
+        f"{RESULTS}/tables/timings.tsv",
+    params:
+        jobs=timing_jobs,
+    log:
+        log_path("aggregate_timings"),
+    threads: 1
+    resources:
+        mem_mb=mem_for("default"),
+        runtime=runtime_for("default"),
+    conda:
+        "../envs/radsvd.yaml"
+    script:
+        "../scripts/aggregate_timings.py"

@@ -101,6 +101,51 @@ def preprocess_inputs(wildcards):
     }
 
 
+# ---- timings ------------------------------------------------------------------------------
+# Every benchmark file of the workflow (Snakemake's TSV: s, max_rss, cpu_time, …) gathered
+# into one table by aggregate_timings, one row per job (rule name × wildcards).
+# _benchmarked_jobs() lists, for each benchmarked rule, the wildcard sets the
+# final targets request (the same loops as the inputs of the table rules) and the thread
+# count of its jobs; a benchmarked rule missing there is an error, so no benchmark file is
+# left out silently.
+
+
+def _benchmarked_jobs():
+    """(rule, wildcards, threads) of every benchmarked job the final targets run."""
+    jobs = []
+    for ds in DATASETS:
+        for method in methods_for(ds):
+            for shard in range(n_shards(ds)):
+                jobs.append(("align_images_shard", {"ds": ds, "method": method,
+                                                    "shard": str(shard)}, threads_for("align")))
+        jobs.append(("align_volumes", {"ds": ds}, threads_for("volumes")))
+    for K in speedup_Ks():
+        jobs.append(("speedup_at_K", {"ds": MAIN, "K": str(K)}, threads_for("align")))
+    return jobs
+
+
+def timing_jobs(wildcards=None):
+    """The benchmarked jobs with their benchmark file: list of dicts (rule, wildcards,
+    threads, benchmark), checked against the rules that declare a benchmark file."""
+    jobs = _benchmarked_jobs()
+    known = {rule for rule, _, _ in jobs}
+    declared = {r.name for r in workflow.rules if r.benchmark is not None}
+    missing = sorted(declared - known)
+    if missing:
+        raise WorkflowError(
+            f"benchmarked rule(s) {', '.join(missing)} are unknown to aggregate_timings "
+            f"(their wildcards are needed); add them to _benchmarked_jobs() in workflow/rules/common.smk")
+    out = []
+    for rule, wc, threads in jobs:
+        path = str(workflow.get_rule(rule).benchmark.apply_wildcards(wc))
+        out.append({"rule": rule, "wildcards": wc, "threads": threads, "benchmark": path})
+    return out
+
+
+def timing_inputs(wildcards):
+    return [job["benchmark"] for job in timing_jobs()]
+
+
 # ---- final targets --------------------------------------------------------------------------
 
 FIGURE_NAMES = {
@@ -118,6 +163,7 @@ FIGURE_NAMES = {
     "fig12": "fig12_datasets",
     "fig13": "fig13_speedup_vs_K",
     "fig14": "fig14_method_comparison",
+    "fig15": "fig15_timings",
 }
 
 
@@ -135,4 +181,5 @@ def all_tables():
         f"{RESULTS}/tables/image_alignment.tsv",
         f"{RESULTS}/tables/volume_alignment.tsv",
         f"{RESULTS}/tables/speedup_vs_K.tsv",
+        f"{RESULTS}/tables/timings.tsv",
     ]

@@ -229,3 +229,18 @@ rule fig14_method_comparison:
         "../envs/radsvd.yaml"
     script:
         "../scripts/fig14_method_comparison.py"
+
+
+rule fig15_timings:
+    input:
+        f"{RESULTS}/tables/timings.tsv",
+    output:
+        figure_path("fig15"),
+    params:
+        style=config["style"],
+    log:
+        log_path("figures/fig15"),
+    conda:
+        "../envs/radsvd.yaml"
+    script:
+        "../scripts/fig15_timings.py"

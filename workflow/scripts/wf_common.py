@@ -41,7 +41,17 @@ TABLE_COLUMNS = {
         "time_full_s", "time_precompute_s", "time_compressed_s", "speedup", "ideal_speedup",
         *THREAD_COLUMNS,
     ],
+    # one row per benchmarked job (rule × wildcards), from the Snakemake `benchmark:` files
+    "timings": [
+        "rule", "dataset", "wildcards", "threads", "repeats", "s", "cpu_time", "cpu_utilisation",
+        "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load",
+    ],
 }
+
+# Snakemake's benchmark measures kept in the timings table (units: s; MB for memory and I/O;
+# mean_load in %)
+TIMING_MEASURES = ["s", "cpu_time", "max_rss", "max_vms", "max_uss", "max_pss", "io_in",
+                   "io_out", "mean_load"]
 
 
 def setup(snakemake, name: str | None = None) -> logging.Logger:

@@ -14,6 +14,12 @@ landscape, best):
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenBLAS worker threads spin after every call and then collide with numba's thread pool on
+# small machines; a short timeout makes them sleep (effective when radsvd loads before numpy).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from radsvd._jit import set_threads, threads
 from radsvd._validate import InputError
 from radsvd.grids import PolarGrid, radial_quadrature

@@ -20,6 +20,8 @@ from radsvd._validate import InputError
 
 __all__ = ["LandscapeMetrics", "sweep"]
 
+_STATE_FIELDS = ("n_pairs", "n", "ss_diff", "ss_ref", "mx", "my", "sxx", "syy", "sxy", "f_sum")
+
 
 class LandscapeMetrics:
     """Accumulate rel. Frobenius error, correlation and backward-error fraction f over tiles."""
@@ -50,33 +52,61 @@ class LandscapeMetrics:
         if not (np.isfinite(X).all() and np.isfinite(XH).all()):
             raise InputError("landscapes contain NaN or inf")
         d = XH - X
-        self.ss_diff += float(np.sum(d * d))
-        self.ss_ref += float(np.sum(X * X))
-        # Pearson: merge (n, means, centred second moments) of the tile (Chan et al.)
-        nb = X.size
-        mx_b = float(X.mean())
-        my_b = float(XH.mean())
-        xc = X - mx_b
-        yc = XH - my_b
-        sxx_b = float(np.sum(xc * xc))
-        syy_b = float(np.sum(yc * yc))
-        sxy_b = float(np.sum(xc * yc))
-        na = self.n
-        n = na + nb
-        dx = mx_b - self.mx
-        dy = my_b - self.my
-        self.sxx += sxx_b + dx * dx * na * nb / n
-        self.syy += syy_b + dy * dy * na * nb / n
-        self.sxy += sxy_b + dx * dy * na * nb / n
-        self.mx += dx * nb / n
-        self.my += dy * nb / n
-        self.n = n
+        tile = LandscapeMetrics()
+        tile.ss_diff = float(np.sum(d * d))
+        tile.ss_ref = float(np.sum(X * X))
+        tile.n = X.size
+        tile.mx = float(X.mean())
+        tile.my = float(XH.mean())
+        xc = X - tile.mx
+        yc = XH - tile.my
+        tile.sxx = float(np.sum(xc * xc))
+        tile.syy = float(np.sum(yc * yc))
+        tile.sxy = float(np.sum(xc * yc))
         # backward error fraction
         j = np.argmax(XH, axis=1)
         xstar = X[np.arange(X.shape[0]), j]
-        self.f_sum += float(np.sum(np.mean(X <= xstar[:, None], axis=1)))
-        self.n_pairs += X.shape[0]
+        tile.f_sum = float(np.sum(np.mean(X <= xstar[:, None], axis=1)))
+        tile.n_pairs = X.shape[0]
+        return self.merge(tile)
+
+    def merge(self, other: "LandscapeMetrics") -> "LandscapeMetrics":
+        """Add another accumulator's pairs (as if its tiles came after ours); returns self.
+
+        Sums and counts add; means and centred co-moments merge with Chan et al.'s pairwise
+        formulas, so shards of a streaming run can be combined exactly.
+        """
+        n = self.n + other.n
+        if other.n:
+            dx, dy = other.mx - self.mx, other.my - self.my
+            w = self.n * other.n / n
+            self.sxx += other.sxx + dx * dx * w
+            self.syy += other.syy + dy * dy * w
+            self.sxy += other.sxy + dx * dy * w
+            self.mx += dx * other.n / n
+            self.my += dy * other.n / n
+        self.n = n
+        self.n_pairs += other.n_pairs
+        self.ss_diff += other.ss_diff
+        self.ss_ref += other.ss_ref
+        self.f_sum += other.f_sum
         return self
+
+    def state(self) -> np.ndarray:
+        """The accumulator as a float64 vector (for saving shard results); see from_state."""
+        return np.array([float(getattr(self, k)) for k in _STATE_FIELDS])
+
+    @classmethod
+    def from_state(cls, state) -> "LandscapeMetrics":
+        """Rebuild an accumulator saved with :meth:`state`."""
+        a = np.asarray(state, dtype=np.float64)
+        if a.shape != (len(_STATE_FIELDS),) or not np.isfinite(a).all():
+            raise InputError(f"metrics state: expected {len(_STATE_FIELDS)} finite numbers, "
+                             f"got shape {a.shape}")
+        m = cls()
+        for k, v in zip(_STATE_FIELDS, a):
+            setattr(m, k, int(v) if k in ("n_pairs", "n") else float(v))
+        return m
 
     def result(self) -> dict:
         """{'rel_frobenius', 'correlation', 'f', 'n_pairs'} (NaN where undefined)."""

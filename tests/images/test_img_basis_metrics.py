@@ -110,6 +110,26 @@ def test_metrics_streaming_equal_naive():
     assert out[1]["correlation"] == pytest.approx(1.0, rel=1e-14)
 
 
+def test_metrics_shards_merge_to_the_whole():
+    """Shards accumulated separately, saved as state vectors and merged = one stream."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((30, 12)) - 2.0
+    XH = 0.5 * X + 0.4 * rng.standard_normal(X.shape)
+    ref = hb.naive_metrics(X, XH)
+    shards = [LandscapeMetrics().update(X[a:b], XH[a:b]) for a, b in ((0, 4), (4, 19), (19, 30))]
+    merged = LandscapeMetrics()
+    for s in shards:
+        merged.merge(LandscapeMetrics.from_state(s.state()))
+    r = merged.result()
+    assert r["n_pairs"] == 30
+    # same float64 sums as the naive whole-array formulas, up to summation order (~1e-14)
+    assert r["rel_frobenius"] == pytest.approx(ref[0], rel=1e-12)
+    assert r["correlation"] == pytest.approx(ref[1], rel=1e-12)
+    assert r["f"] == pytest.approx(ref[2], rel=1e-12)
+    with pytest.raises(InputError, match="state"):
+        LandscapeMetrics.from_state(np.zeros(3))
+
+
 def test_metrics_errors():
     with pytest.raises(InputError, match="shape"):
         LandscapeMetrics().update(np.zeros((2, 3)), np.zeros((2, 4)))

@@ -23,7 +23,6 @@ from radsvd import PolarGrid
 from radsvd.images.align import align_images, landscape_tiles
 from radsvd.images.basis import energy_pca, frequency_marching, radial_svd
 from radsvd.metrics import LandscapeMetrics
-from stream_metrics import FIELDS, state
 from wf_common import Stopwatch, best_of, rank_sweep, save_npz, setup, thread_counts
 
 log = setup(snakemake)
@@ -111,8 +110,8 @@ for H in ranks:
     log.info("H=%2d  frob %.3e  corr %.5f  f %.5f  full %.3g s  rank-H %.3g s (+%.3g s pre)",
              H, s["rel_frobenius"], s["correlation"], s["f"], t_full.total,
              t_comp[H].total, t_pre[H].total)
-save_npz(snakemake.output[0], ranks=np.array(ranks), fields=np.array(FIELDS),
-         stats=np.stack([state(stats[H]) for H in ranks]), time_full=t_full.total,
+save_npz(snakemake.output[0], ranks=np.array(ranks),
+         stats=np.stack([stats[H].state() for H in ranks]), time_full=t_full.total,
          time_precompute=np.array([t_pre[H].total for H in ranks]),
          time_compressed=np.array([t_comp[H].total for H in ranks]),
          n_images=len(index), n_targets=len(templates), n_ctf_groups_total=len(group_rings),

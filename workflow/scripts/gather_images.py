@@ -3,7 +3,7 @@ per method × H; statistics merged across shards, times summed over shards."""
 
 import numpy as np
 
-from stream_metrics import from_state, merge
+from radsvd.metrics import LandscapeMetrics
 from wf_common import setup, write_table
 
 log = setup(snakemake)
@@ -23,9 +23,9 @@ for method, shards in by_method.items():
     n_targets = int(shards[0]["n_targets"])
     t_full = float(sum(float(s["time_full"]) for s in shards))
     for i, H in enumerate(ranks):
-        acc = from_state(shards[0]["stats"][i])
-        for s in shards[1:]:
-            acc = merge(acc, from_state(s["stats"][i]))
+        acc = LandscapeMetrics()
+        for s in shards:
+            acc.merge(LandscapeMetrics.from_state(s["stats"][i]))
         st = acc.result()
         t_pre = float(sum(float(s["time_precompute"][i]) for s in shards))
         t_comp = float(sum(float(s["time_compressed"][i]) for s in shards))

@@ -68,8 +68,6 @@ def _read_stack(path: str, name: str):
 
 
 def _align_images(args) -> int:
-    import numpy as np
-
     from radsvd._validate import InputError, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,

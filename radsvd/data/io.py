@@ -19,9 +19,6 @@ columns (rlnPhaseShift, rlnCtfBfactor, rlnCtfScalefactor).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,32 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radsvd._files import atomic_path
 from radsvd._validate import InputError
-
-# ---------------------------------------------------------------------------------------------
-# atomic writes
-
-
-@contextlib.contextmanager
-def atomic_path(path, suffix: str | None = None):
-    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part",
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
 
 # ---------------------------------------------------------------------------------------------
 # MRC

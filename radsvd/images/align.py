@@ -36,13 +36,11 @@ that f and the correlation agree with double to 1e-4).
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from radsvd._files import save_npz
 from radsvd._validate import InputError, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
@@ -291,17 +289,7 @@ class AlignResult:
             arrays.update(angles=self.angles, scores=self.scores)
         for k, v in self.info.items():
             arrays[f"info_{k}"] = np.asarray(v)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        save_npz(path, **arrays)
 
 
 def _z_pairs(plan: _Plan, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
@@ -334,7 +322,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
     cb_all = plan.coeffs(_load(fb_b, 0, NB, "fb_b"))
     b_tiles = [(b0, b1, plan.side_b(cb_all[b0:b1])) for b0, b1 in _tile_ranges(NB, tb)]
-    Q, J = plan.grid.Q, plan.tables.J
+    Q = plan.grid.Q
     dg = 2.0 * np.pi / Q
     scores = np.empty((NA, NB)) if all_pairs else None
     angles = np.empty((NA, NB)) if all_pairs else None

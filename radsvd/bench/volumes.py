@@ -31,7 +31,7 @@ import numpy as np
 
 from radsvd.volumes.align import landscape_blocks
 from radsvd.volumes.basis import volume_svd
-from radsvd.volumes.landscape import beta_grid, prepare
+from radsvd.volumes.landscape import beta_grid, default_M, prepare
 from radsvd.volumes.shells import ShellGrid, sht
 from radsvd.volumes.wigner import WignerTable, rotate
 
@@ -90,11 +90,13 @@ def dense_wigner(L: int, betas) -> np.ndarray:
     return d
 
 
-def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=None):
+def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=None, M=None):
     """Straightforward landscapes (eq. 103–104): dense arrays over (l, m1, m2), einsum for
-    steps 1–2, numpy's complex 2D FFT for step 3.  Returns (best index, best score) per volume."""
+    steps 1–2, numpy's complex 2D FFT of size M (default: the engine's, default_M(L)) for
+    step 3.  Returns (best index, best score) per volume."""
     L = grid.L
-    M = 2 * L + 1
+    M = default_M(L) if M is None else int(M)
+    m = np.arange(-L, L + 1) % M                                # m = -L..L → periodic index
     n_beta = 2 * (L + 1) if n_beta is None else n_beta
     if d is None:
         d = dense_wigner(L, beta_grid(n_beta))
@@ -104,8 +106,9 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
         A = _dense_orders(coef_volumes[a], grid)
         Xt = np.einsum("r,rlm,rln->lmn", grid.w, A.conj(), B)   # step 1
         Xh = np.einsum("blmn,lmn->bmn", d, Xt)                  # step 2
-        Xh = np.fft.ifftshift(Xh, axes=(1, 2))                 # m = -L..L → periodic
-        X = np.fft.fft2(Xh, axes=(1, 2)).real                  # step 3: Σ e^{-i m α}
+        Xp = np.zeros((Xh.shape[0], M, M), dtype=np.complex128)
+        Xp[:, m[:, None], m[None, :]] = Xh
+        X = np.fft.fft2(Xp, axes=(1, 2)).real                  # step 3: Σ e^{-i m α}
         j = int(np.argmax(X))
         best_i.append(j)
         best_v.append(X.flat[j])
@@ -129,11 +132,10 @@ def _run(plan, vols, block=BLOCK):
         t3 = time.perf_counter()
         Xc = plan.step2(Z)
         t4 = time.perf_counter()
-        X = plan.step3(Xc, out=plan.work_array(a1 - a0))
+        S = plan.step3(Xc)
         t5 = time.perf_counter()
-        flat = X.reshape(a1 - a0, -1)
-        best_i[a0:a1] = np.argmax(flat, axis=1)
-        best_v[a0:a1] = flat[np.arange(a1 - a0), best_i[a0:a1]]
+        b, i, j, best_v[a0:a1] = plan.best(S)
+        best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
         t6 = time.perf_counter()
         for k, dt in zip(("s0", "s1", "s1b", "s2", "s3", "best"),
                          (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
@@ -186,9 +188,9 @@ def measure(quick: bool = False) -> list[dict]:
     st, sv = bench_volumes(small, 2)
     _run(prepare(small, st), sv)
     _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2)), sv)
-    _run(prepare(small, st, M=2 * small.L + 2), sv)
+    _run(prepare(small, st, M=2 * small.L + 1), sv)
 
-    params = dict(K=K, R=grid.R, L=L, M=grid.M, n_beta=2 * (L + 1), n_volumes=n_vol,
+    params = dict(K=K, R=grid.R, L=L, M=default_M(L), n_beta=2 * (L + 1), n_volumes=n_vol,
                   block=BLOCK, rounds=rounds)
     recs = []
     # Wigner table (distinct β: β ≥ 0 and β = -π)
@@ -214,7 +216,7 @@ def measure(quick: bool = False) -> list[dict]:
     del d_dense
     # all engine configurations, rounds interleaved (load on a shared machine drifts):
     # the fastest round of each configuration is kept
-    M2 = 2 * L + 2
+    M2 = 2 * L + 1          # the odd grid (no mirrored-β shift; prime at L = 48)
     H2 = 8 if 8 in ranks else ranks[-1]
     configs = {"full": lambda: _full(grid, target, vols)}
     for H in ranks:

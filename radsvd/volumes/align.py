@@ -152,12 +152,11 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
         bar = tqdm(total=n, unit="vol", desc="align-volumes")
     full_plan = None
     for a0, a1 in ((a0, min(a0 + int(block), n)) for a0 in range(0, n, int(block))):
-        X = plan(a[a0:a1], out=land[a0:a1] if land is not None else plan.work_array(a1 - a0))
-        flat = X.reshape(a1 - a0, -1)
-        idx = np.argmax(flat, axis=1)
-        b, i, j = np.unravel_index(idx, X.shape[1:])
+        S = plan.slices(a[a0:a1])             # distinct β only (mirrors: index shifts)
+        b, i, j, score[a0:a1] = plan.best(S)  # first grid maximiser, as a full argmax
+        if land is not None:
+            plan.expand(S, out=land[a0:a1])
         tau[a0:a1] = np.stack([plan.gammas[j], plan.betas[b], plan.alphas[i]], -1)
-        score[a0:a1] = flat[np.arange(a1 - a0), idx]
         if refine:
             if full_plan is None:
                 full_plan = plan if not plan.compressed else prepare(

@@ -4,34 +4,37 @@ X(τ; A, B) = <Â, R_τ B̂> = Σ_r w_r Σ_{l,m} conj(Â_l^m(k_r)) (R_τ B̂)_l^
 R_τ = R^z_α R^y_β R^z_γ (active; eq. 93, 97): the TARGET B is rotated, and X is the Fourier
 inner product (= (2π)³ times the real-space one on band-limited shells).
 
-Grid: α_i = 2πi/M, γ_j = 2πj/M (i, j = 0..M-1, default M = 2L+1), β_b = -π + 2πb/n_β
-(default n_β = 2(L+1), the reference's linspace(-π, π, n_β+1)[:-1]).  Landscapes have shape
-(n, n_β, M, M), indexed [volume, b, i (α), j (γ)].
+Grid: α_i = 2πi/M, γ_j = 2πj/M (i, j = 0..M-1), β_b = -π + 2πb/n_β (default n_β = 2(L+1),
+the reference's linspace(-π, π, n_β+1)[:-1]).  Landscapes have shape (n, n_β, M, M), indexed
+[volume, b, i (α), j (γ)].  Default M = :func:`default_M` (L): the smallest even 7-smooth
+number ≥ 2L+1 (98 at L = 48).  Any M ≥ 2L+1 samples the degree-L landscape exactly (the
+paper's 2L+1 still works: pass M explicitly); an even M makes mirrored β index shifts
+(below) and a smooth M keeps the FFT fast (M = 97 is prime: Bluestein, ~4× slower).
 
 Full path (eq. 104):
   step 1  T_l(m1, m2) = Σ_r w_r conj(A_l^{m1}(k_r)) B_l^{m2}(k_r), one matrix product per l
           over (volumes × m1) × r × m2, only 0 ≤ m1 ≤ l, |m2| ≤ l (|m| > l vanish);
   step 2  X̂(m1, m2; β) = Σ_{l ≥ max(m1,|m2|)} d^l_{m1,m2}(β) T_l(m1, m2)   (numba kernel,
-          one (m1, m2) per task, β innermost);
-  step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D transform.
+          one m1 per task, β innermost), written as the Hermitian half-spectrum in m1;
+  step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D FFT
+          (ducc0.fft.c2r over a whole block of (volume, β) slices).
 Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
-and the 2D transform is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so
-step 2 runs only for the β ≥ 0 half of the grid (and β = -π), the rest is a sign flip.
+and step 3 is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so step 2
+runs only for the distinct β (β ≥ 0 and β = -π: n_β/2 + 1 of them).  For even M that
+symmetry is X(α, -β, γ) = X(α + π, β, γ + π), an index shift by M/2 in α and γ: step 3 and
+the search for the best rotation (:meth:`LandscapePlan.best`) run on the distinct β only,
+and whole landscapes (:meth:`LandscapePlan.expand`) copy the mirrored slices shifted.  For
+odd M the sign is folded into X̂ and every β is transformed.
 
 Compressed path (eq. 117) at ranks (H_C, H_D): step 1 on principal shells (R → H_C),
 step 1b Y_j(m1, m2) = Σ_l v_j[l] T_l(m1, m2), step 2 with the tables [v_jᵀ d](β) (H_D terms
 instead of L+1-max(m1,|m2|)), step 3 unchanged.  Full ranks (R, L+1) reproduce the full
 landscape to rounding.
-
-Step 3 uses scipy.fft when M is a fast FFT length; for other M (97 = 2·48+1 is prime and
-pocketfft then falls back to Bluestein's algorithm) it uses the exact DFT as two matrix
-products, which is faster there.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 from numba import prange
 
 from radsvd._jit import fft_workers, jit
@@ -40,36 +43,38 @@ from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable, _pair_offsets
 
-__all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid"]
+__all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
 def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
-    """Step 2: out[m2 mod M', a, u, m1] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
+    """Step 2: out[a, u, m1, m2 mod M] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
 
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
-    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m2 (visited in
-    ``order``): it reads each of its table rows once for all volumes, sums into a local
-    buffer, and writes one contiguous slab out[m2 mod M'] (the layout step 3 multiplies).
+    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
+    ``order``): it reads its contiguous block of table rows once for all volumes, sums into a
+    local buffer, and writes the rows out[a, u, m1, :] (the Hermitian half-spectrum layout of
+    step 3; columns of unused m2, |m2| > L, are zeroed).  Rows m1 > L of ``out`` are not
+    touched (the caller zeroes them).
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
-    M = 2 * L + 1
-    Mout = out.shape[0]
-    for t in prange(M):
-        k = order[t]
-        buf_r = np.empty((L + 1, n_a, nu))
-        buf_i = np.empty((L + 1, n_a, nu))
-        for m1 in range(L + 1):
-            p = m1 * M + k
+    P = 2 * L + 1
+    Mout = out.shape[3]
+    for t in prange(L + 1):
+        m1 = order[t]
+        buf_r = np.empty((P, n_a, nu))
+        buf_i = np.empty((P, n_a, nu))
+        for k in range(P):
+            p = m1 * P + k
             r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
             d = table[r0]
             for a in range(n_a):
                 zr = Z[a, r0].real
                 zm = Z[a, r0].imag
-                br = buf_r[m1, a]
-                bi = buf_i[m1, a]
+                br = buf_r[k, a]
+                bi = buf_i[k, a]
                 for u in range(nu):
                     br[u] = d[u] * zr
                     bi[u] = d[u] * zm
@@ -78,16 +83,21 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                 for a in range(n_a):
                     zr = Z[a, row].real
                     zm = Z[a, row].imag
-                    br = buf_r[m1, a]
-                    bi = buf_i[m1, a]
+                    br = buf_r[k, a]
+                    bi = buf_i[k, a]
                     for u in range(nu):
                         br[u] += d[u] * zr
                         bi[u] += d[u] * zm
-        col = (k - L) % Mout
         for a in range(n_a):
             for u in range(nu):
-                for m1 in range(L + 1):
-                    out[col, a, u, m1] = complex(buf_r[m1, a, u], -buf_i[m1, a, u])
+                o = out[a, u, m1]
+                for c in range(L + 1):                        # m2 = 0..L
+                    o[c] = complex(buf_r[c + L, a, u], -buf_i[c + L, a, u])
+                for c in range(L + 1, Mout - L):              # |m2| > L
+                    o[c] = 0.0
+                for c in range(Mout - L, Mout):               # m2 = c - Mout < 0
+                    k = c - Mout + L
+                    o[c] = complex(buf_r[k, a, u], -buf_i[k, a, u])
 
 
 @jit(parallel=True)
@@ -219,7 +229,7 @@ class LandscapePlan:
         n_beta = 2 * (L + 1) if n_beta is None else n_beta
         if isinstance(n_beta, bool) or int(n_beta) != n_beta or n_beta < 1:
             raise InputError(f"n_beta must be a positive integer, got {n_beta!r}")
-        M = 2 * L + 1 if M is None else M
+        M = default_M(L) if M is None else M
         if isinstance(M, bool) or int(M) != M or M < 2 * L + 1:
             raise InputError(f"M must be an integer >= 2L+1 = {2 * L + 1} (α, γ sampling of a "
                              f"degree-{L} landscape), got {M!r}")
@@ -235,8 +245,8 @@ class LandscapePlan:
         self.gammas = self.alphas.copy()
         unique, self.src, self.flip = _beta_sources(self.betas)
         self.row_start, self.tidx, self.base = _degree_rows(L)
-        # m2 tasks of step 2 (k = m2 + L), evens then odds: balances the work over threads
-        self.order = np.concatenate([np.arange(0, 2 * L + 1, 2), np.arange(1, 2 * L + 1, 2)])
+        # m1 tasks of step 2, evens then odds: balances the (decreasing) work over threads
+        self.order = np.concatenate([np.arange(0, L + 1, 2), np.arange(1, L + 1, 2)])
         if wigner is not None:
             if wigner.L != L or wigner.betas.shape != unique.shape or not np.allclose(
                     wigner.betas, unique, atol=1e-12):
@@ -279,31 +289,25 @@ class LandscapePlan:
             tgt = self.radial.T @ b[0]
         # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
         self.target = [self.weights[:, None] * _full_orders(tgt, grid, l) for l in range(L + 1)]
-        self.transform = "fft" if _largest_prime_factor(self.M) <= 11 else "dft"
+        self.transform = "ducc0.c2r"
         self._plus = np.flatnonzero(~self.flip)
         self._minus = np.flatnonzero(self.flip)
-        self._runs_plus = _runs(self._plus, self.src[self._plus])
-        self._runs_minus = _runs(self._minus, self.src[self._minus])
-        idx = np.arange(self.M)
-        m2s = np.where(idx <= L, idx, idx - self.M)                     # signed m2 of a column
-        m1s = np.arange(L + 1)
-        self._sign = (-1.0) ** (m1s[:, None] - m2s[None, :])             # (-1)^{m1-m2}
-        if self.transform == "dft":
-            g = 2.0 * np.pi * idx / self.M
-            E = np.exp(1j * np.outer(m2s, g))                             # (m2 mod M, γ)
-            self._ET = np.ascontiguousarray(
-                np.concatenate([E, ((-1.0) ** m2s)[:, None] * E], axis=1).T.astype(ct))
-            ang = np.outer(g, m1s)
-            c = np.where(m1s == 0, 1.0, 2.0)
-            self._G = np.concatenate([np.cos(ang) * c, -np.sin(ang) * c], axis=1)  # (α, 2(L+1))
-            s1 = np.concatenate([(-1.0) ** m1s, (-1.0) ** m1s])
-            Gm = self._G * s1[None, :]
-
-            def interleave(G):  # columns (m1, re/im) to match the complex view of Z
-                return np.ascontiguousarray(
-                    np.stack([G[:, :L + 1], G[:, L + 1:]], axis=-1).reshape(self.M, -1), dtype=rt)
-
-            self._Gi, self._Gmi = interleave(self._G), interleave(Gm)
+        nu = unique.size
+        if self.M % 2 == 0:
+            # mirrored β: X(α, -β, γ) = X(α + π, β, γ + π), an index shift by M/2
+            self.n_slices = nu
+            self._slice_of, self._shifted = self.src.copy(), self.flip.copy()
+        else:
+            # odd M: no half-period shift; every grid β is transformed (sign folded in)
+            self.n_slices = self.n_beta
+            self._slice_of = np.arange(self.n_beta)
+            self._shifted = np.zeros(self.n_beta, dtype=np.bool_)
+            idx = np.arange(self.M)
+            m2s = np.where(idx <= L, idx, idx - self.M)                  # signed m2 of a column
+            m1s = np.arange(self.M // 2 + 1)
+            sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
+            self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
+        self._runs = _runs_shift(self._slice_of, self._shifted)
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
@@ -342,75 +346,148 @@ class LandscapePlan:
         return Y.reshape(T.shape[0], -1)
 
     def step2(self, Z: np.ndarray) -> np.ndarray:
-        """conj X̂(m1 ≥ 0, m2; β_u) for the distinct β_u, laid out (M [m2 mod M], n, n_u, L+1)."""
+        """conj X̂(m1, m2; β_u) for the distinct β_u: (n, n_u, M//2+1 [m1], M [m2 mod M]),
+        the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L)."""
         nu = self.table.shape[1]
-        out = self._buffer("xhat", (self.M, Z.shape[0], nu, self.L + 1), np.complex128)
-        if self.M > 2 * self.L + 1:
-            out[self.L + 1: self.M - self.L] = 0.0
+        M = self.M
+        out = self._buffer("xhat", (Z.shape[0], nu, M // 2 + 1, M), self._ct)
+        out[:, :, self.L + 1:] = 0.0
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
         _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
         return out
 
-    def step3(self, Xc: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """X[a, b, i (α), j (γ)] from conj X̂ at the distinct β (real 2D transform).
+    def step3(self, Xc: np.ndarray) -> np.ndarray:
+        """The β slices X[a, s, i (α), j (γ)] that step 3 computes: (n, n_slices, M, M).
 
-        Mirrored β: X̂(-β) = (-1)^{m1-m2} X̂(β).  For even M that is the shift
-        X(α, -β, γ) = X(α - π, β, γ + π) of the grid; otherwise the sign is folded into the
-        transform (a second DFT matrix, or a signed copy for the FFT).  The matrix DFT is one
-        product over all volumes and β for m2 → γ, then one product per (volume, β) for
-        m1 → α that writes straight into the output."""
-        M, n, nu, L1 = Xc.shape
-        rt, ct = self._rt, self._ct
+        X(α, β, γ) = Re Σ_{m1, m2} X̂(m1, m2; β) e^{-i m1 α} e^{-i m2 γ} is one real 2D
+        transform per slice (ducc0 c2r: complex FFT over m2, then half-complex-to-real over
+        m1).  Even M: the n_u distinct β only (see :meth:`expand`); odd M: every grid β, the
+        mirrored ones with the sign (-1)^{m1-m2} folded into X̂.  The result is a work array,
+        overwritten by the next call; ``Xc`` is used as scratch (its contents are lost).
+        Threads: one ducc0 call per volume, volumes spread over ``fft_workers()`` threads, so
+        each value is computed identically for any thread count or block size."""
+        import ducc0
+
+        n, nu = Xc.shape[:2]
+        M = self.M
+        S = self._buffer("slices", (n, self.n_slices, M, M), self._rt)
+        if M % 2 == 0:
+            src = Xc
+        else:
+            src = self._buffer("signed", (n, self.n_beta) + Xc.shape[2:], self._ct)
+            np.multiply(Xc[:, self.src], self._bsign, out=src)
+
+        def one(a):   # one call per volume: the same lines and SIMD grouping for any block
+            ducc0.fft.c2r(src[a], axes=(2, 1), lastsize=M, forward=False, inorm=0, out=S[a],
+                          nthreads=1, allow_overwriting_input=True)
+
+        workers = min(fft_workers(), n)
+        if workers <= 1:
+            for a in range(n):
+                one(a)
+        else:
+            list(_pool(workers).map(one, range(n)))
+        return S
+
+    def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Whole landscapes (n, n_β, M, M) from the step-3 slices (mirrored β of even M:
+        X(α, -β, γ) = X(α + π, β, γ + π), copied with the index shift M/2 in α and γ)."""
+        n = S.shape[0]
+        M = self.M
+        shape = (n, self.n_beta, M, M)
         if out is None:
-            out = np.empty((n, self.n_beta, M, M), dtype=rt)
-        elif out.shape != (n, self.n_beta, M, M) or out.dtype != rt:
-            raise InputError(f"out: expected shape {(n, self.n_beta, M, M)} and dtype "
-                             f"{np.dtype(rt)}, got {out.shape} {out.dtype}")
-        if self.transform == "fft":
-            kw = dict(s=(M, M), axes=(-1, -2), norm="forward", workers=fft_workers())
-            Xv = np.moveaxis(Xc, 0, -1)                                   # (n, nu, L+1, M)
-            if Xv.dtype != ct:
-                Xv = Xv.astype(ct)
-            Xp = scipy.fft.irfft2(Xv, **kw)
-            for b0, b1, u0, step in self._runs_plus:
-                out[:, b0:b1] = Xp[:, _sl(u0, b1 - b0, step)]
-            if self._minus.size:
-                if M % 2 == 0:
-                    for b0, b1, u0, step in self._runs_minus:
-                        out[:, b0:b1] = np.roll(Xp[:, _sl(u0, b1 - b0, step)],
-                                                (M // 2, -(M // 2)), (2, 3))
-                else:
-                    us = self.src[self._minus]
-                    Xm = scipy.fft.irfft2(Xv[:, us] * self._sign.astype(rt), **kw)
-                    out[:, self._minus] = Xm
-            return out
-        E = self._ET if self._minus.size else self._ET[:M]
-        if Xc.dtype != ct:
-            Xc = Xc.astype(ct)
-        Z = self._buffer("z", (E.shape[0], n * nu * L1), ct)
-        np.matmul(E, Xc.reshape(M, -1), out=Z)                 # Σ_m2 e^{+i m2 γ} (·(-1)^m2)
-        # per (volume, β): real view (γ, 2(L+1)) with (re, im) interleaved, transposed
-        Zp = Z[:M].reshape(M, n, nu, L1).view(rt)                         # (γ, n, nu, 2L1)
-        Zp = np.moveaxis(Zp, 0, -1)                                        # (n, nu, 2L1, γ)
-        for b0, b1, u0, step in self._runs_plus:
-            np.matmul(self._Gi, Zp[:, _sl(u0, b1 - b0, step)], out=out[:, b0:b1])
-        if self._minus.size:
-            Zm = np.moveaxis(Z[M:].reshape(M, n, nu, L1).view(rt), 0, -1)
-            for b0, b1, u0, step in self._runs_minus:
-                np.matmul(self._Gmi, Zm[:, _sl(u0, b1 - b0, step)], out=out[:, b0:b1])
+            out = np.empty(shape, dtype=self._rt)
+        elif out.shape != shape or out.dtype != self._rt:
+            raise InputError(f"out: expected shape {shape} and dtype {np.dtype(self._rt)}, "
+                             f"got {out.shape} {out.dtype}")
+        h = M // 2
+        for b0, b1, s0, step, shifted in self._runs:
+            src = S[:, _sl(s0, b1 - b0, step)]
+            dst = out[:, b0:b1]
+            if not shifted:
+                dst[...] = src
+            else:                                   # dst[i, j] = src[i + h, j + h] (mod M)
+                dst[:, :, :h, :h] = src[:, :, h:, h:]
+                dst[:, :, :h, h:] = src[:, :, h:, :h]
+                dst[:, :, h:, :h] = src[:, :, :h, h:]
+                dst[:, :, h:, h:] = src[:, :, :h, :h]
         return out
+
+    def best(self, S: np.ndarray):
+        """Grid maximiser of every landscape from the step-3 slices: (b, i, j, score) arrays.
+
+        Tie rule: the first maximiser in the order of the whole landscape X[a, b, i, j]
+        (C order, as np.argmax over the expanded array would pick); mirrored slices are
+        exact copies of their sources, so the maximum is found on the slices alone."""
+        n, ns = S.shape[:2]
+        M = self.M
+        flat = S.reshape(n, ns, M * M)
+        smax = flat.max(axis=2)                                    # (n, n_slices)
+        score = smax.max(axis=1)
+        b = np.argmax(smax[:, self._slice_of] == score[:, None], axis=1)   # first grid β
+        i = np.empty(n, dtype=np.int64)
+        j = np.empty(n, dtype=np.int64)
+        h = M // 2
+        for a in range(n):
+            s = self._slice_of[b[a]]
+            if not self._shifted[b[a]]:
+                k = int(np.argmax(flat[a, s]))
+                i[a], j[a] = divmod(k, M)
+            else:                                   # first of all ties after the shift
+                ii, jj = np.divmod(np.flatnonzero(flat[a, s] == score[a]), M)
+                k = int(np.min(((ii + h) % M) * M + (jj + h) % M))
+                i[a], j[a] = divmod(k, M)
+        return b, i, j, score
+
+    def slices(self, coef: np.ndarray) -> np.ndarray:
+        """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
+        T = self.step1(self.radial_compress(coef))
+        Z = self.step1b(T) if self.compressed else T
+        return self.step3(self.step2(Z))
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if
         given: reusing one output array saves the page faults of a fresh one per block)."""
-        T = self.step1(self.radial_compress(coef))
-        Z = self.step1b(T) if self.compressed else T
-        return self.step3(self.step2(Z), out=out)
+        return self.expand(self.slices(coef), out=out)
 
     def work_array(self, n: int) -> np.ndarray:
         """A reusable output array for blocks of n volumes (owned by the plan)."""
         return self._buffer("landscape", (n, self.n_beta, self.M, self.M), self._rt)
+
+
+_POOLS: dict = {}
+
+
+def _pool(workers: int):
+    """Thread pool for the step-3 FFTs (ducc0 releases the GIL), one per worker count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="radsvd-fft")
+    return _POOLS[workers]
+
+
+def default_M(L: int) -> int:
+    """Default α, γ grid size: the smallest even 7-smooth number (2^a 3^b 5^c 7^d) ≥ 2L+1.
+
+    Any M ≥ 2L+1 samples the degree-L landscape exactly; an even M makes the mirrored β a
+    half-period shift, and a 7-smooth M keeps the FFT in direct radix passes (98 at L = 48,
+    where 2L+1 = 97 is prime and the FFT would fall back to Bluestein's algorithm)."""
+    m = 2 * L + 2
+    while _largest_prime_factor(m) > 7:
+        m += 2
+    return m
+
+
+def _runs_shift(slice_of: np.ndarray, shifted: np.ndarray):
+    """Runs (b0, b1, s0, step, shifted) of consecutive grid β mapping to consecutive slices
+    (step ±1) with the same shift flag."""
+    runs = []
+    for flag in (False, True):
+        bs = np.flatnonzero(shifted == flag)
+        runs += [r + (flag,) for r in _runs(bs, slice_of[bs])]
+    return runs
 
 
 def _sl(u0: int, count: int, step: int) -> slice:

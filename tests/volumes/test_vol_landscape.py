@@ -47,16 +47,49 @@ def test_landscape_equals_brute_force(M, n_beta):
         assert abs(X[a, b, i, j] - _brute(A[a], B[0], grid, tau)) < 1e4 * EPS * scale
 
 
-def test_fft_and_dft_step3_agree():
+def test_even_and_odd_M_agree():
     grid = ShellGrid(K=5, R=3, L=5)
     A, B = _coefficients(grid, 2, 3), _coefficients(grid, 1, 4)
-    fft = prepare(grid, B, M=12)     # 12 = 2²·3: scipy.fft
-    dft = prepare(grid, B, M=13)     # 13 prime: matrix DFT
-    assert (fft.transform, dft.transform) == ("fft", "dft")
-    Xf, Xd = fft(A), dft(A)
+    even = prepare(grid, B, M=12)    # mirrored β by the half-period shift, distinct β only
+    odd = prepare(grid, B, M=13)     # every β transformed, the sign (-1)^{m1-m2} folded in
+    assert (even.n_slices, odd.n_slices) == (even.wigner.betas.size, odd.n_beta)
+    Xe, Xo = even(A), odd(A)
     # both sample the same degree-L trigonometric polynomial: compare at the common point α = γ = 0
-    np.testing.assert_allclose(Xf[:, :, 0, 0], Xd[:, :, 0, 0], rtol=1e-12,
-                               atol=1e-12 * np.abs(Xf).max())
+    np.testing.assert_allclose(Xe[:, :, 0, 0], Xo[:, :, 0, 0], rtol=1e-12,
+                               atol=1e-12 * np.abs(Xe).max())
+
+
+def test_default_M_is_even_and_fft_friendly():
+    from radsvd.volumes.landscape import _largest_prime_factor, default_M
+
+    assert default_M(48) == 98 and default_M(5) == 12 and default_M(10) == 24
+    for L in range(1, 80):
+        M = default_M(L)
+        assert M % 2 == 0 and M >= 2 * L + 1 and _largest_prime_factor(M) <= 7
+        assert not any(m % 2 == 0 and _largest_prime_factor(m) <= 7 for m in range(2 * L + 1, M))
+
+
+@pytest.mark.parametrize("M", [12, 13])
+def test_best_picks_first_maximiser_of_whole_landscape(M):
+    """best() on the step-3 slices equals np.argmax over the expanded landscape, also with
+    exact ties planted in a mirrored slice (whose first occurrence moves under the shift)."""
+    grid = ShellGrid(K=5, R=3, L=5)
+    plan = prepare(grid, _coefficients(grid, 1, 20), n_beta=12, M=M)
+    rng = np.random.default_rng(21)
+    S = rng.standard_normal((4, plan.n_slices, M, M))
+    # volume 1: ties inside one slice; volume 2: ties across slices; volume 3: all equal
+    top = S.max() + 1.0
+    S[1, 2, 0, 0] = S[1, 2, M - 1, M - 1] = S[1, 2, 3, 4] = top
+    S[2, 0, 5, 1] = S[2, plan.n_slices - 1, 1, 5] = top
+    S[3] = 0.0
+    for s in range(plan.n_slices):     # every slice in turn holds two ties
+        S[0] = rng.standard_normal(S[0].shape)
+        S[0, s, 1, M - 2] = S[0, s, M - 2, 1] = top
+        b, i, j, score = plan.best(S)
+        X = plan.expand(S).reshape(4, -1)
+        k = np.argmax(X, axis=1)
+        np.testing.assert_array_equal(np.ravel_multi_index((b, i, j), (plan.n_beta, M, M)), k)
+        np.testing.assert_array_equal(score, X[np.arange(4), k])
 
 
 def test_full_ranks_equal_full_and_low_ranks_differ():
@@ -139,7 +172,7 @@ def test_thread_count_does_not_change_results():
     for n in (1, 2):
         with threads(n):
             out.append((landscapes(A, B, grid), landscapes(A, B, grid, basis, ranks=(3, 4)),
-                        landscapes(A, B, grid, M=16)))
+                        landscapes(A, B, grid, M=15)))
     for x1, x2 in zip(*out):
         assert np.array_equal(x1, x2)
 
@@ -165,7 +198,26 @@ def test_align_volumes_landscapes_on_request_and_scores():
         assert np.isclose(_brute(A[a], B[0], grid, res.tau[a]), res.score[a], rtol=1e-10)
 
 
-@pytest.mark.parametrize("M", [None, 16])
+def test_single_precision_compressed_metrics_unchanged():
+    """Issue 2/4 rule: single-precision step 3 on the compressed path leaves the metrics
+    against the full (double) landscape unchanged to 1e-4."""
+    from radsvd.metrics import LandscapeMetrics
+
+    grid = ShellGrid(K=8, R=6, L=8)
+    A, B = _coefficients(grid, 6, 22), _coefficients(grid, 1, 23)
+    basis = volume_svd(B, grid)
+    X = landscapes(A, B, grid).reshape(6, -1)
+    res = []
+    for precision in ("double", "single"):
+        XH = landscapes(A, B, grid, basis, ranks=(3, 3), precision=precision).reshape(6, -1)
+        m = LandscapeMetrics()
+        m.update(X, XH.astype(np.float64))
+        res.append(m.result())
+    for key in ("correlation", "f", "rel_frobenius"):
+        assert abs(res[0][key] - res[1][key]) < 1e-4, key
+
+
+@pytest.mark.parametrize("M", [None, 15])
 def test_single_precision_step3(M):
     grid = ShellGrid(K=6, R=5, L=7)
     A, B = _coefficients(grid, 2, 15), _coefficients(grid, 1, 16)

@@ -154,7 +154,7 @@ def _full(grid, target, vols, M=None, precision="double"):
     return plan, bi, bv, tm, pre
 
 
-def _compressed(grid, target, vols, H, M=None, precision="double"):
+def _compressed(grid, target, vols, H, M=None, precision=None):
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t

@@ -126,14 +126,15 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
                   ranks=None, n_beta: int | None = None, M: int | None = None,
                   refine: bool = False, return_landscapes: bool = False, block: int = 8,
                   progress: bool = False, plan: LandscapePlan | None = None,
-                  precision: str = "double") -> VolumeAlignResult:
+                  precision: str | None = None) -> VolumeAlignResult:
     """Best rotation of every volume onto the target (see the module docstring).
 
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
     ranks=None: full landscape; ranks=(H_C, H_D) with ``basis`` (:func:`volume_svd` of the
     target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
     landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes.
-    precision: "double" or "single" (step-3 transform, see :func:`prepare`).
+    precision: "double", "single" or None (step-3 transform; None: double for the full
+    path, single for compressed plans; see :func:`prepare`).
     """
     if plan is None:
         plan = prepare(grid, coef_target, basis, ranks, n_beta, M, precision=precision)
@@ -236,6 +237,8 @@ def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeB
     ranks = [tuple(r) for r in ranks]
     if not ranks:
         raise InputError("ranks: need at least one (H_C, H_D) pair")
+    # double precision throughout: the metrics measure compression alone (full ranks give
+    # the full landscape to rounding)
     full = prepare(grid, coef_target, n_beta=n_beta, M=M)
     plans = []
     for r in ranks:
@@ -244,7 +247,8 @@ def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeB
             from radsvd._validate import rank as _rank
 
             b = volume_svd(coef_target, grid, H_C=_rank(r[0], grid.R, "radial rank H_C"))
-        plans.append(prepare(grid, coef_target, b, r, n_beta, M, wigner=full.wigner))
+        plans.append(prepare(grid, coef_target, b, r, n_beta, M, wigner=full.wigner,
+                             precision="double"))
 
     def tiles():
         for a0, a1, (X, *XH) in landscape_blocks(coef_volumes, [full] + plans, block,

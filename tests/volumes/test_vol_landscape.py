@@ -97,9 +97,13 @@ def test_full_ranks_equal_full_and_low_ranks_differ():
     A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)
     X = landscapes(A, B, grid)
     basis = volume_svd(B, grid)
-    XH = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1))
+    XH = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1), precision="double")
     # u and v orthonormal to ~ε: the compressed sums equal the full ones to rounding
     np.testing.assert_allclose(XH, X, rtol=0, atol=1e3 * EPS * np.abs(X).max())
+    # default for compressed plans: single-precision step 3, rounding ~ M·2⁻²⁴ of max |X|
+    X1 = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1))
+    assert X1.dtype == np.float32
+    np.testing.assert_allclose(X1, X, rtol=0, atol=1e-5 * np.abs(X).max())
     X2 = landscapes(A, B, grid, basis, ranks=(2, 3))
     assert np.abs(X2 - X).max() > 1e-3 * np.abs(X).max()
 

@@ -144,6 +144,22 @@ def compare(old: dict, new: dict, tolerance: float = DEFAULT_TOLERANCE,
     return rows
 
 
+def fastest_of(first: dict, second: dict) -> dict:
+    """Merge two measurements of the same benchmark: per record name, the record of the run
+    with the smaller ``seconds`` (on a shared machine other load only adds time, so the
+    minimum is the better estimate).  Records of one run only are kept; ``runs`` counts the
+    measurements merged."""
+    by = {r["name"]: r for r in second["records"]}
+    recs = []
+    for r in first["records"]:
+        o = by.pop(r["name"], None)
+        same = o is not None and _canonical(o.get("params")) == _canonical(r.get("params"))
+        recs.append(o if same and 0 < o["seconds"] < r["seconds"] else r)
+    recs.extend(by.values())
+    return dict(first, records=recs,
+                runs=int(first.get("runs", 1)) + int(second.get("runs", 1)))
+
+
 def params_diff(old: dict, new: dict, name: str) -> str:
     """A short description of how the params of record ``name`` differ."""
     po = next(r for r in old["records"] if r["name"] == name).get("params") or {}

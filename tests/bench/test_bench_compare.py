@@ -55,7 +55,7 @@ def test_compare_fails_on_regression(quick_doc, tmp_path, capsys):
     old = tmp_path / "old_tiny.json"
     write_json(scaled(doc, 1e-6), str(old))
     new = tmp_path / "new.json"
-    rc = main(["bench", "--compare", str(old), "--json", str(new)])
+    rc = main(["bench", "--compare", str(old), "--json", str(new), "--retries", "0"])
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "REGRESSION" in out and "FAIL:" in out
@@ -66,6 +66,34 @@ def test_compare_fails_on_regression(quick_doc, tmp_path, capsys):
     rows = cmp.compare(scaled(doc, 1e-6), written)
     judged = [r for r in rows if r.verdict in (cmp.OK, cmp.FASTER, cmp.REGRESSION)]
     assert judged and all(r.verdict == cmp.REGRESSION for r in judged)
+
+
+def test_compare_retries_keep_the_fastest_run(quick_doc, tmp_path, capsys):
+    """A regression triggers a re-measurement (--retries 1); it stays a regression and the
+    report says that the new times are the fastest of 2 runs."""
+    _, doc = quick_doc
+    old = tmp_path / "old_tiny.json"
+    write_json(scaled(doc, 1e-6), str(old))
+    new = tmp_path / "new.json"
+    rc = main(["bench", "--compare", str(old), "--only", "volumes", "--retries", "1",
+               "--json", str(new)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "fastest of 2 runs" in out, out
+    assert json.loads(new.read_text())["runs"] == 2
+
+
+def test_fastest_of():
+    p = {"N": 1}
+    a = _doc(("images.a", 2.0, p), ("images.b", 1.0, p), ("images.c", 1.0, p),
+             ("images.m", 0.0, p))
+    b = _doc(("images.a", 1.5, p), ("images.b", 3.0, p), ("images.c", 0.5, {"N": 2}),
+             ("images.m", 0.0, p), ("images.x", 1.0, p))
+    m = cmp.fastest_of(a, b)
+    got = {r["name"]: (r["seconds"], r["params"]) for r in m["records"]}
+    assert got == {"images.a": (1.5, p), "images.b": (1.0, p),     # the faster run each
+                   "images.c": (1.0, p),                            # other params: first kept
+                   "images.m": (0.0, p), "images.x": (1.0, p)}
+    assert m["runs"] == 2 and cmp.fastest_of(m, b)["runs"] == 3
 
 
 def test_compare_passes_when_old_was_slower(quick_doc, tmp_path, capsys):
@@ -142,11 +170,15 @@ def test_bad_options_and_missing_files(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["bench", "--tolerance", "0.1"]) == 2
     assert "--tolerance needs --compare" in capsys.readouterr().err
+    assert main(["bench", "--retries", "5"]) == 2
+    assert "--retries needs --compare" in capsys.readouterr().err
     doc = _doc(("images.a", 1.0, {}))
     (tmp_path / "o.json").write_text(json.dumps(doc))
     assert main(["bench", "--compare", str(tmp_path / "o.json"), "--new",
                  str(tmp_path / "o.json"), "--tolerance", "-1"]) == 2
     assert "tolerance must be" in capsys.readouterr().err
+    assert main(["bench", "--compare", str(tmp_path / "o.json"), "--retries", "-1"]) == 2
+    assert "--retries must be >= 0" in capsys.readouterr().err
     # nothing comparable (every record changed its params): an error, not a silent pass
     other = _doc(("images.a", 1.0, {"N_A": 3}))
     (tmp_path / "n.json").write_text(json.dumps(other))

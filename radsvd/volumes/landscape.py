@@ -34,6 +34,8 @@ landscape to rounding.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -42,6 +44,8 @@ from radsvd._validate import InputError, rank as _rank
 from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable, _pair_offsets
+
+SMALL_RANK = 16   # step 1 by the numba kernel up to this many radial functions, else BLAS
 
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
@@ -98,6 +102,39 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                 for c in range(Mout - L, Mout):               # m2 = c - Mout < 0
                     k = c - Mout + L
                     o[c] = complex(buf_r[k, a, u], -buf_i[k, a, u])
+
+
+@jit(parallel=True)
+def _step1_small(A, m_start, tg_re, tg_im, base, L, out):  # pragma: no cover
+    """Step 1 for few radial functions: out[a, base_l + m1 (2l+1) + m2 + l] =
+    Σ_r conj(A[a, r, m_start[m1] + l - m1]) tg[r, l² + m2 + l] (tg: target, weights folded).
+
+    One task per (volume, l); the sum over r is an outer loop, m2 the contiguous inner one."""
+    n_a = A.shape[0]
+    H = A.shape[1]
+    for t in prange(n_a * (L + 1)):
+        a = t // (L + 1)
+        l = L - t % (L + 1)                                  # big degrees first
+        w = 2 * l + 1
+        off = l * l
+        acc_r = np.empty(w)
+        acc_i = np.empty(w)
+        for m1 in range(l + 1):
+            j = m_start[m1] + l - m1
+            for k in range(w):
+                acc_r[k] = 0.0
+                acc_i[k] = 0.0
+            for r in range(H):
+                cr = A[a, r, j].real
+                ci = -A[a, r, j].imag                        # conj(A)
+                for k in range(w):
+                    br = tg_re[r, off + k]
+                    bi = tg_im[r, off + k]
+                    acc_r[k] += cr * br - ci * bi
+                    acc_i[k] += cr * bi + ci * br
+            o = base[l] + m1 * w
+            for k in range(w):
+                out[a, o + k] = complex(acc_r[k], acc_i[k])
 
 
 @jit(parallel=True)
@@ -184,21 +221,24 @@ def _runs(bs: np.ndarray, us: np.ndarray):
     return runs
 
 
+@functools.lru_cache(maxsize=8)
 def _degree_rows(L: int):
     """Row structure shared by all kernels: rows of pair p are (p, l) for l = l0..L.
 
-    Returns row_start (n_pairs+1,) and tidx (n_rows,): position of T_l(m1, m2) in the
-    step-1 layout T[a, base_l + m1 (2l+1) + m2 + l]."""
+    Returns row_start (n_pairs+1,), tidx (n_rows,): position of T_l(m1, m2) in the
+    step-1 layout T[a, base_l + m1 (2l+1) + m2 + l], and base (L+2,) (read-only, cached)."""
     row_start = _pair_offsets(L)
     M = 2 * L + 1
-    tidx = np.empty(int(row_start[-1]), dtype=np.int64)
     base = np.concatenate([[0], np.cumsum([(l + 1) * (2 * l + 1) for l in range(L + 1)])])
-    for p in range((L + 1) * M):
-        m1, m2 = p // M, p % M - L
-        l0 = max(m1, abs(m2))
-        ls = np.arange(l0, L + 1)
-        tidx[row_start[p]:row_start[p + 1]] = base[ls] + m1 * (2 * ls + 1) + m2 + ls
-    return row_start, tidx, base.astype(np.int64)
+    n_rows = int(row_start[-1])
+    p = np.repeat(np.arange((L + 1) * M), np.diff(row_start))         # pair of every row
+    m1, m2 = p // M, p % M - L
+    ls = np.maximum(m1, np.abs(m2)) + np.arange(n_rows) - row_start[p]
+    tidx = base[ls] + m1 * (2 * ls + 1) + m2 + ls
+    out = (row_start, tidx.astype(np.int64), base.astype(np.int64))
+    for x in out:
+        x.flags.writeable = False
+    return out
 
 
 # ----------------------------------------------------------------------------- plan
@@ -291,6 +331,9 @@ class LandscapePlan:
             tgt = self.radial.T @ b[0]
         # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
         self.target = [self.weights[:, None] * _full_orders(tgt, grid, l) for l in range(L + 1)]
+        tg = np.concatenate(self.target, axis=1)                          # (n_rad, (L+1)²)
+        self._tg_re = np.ascontiguousarray(tg.real)
+        self._tg_im = np.ascontiguousarray(tg.imag)
         self.transform = "ducc0.c2r"
         self._plus = np.flatnonzero(~self.flip)
         self._minus = np.flatnonzero(self.flip)
@@ -328,10 +371,16 @@ class LandscapePlan:
         return np.matmul(self._radial_T, coef)
 
     def step1(self, coef: np.ndarray) -> np.ndarray:
-        """T[a, base_l + m1 (2l+1) + m2 + l] (eq. 104 step 1 / eq. 117 step 1)."""
+        """T[a, base_l + m1 (2l+1) + m2 + l] (eq. 104 step 1 / eq. 117 step 1): one numba
+        kernel for few radial functions (compressed, H_C ≤ SMALL_RANK), else one matrix
+        product per degree (BLAS)."""
         n = coef.shape[0]
         L = self.L
         T = np.empty((n, int(self.base[-1])), dtype=np.complex128)
+        if coef.shape[1] <= SMALL_RANK:
+            _step1_small(np.ascontiguousarray(coef, dtype=np.complex128), self.grid.m_start,
+                         self._tg_re, self._tg_im, self.base, L, T)
+            return T
         starts = self.grid.m_start
         for l in range(L + 1):
             idx = starts[: l + 1] + (l - np.arange(l + 1))           # (l, m1), m1 = 0..l

@@ -230,3 +230,21 @@ def test_single_precision_step3(M):
     assert X32.dtype == np.float32
     # float32 transform of ~M² terms: error ≲ sqrt(M²)·2⁻²⁴ of the largest |X̂| sum, << 1e-5
     assert np.abs(X32 - X).max() < 1e-5 * np.abs(X).max()
+
+
+def test_step1_kernel_equals_blas(monkeypatch):
+    """Step 1 for few radial functions (numba kernel) equals the per-degree matrix products."""
+    import radsvd.volumes.landscape as land
+
+    grid = ShellGrid(K=7, R=5, L=7)
+    A, B = _coefficients(grid, 3, 24), _coefficients(grid, 1, 25)
+    basis = volume_svd(B, grid)
+    for plan in (prepare(grid, B), prepare(grid, B, basis, ranks=(3, 4))):
+        c = plan.radial_compress(A)
+        T_kernel = plan.step1(c)
+        monkeypatch.setattr(land, "SMALL_RANK", 0)
+        T_blas = plan.step1(c)
+        monkeypatch.setattr(land, "SMALL_RANK", 16)
+        # same sums of ≤ R products in another order: rounding ~ R ε of Σ|a||b|
+        scale = np.abs(c).max() * np.abs(np.concatenate(plan.target, axis=1)).max() * c.shape[1]
+        np.testing.assert_allclose(T_kernel, T_blas, rtol=0, atol=10 * EPS * scale)

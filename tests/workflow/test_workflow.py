@@ -129,6 +129,27 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     assert "nosuchset" in res.stdout + res.stderr and "not described" in res.stdout + res.stderr
 
 
+def test_timings_table_misses_no_benchmarked_rule(tmp_path):
+    """A rule with a benchmark file that aggregate_timings does not know is an error (so the
+    timings table never silently leaves a benchmark out)."""
+    (tmp_path / "workflow").mkdir()
+    (tmp_path / "config").symlink_to(REPO / "config")     # the Snakefile's configfile path
+    (tmp_path / "workflow" / "Snakefile").write_text(
+        f'include: "{SNAKEFILE}"\n\n\nrule extra_benchmarked:\n    output:\n'
+        f'        "extra.txt",\n    benchmark:\n        "extra.tsv"\n    shell:\n'
+        f'        "touch {{output}}"\n')
+    cmd = [SNAKEMAKE, "-s", str(tmp_path / "workflow" / "Snakefile"), "--directory",
+           str(tmp_path), "-n", "--cores", "1", "results/tables/timings.tsv"]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "extra_benchmarked are unknown to aggregate_timings" in out, out[-3000:]
+    # the workflow itself (no extra rule) plans the table
+    res = run_snakemake("results/tables/timings.tsv", "-n", "--cores", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "aggregate_timings" in res.stdout + res.stderr
+
+
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     import numpy as np

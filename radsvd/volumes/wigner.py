@@ -102,13 +102,40 @@ def _recurse(L, m1, m2, beta, out, start, stride):
 
 @jit(parallel=True)
 def _fill_table(L, betas, offsets, out):
+    """The recursion of :func:`_recurse` for all β of a pair at once: the l-dependent
+    coefficients (two square roots, divisions) once per (pair, l), β innermost (contiguous
+    rows of the table; same arithmetic per value as :func:`_recurse`)."""
     nb = betas.shape[0]
     M = 2 * L + 1
+    cbs = np.cos(betas)
+    chs = np.cos(0.5 * betas)
+    shs = np.sin(0.5 * betas)
     for p in prange((L + 1) * M):
         m1 = p // M
         m2 = p % M - L
+        l0 = max(m1, abs(m2))
+        base = offsets[p] * nb
+        prev = np.zeros(nb)
+        cur = np.empty(nb)
         for b in range(nb):
-            _recurse(L, m1, m2, betas[b], out, offsets[p] * nb + b, nb)
+            cur[b] = _seed(l0, m1, m2, chs[b], shs[b])
+            out[base + b] = cur[b]
+        fm = float(m1 * m2)
+        for l in range(l0, L):
+            fl = float(l)
+            q = 0.0
+            bb = 0.0
+            if l > 0:
+                q = fm / (fl * (fl + 1.0))
+                bb = math.sqrt((fl * fl - m1 * m1) * (fl * fl - m2 * m2)) / (fl * (2.0 * fl + 1.0))
+            norm = (fl + 1.0) * (2.0 * fl + 1.0) / math.sqrt(
+                ((fl + 1.0) ** 2 - m1 * m1) * ((fl + 1.0) ** 2 - m2 * m2))
+            row = base + (l + 1 - l0) * nb
+            for b in range(nb):
+                nxt = norm * ((cbs[b] - q) * cur[b] - bb * prev[b])
+                prev[b] = cur[b]
+                cur[b] = nxt
+                out[row + b] = nxt
 
 
 @jit

@@ -8,7 +8,7 @@ from radsvd.volumes.align import (VolumeAlignResult, align_maps, align_volumes,
                                   canonical_euler, landscape_blocks, landscape_value,
                                   rank_sweep)
 from radsvd.volumes.basis import VolumeBasis, degree_kernel, radial_kernel, volume_svd
-from radsvd.volumes.landscape import LandscapePlan, beta_grid, landscapes, prepare
+from radsvd.volumes.landscape import LandscapePlan, beta_grid, default_M, landscapes, prepare
 from radsvd.volumes.reconstruct import TestVolumes, direct_fourier_inversion, make_test_volumes
 from radsvd.volumes.shells import ShellGrid, from_shells, isht, sht, to_shells
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler, rotate,
@@ -16,7 +16,7 @@ from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
 
 __all__ = ["VolumeAlignResult", "align_maps", "align_volumes", "canonical_euler",
            "landscape_blocks", "landscape_value", "rank_sweep", "VolumeBasis",
-           "degree_kernel", "radial_kernel", "volume_svd", "LandscapePlan", "beta_grid",
+           "degree_kernel", "radial_kernel", "volume_svd", "LandscapePlan", "beta_grid", "default_M",
            "landscapes", "prepare", "ShellGrid", "from_shells", "isht", "sht", "to_shells",
            "WignerTable", "euler_from_matrix", "invert_euler", "rotate", "rotation_matrix",
            "wigner_d", "TestVolumes", "direct_fourier_inversion", "make_test_volumes"]

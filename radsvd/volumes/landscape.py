@@ -247,9 +247,11 @@ class LandscapePlan:
     the Wigner-d table (full) or the [v_jᵀ d] tables (compressed), the step-3 transform.
 
     Built by :func:`prepare`; ``precompute_seconds`` records its cost.  Calling the plan on
-    a block of volumes returns fresh landscapes; the step methods are exposed for timing and
-    reuse work buffers (the array returned by ``step1b``/``step2`` is overwritten by the
-    next call).  One plan per thread.
+    a block of volumes returns fresh landscapes (:meth:`slices` then :meth:`expand`); the
+    best rotations need only :meth:`slices` and :meth:`best` (distinct β for even M).  The
+    step methods are exposed for timing and reuse work buffers (the arrays returned by
+    ``step2``/``step3``/``slices`` are overwritten by the next call).  One plan per thread.
+    ``n_slices``: β planes step 3 computes (n_β/2+1 for even M and the reference grid).
     """
 
     def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,

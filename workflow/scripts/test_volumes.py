@@ -6,8 +6,6 @@ the volume box.  Output npz: reference (N³), volumes (n, N³), rotations G (n, 
 volumes[i](x) ≈ reference(G_iᵀ x), voxel_size.
 """
 
-import numpy as np
-
 from radsvd.data.io import read_mrc
 from radsvd.data.preprocess import downsample_volume
 from radsvd.volumes.reconstruct import make_test_volumes

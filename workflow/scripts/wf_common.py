@@ -6,16 +6,15 @@ Imported by the scripts that Snakemake runs (their directory is on sys.path).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from radsvd.data.io import atomic_path
 
 # ---- the tidy tables ---------------------------------------------------------------------
 # One row per dataset × method × H (× K for the speedup sweep).  Times in seconds, measured in
@@ -98,28 +97,10 @@ def thread_counts() -> dict:
             "fft_workers": fft}
 
 
-@contextlib.contextmanager
-def atomic_path(path, suffix: str | None = None):
-    """Yield a temporary path in the same directory; on success move it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                               suffix=suffix if suffix is not None else path.suffix)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_npz(path, **arrays) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+    """Compressed .npz written atomically."""
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def write_table(path, rows, table: str) -> None:

@@ -46,9 +46,9 @@ from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable, _pair_offsets
 
 # step 1 by the numba kernel up to this many radial functions, else one BLAS product per
-# degree (measured at K = 48, 8 volumes, 2 threads: R = 49 numba 0.80 vs BLAS 1.09 ms/pair,
-# H_C = 12 0.19 vs 0.44 ms/pair)
-SMALL_RANK = 64
+# degree (measured at K = 48 in the benchmark, blocks of 8 volumes, 2 threads: R = 49 numba
+# 1.57 vs BLAS 1.15 ms/pair (cold caches); H_C = 8 numba 0.16-0.22 vs BLAS 0.40 ms/pair)
+SMALL_RANK = 16
 
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 

@@ -24,16 +24,21 @@ Records (``measure``):
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
 Run with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy loads): otherwise
 OpenBLAS worker threads spin after each GEMM and slow the numba kernels that follow (and
-vice versa), by up to 10× on two cores.
+vice versa), by up to 10× on two cores.  Numba's OpenMP workers spin likewise after each
+parallel region: OMP_WAIT_POLICY=passive saved ~0.1 ms/pair in step 3 here (not set by us).
 
-Why the compressed path is ~1.6×, not 2.5×, faster at H = 8 (2 cores): step 3 (the real
-2D FFT of every distinct β plane, (n_β/2+1) · M² outputs per pair) and the argmax over
-those planes do not shrink with H.  On the full path steps 1–2 are already efficient (about
-half of its time; the numpy baseline is tens of times slower), so even with free steps 0–2
-the speedup is bounded by full / (step 3 + argmax) ≈ 3×, and steps 0–2 at H = 8 still cost
-about a quarter of the full path's steps 1–2 (step 2 writes the same (n_β/2+1)·(M/2+1)·M
-half-spectrum; only its sums shrink from L+1-max(m1,|m2|) to H_D terms).  See the records
-``compressible_fraction`` and ``bound_speedup_if_steps012_free`` for the measured values.
+Why the compressed path is only ~1.5–1.9× (not 2.5×) faster at H = 8 (K = 48, 2 shared
+cores, measured 2026-11-25: full 4.1–4.7 ms/pair, rank 8 2.5–2.8 ms/pair):
+1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
+   pair) and the argmax over those planes do not shrink with H: ~1.2 ms/pair even in
+   single precision, against ~4.4 ms for the whole full path, so the speedup is bounded by
+   ``bound_speedup_if_steps012_free`` ≈ 3.8× even if steps 0–2 and the precomputation
+   were free.
+2. The full path's steps 1–2 are already efficient (the numpy baseline is ~45× slower):
+   step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
+   L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
+   (L+1)/H_D; and step 2 still writes the same (n_β/2+1)·(M/2+1)·M half-spectrum.
+   ``compressible_fraction`` (precomputation + steps 1–2 of the full path) is ~0.6.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -29,6 +29,7 @@ from numba import prange
 
 from radsvd._jit import jit
 from radsvd._validate import InputError, finite_array
+from radsvd.data.rotations import euler_to_rotation, rotation_to_euler
 
 __all__ = ["WignerTable", "wigner_d", "rotate", "rotation_matrix", "euler_from_matrix",
            "invert_euler"]
@@ -211,8 +212,6 @@ def wigner_d(L: int, beta: float) -> list[np.ndarray]:
 def rotate(coefficients, grid, euler) -> np.ndarray:
     """Coefficients of R_τ Â for τ = (γ, β, α) (eq. 97), in the m-major layout of
     :mod:`radsvd.volumes.shells`.  ``coefficients``: (..., n_lm) complex."""
-    from radsvd.volumes.shells import ShellGrid  # noqa: F401  (layout owner)
-
     c = np.asarray(coefficients, dtype=np.complex128)
     if c.shape[-1] != grid.n_lm:
         raise InputError(f"coefficients: expected last axis n_lm = {grid.n_lm}, got {c.shape[-1]}")
@@ -234,37 +233,18 @@ def rotate(coefficients, grid, euler) -> np.ndarray:
 
 
 def rotation_matrix(euler) -> np.ndarray:
-    """R_τ = R^z_α R^y_β R^z_γ for τ = (γ, β, α) (eq. 91–93); euler (..., 3) → (..., 3, 3)."""
-    e = np.asarray(euler, dtype=np.float64)
-    g, b, a = e[..., 0], e[..., 1], e[..., 2]
+    """R_τ = R^z_α R^y_β R^z_γ for τ = (γ, β, α) (eq. 91–93); euler (..., 3) → (..., 3, 3).
 
-    def rz(t):
-        c, s = np.cos(t), np.sin(t)
-        z, o = np.zeros_like(t), np.ones_like(t)
-        return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1),
-                         np.stack([z, z, o], -1)], -2)
-
-    c, s = np.cos(b), np.sin(b)
-    z, o = np.zeros_like(b), np.ones_like(b)
-    ry = np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1),
-                   np.stack([-s, z, c], -1)], -2)
-    return rz(a) @ ry @ rz(g)
+    The same ZYZ convention as RELION poses: ``euler_to_rotation(α, β, γ)``.
+    """
+    e = finite_array(euler, "euler", dtype=np.float64)
+    return euler_to_rotation(e[..., 2], e[..., 1], e[..., 0], degrees=False)
 
 
 def euler_from_matrix(R) -> np.ndarray:
-    """(γ, β, α) with β ∈ [0, π] such that rotation_matrix((γ, β, α)) = R."""
-    R = np.asarray(R, dtype=np.float64)
-    beta = np.arccos(np.clip(R[..., 2, 2], -1.0, 1.0))
-    alpha = np.arctan2(R[..., 1, 2], R[..., 0, 2])
-    gamma = np.arctan2(R[..., 2, 1], -R[..., 2, 0])
-    sb = np.sin(beta)
-    # gimbal lock (β = 0 or π): only α ± γ is defined; put it all in α, γ = 0
-    lock = sb < 1e-12
-    if np.any(lock):
-        up = np.arctan2(R[..., 1, 0], R[..., 0, 0])       # β = 0: R = R^z_{α+γ}
-        down = np.arctan2(-R[..., 1, 0], R[..., 1, 1])    # β = π: R = R^z_{α-γ} R^y_π
-        alpha = np.where(lock, np.where(R[..., 2, 2] > 0, up, down), alpha)
-        gamma = np.where(lock, 0.0, gamma)
+    """(γ, β, α) with β ∈ [0, π] such that rotation_matrix((γ, β, α)) = R (at β = 0 or π,
+    where only α ± γ is defined, γ = 0)."""
+    alpha, beta, gamma = rotation_to_euler(R, degrees=False)
     return np.stack([gamma, beta, alpha], -1)
 
 

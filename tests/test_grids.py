@@ -37,3 +37,4 @@ def test_polar_grid_overrides_and_errors():
     with pytest.raises(ValueError, match="Nyquist"):
         PolarGrid(48).check_box(16)
     PolarGrid(48).check_box(64)
+

@@ -22,8 +22,9 @@ import importlib
 import json
 import os
 import platform
-import tempfile
 import time
+
+from radsvd._files import atomic_path
 
 AREAS = ("images", "volumes")
 SCHEMA = 1
@@ -85,17 +86,9 @@ def run(quick: bool = False, areas=AREAS, log=None) -> dict:
 
 def write_json(doc: dict, path: str) -> None:
     """Write the benchmark document atomically."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
 
 
 def format_table(doc: dict) -> str:

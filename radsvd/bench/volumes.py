@@ -147,10 +147,9 @@ def _run(plan, vols, block=BLOCK):
         t = time.perf_counter()
         c = plan.radial_compress(vols[a0:a1])
         t1 = time.perf_counter()
-        T = plan.step1(c)
-        t2 = time.perf_counter()
-        Z = plan.step1b(T) if plan.compressed else T
-        t3 = time.perf_counter()
+        # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
+        Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
+        t2 = t3 = time.perf_counter()
         Xc = plan.step2(Z)
         t4 = time.perf_counter()
         S = plan.step3(Xc)

@@ -165,6 +165,52 @@ def _degree_project(T, base, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
+def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
+    """Steps 1 + 1b fused (few radial functions): out[a, m1 M + m2 + L, j] =
+    Σ_{l ≥ max(m1,|m2|)} V[l, j] Σ_r conj(A[a, r, m_start[m1] + l - m1]) tg[r, l² + m2 + l].
+
+    One task per (volume, m1); the degree-l row T_l(m1, ·) lives in a local buffer and is
+    projected onto the H_D degree vectors at once (T never reaches memory)."""
+    n_a = A.shape[0]
+    H = A.shape[1]
+    HD = V.shape[1]
+    M = 2 * L + 1
+    for t in prange(n_a * (L + 1)):
+        a = t // (L + 1)
+        m1 = t % (L + 1)
+        acc_r = np.empty(M)
+        acc_i = np.empty(M)
+        y_r = np.zeros((M, HD))
+        y_i = np.zeros((M, HD))
+        for l in range(m1, L + 1):
+            w = 2 * l + 1
+            off = l * l
+            j0 = m_start[m1] + l - m1
+            for k in range(w):
+                acc_r[k] = 0.0
+                acc_i[k] = 0.0
+            for r in range(H):
+                cr = A[a, r, j0].real
+                ci = -A[a, r, j0].imag                       # conj(A)
+                for k in range(w):
+                    br = tg_re[r, off + k]
+                    bi = tg_im[r, off + k]
+                    acc_r[k] += cr * br - ci * bi
+                    acc_i[k] += cr * bi + ci * br
+            for k in range(w):
+                p = k - l + L
+                zr = acc_r[k]
+                zi = acc_i[k]
+                for j in range(HD):
+                    v = V[l, j]
+                    y_r[p, j] += v * zr
+                    y_i[p, j] += v * zi
+        for p in range(M):
+            for j in range(HD):
+                out[a, m1 * M + p, j] = complex(y_r[p, j], y_i[p, j])
+
+
+@jit(parallel=True)
 def _degree_tables(table, row_start, V, L, out):  # pragma: no cover
     """[v_jᵀ d]: out[p * H_D + j, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u]."""
     HD = V.shape[1]
@@ -401,6 +447,20 @@ class LandscapePlan:
         _degree_project(T, self.base, self.V, self.L, Y)
         return Y.reshape(T.shape[0], -1)
 
+    def step1_project(self, coef: np.ndarray) -> np.ndarray:
+        """Steps 1 and 1b of the compressed path in one pass (equal to ``step1b(step1(c))``):
+        one fused numba kernel for up to SMALL_RANK principal shells (the per-degree sums T
+        never reach memory), else the two steps in turn."""
+        if not self.compressed:
+            raise InputError("step1_project: only for compressed plans (use step1)")
+        if coef.shape[1] > SMALL_RANK:
+            return self.step1b(self.step1(coef))
+        n_pairs = (self.L + 1) * (2 * self.L + 1)
+        Y = np.empty((coef.shape[0], n_pairs, self.H_D), dtype=np.complex128)
+        _step1_project(np.ascontiguousarray(coef, dtype=np.complex128), self.grid.m_start,
+                       self._tg_re, self._tg_im, self.V, self.L, Y)
+        return Y.reshape(coef.shape[0], -1)
+
     def step2(self, Z: np.ndarray) -> np.ndarray:
         """conj X̂(m1, m2; β_u) for the distinct β_u: (n, n_u, M//2+1 [m1], M [m2 mod M]),
         the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L)."""
@@ -498,8 +558,8 @@ class LandscapePlan:
 
     def slices(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
-        T = self.step1(self.radial_compress(coef))
-        Z = self.step1b(T) if self.compressed else T
+        c = self.radial_compress(coef)
+        Z = self.step1_project(c) if self.compressed else self.step1(c)
         return self.step3(self.step2(Z))
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

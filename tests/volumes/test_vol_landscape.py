@@ -248,3 +248,33 @@ def test_step1_kernel_equals_blas(monkeypatch):
         # same sums of ≤ R products in another order: rounding ~ R ε of Σ|a||b|
         scale = np.abs(c).max() * np.abs(np.concatenate(plan.target, axis=1)).max() * c.shape[1]
         np.testing.assert_allclose(T_kernel, T_blas, rtol=0, atol=10 * EPS * scale)
+
+
+def test_fused_step1_projection_equals_two_steps(monkeypatch):
+    """Steps 1 + 1b fused (numba, few shells) equal step 1b after step 1 and the BLAS path,
+    and a direct sum Σ_l V[l, j] T_l(m1, m2) from step 1's output."""
+    import radsvd.volumes.landscape as land
+
+    grid = ShellGrid(K=7, R=5, L=7)
+    L = grid.L
+    A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
+    plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
+    c = plan.radial_compress(A)
+    Y = plan.step1_project(c).reshape(3, L + 1, 2 * L + 1, 4)
+    T = plan.step1(c)
+    ref = np.zeros_like(Y)
+    for l in range(L + 1):
+        Tl = T[:, plan.base[l]:plan.base[l + 1]].reshape(3, l + 1, 2 * l + 1)
+        ref[:, :l + 1, L - l:L + l + 1] += Tl[..., None] * plan.V[l]
+    monkeypatch.setattr(land, "SMALL_RANK", 0)
+    Y_blas = plan.step1_project(c).reshape(Y.shape)
+    # same ≤ H_C·(L+1) products summed in another order: rounding ~ H_C (L+1) ε of Σ|a||b||v|
+    scale = (np.abs(c).max() * np.abs(np.concatenate(plan.target, axis=1)).max()
+             * c.shape[1] * (L + 1))
+    np.testing.assert_allclose(Y, ref, rtol=0, atol=10 * EPS * scale)
+    np.testing.assert_allclose(Y, Y_blas, rtol=0, atol=10 * EPS * scale)
+    from radsvd._validate import InputError
+
+    full = prepare(grid, B)
+    with pytest.raises(InputError, match="compressed"):
+        full.step1_project(c)

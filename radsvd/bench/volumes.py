@@ -16,7 +16,7 @@ Records (``measure``):
   default for compressed plans), total time with per-target precomputation (kernels C, D
   and their eigenvectors, [vᵀd] tables, compression of the target), speedup over the full
   path (same run), split over steps 0 (compression of the volumes), 1, 1b, 2, 3 and the
-  argmax, the speedup of steps 0–2 alone, ``bound_speedup_if_steps012_free`` = full time /
+  argmax (steps 1 and 1b run fused for H_C ≤ 16: reported together as step 1, step 1b = 0), the speedup of steps 0–2 alone, ``bound_speedup_if_steps012_free`` = full time /
   (step 3 + argmax) of this path, the paper's ideal K/H, and the accuracy metrics
   (Frobenius, correlation, f) over the grid.  ``volumes.rank{H}.double``: the same in double.
 * ``volumes.*.M{2L+1}``: the paper's odd grid (97, prime): no mirrored-β shift, every β
@@ -27,8 +27,10 @@ OpenBLAS worker threads spin after each GEMM and slow the numba kernels that fol
 vice versa), by up to 10× on two cores.  Numba's OpenMP workers spin likewise after each
 parallel region: OMP_WAIT_POLICY=passive saved ~0.1 ms/pair in step 3 here (not set by us).
 
-Why the compressed path is only ~1.5–1.9× (not 2.5×) faster at H = 8 (K = 48, 2 shared
-cores, measured 2026-11-25: full 4.1–4.7 ms/pair, rank 8 2.5–2.8 ms/pair):
+Why the compressed path is only ~1.8–1.9× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
+quiet machine, 2026-11-25, after fusing steps 1+1b and a real step-0 product: full
+4.2–4.3 ms/pair, rank 8 2.24–2.32 ms/pair = precompute 0.13–0.16, step 0 0.11–0.17,
+steps 1+1b 0.28–0.31, step 2 0.51–0.53, step 3 1.03–1.07, argmax 0.11; before: 2.38):
 1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
    pair) and the argmax over those planes do not shrink with H: ~1.2 ms/pair even in
    single precision, against ~4.4 ms for the whole full path, so the speedup is bounded by
@@ -39,6 +41,12 @@ cores, measured 2026-11-25: full 4.1–4.7 ms/pair, rank 8 2.5–2.8 ms/pair):
    L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
    (L+1)/H_D; and step 2 still writes the same (n_β/2+1)·(M/2+1)·M half-spectrum.
    ``compressible_fraction`` (precomputation + steps 1–2 of the full path) is ~0.6.
+3. Step 2 of the compressed path (~0.5 ms/pair) is ~0.2 ms of fixed cost (writing the
+   2 MB half-spectrum per pair and its transposition) plus ~0.04 ms per degree vector.
+   Tried and dropped (no gain or slower, 2026-11-25): a column layout [m1, j, β, m2]
+   with m2 innermost and 4-way unrolled sums; float32 tables and Y (2–3× slower:
+   subnormal/conversion stalls); blocks of 1–16 volumes (8 is best for both paths);
+   step 0 fused into the step-1 kernel (strided reads over r: slower than one GEMM).
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -28,8 +28,10 @@ odd M the sign is folded into X̂ and every β is transformed.
 
 Compressed path (eq. 117) at ranks (H_C, H_D): step 1 on principal shells (R → H_C),
 step 1b Y_j(m1, m2) = Σ_l v_j[l] T_l(m1, m2), step 2 with the tables [v_jᵀ d](β) (H_D terms
-instead of L+1-max(m1,|m2|)), step 3 unchanged.  Full ranks (R, L+1) reproduce the full
-landscape to rounding.
+instead of L+1-max(m1,|m2|)), step 3 unchanged.  For H_C ≤ SMALL_RANK steps 1 and 1b run
+fused in one kernel (:meth:`LandscapePlan.step1_project`): each row T_l(m1, ·) is projected
+onto the degree vectors as soon as it is formed, so T never reaches memory.  Full ranks
+(R, L+1) reproduce the full landscape to rounding.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 ANGLE_CONVENTION = """\
@@ -22,7 +23,7 @@ def register(sub) -> None:
                     "off-grid), over all targets. Writes an .npz with best_target, angle, score "
                     "(and with --all-pairs the (N_A, N_B) arrays angles and scores).\n\n"
                     + ANGLE_CONVENTION,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="MRC stack of images (n, N, N)")
     p.add_argument("targets", help="MRC stack of targets (m, N, N), same N")
     p.add_argument("--rank", default="full",

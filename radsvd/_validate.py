@@ -54,3 +54,10 @@ def rank(H, R: int, name: str = "rank") -> int:
     if not 1 <= H <= R:
         raise InputError(f"{name} H = {H} is out of range: need 1 <= H <= {R}")
     return H
+
+
+def grid_of(grid, cls, name: str = "grid"):
+    """Return ``grid`` if it is a ``cls`` (PolarGrid, ShellGrid), else raise a clear error."""
+    if not isinstance(grid, cls):
+        raise InputError(f"{name}: expected a radsvd.{cls.__name__}, got {type(grid).__name__}")
+    return grid

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radsvd._files import save_npz
-from radsvd._validate import InputError, rank as _rank
+from radsvd._validate import InputError, grid_of, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
 from radsvd.images._pool import all_finite, pool_map
@@ -96,12 +96,6 @@ def _tables(Q: int, dtype) -> _Tables:
 
 
 # ----------------------------------------------------------------------------- inputs
-def _check_grid(grid) -> PolarGrid:
-    if not isinstance(grid, PolarGrid):
-        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
-    return grid
-
-
 def _check_fb_source(fb, grid: PolarGrid, name: str):
     """Accept an (n, R, Q//2+1) complex array or any sliceable source with .shape."""
     if not hasattr(fb, "shape") or not hasattr(fb, "__getitem__"):
@@ -177,7 +171,7 @@ class _Plan:
 def prepare(grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
             precision: str = "auto") -> _Plan:
     """Validate the (grid, basis, rank, precision) choice; returns the engine's plan."""
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     if basis is None:
         if rank not in (None, "full") and _rank(rank, grid.R) != grid.R:
             raise InputError("a rank H < R needs a basis (radial_svd, frequency_marching or "
@@ -408,7 +402,7 @@ def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precisio
     ((None, None), (svd, 2), (svd, 6)); ``precision`` applies to entries without their own.
     Streaming (serial) generator for metrics next to the full calculation.
     """
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     fb_a = _check_fb_source(fb_a, grid, "fb_a")
     fb_b = _check_fb_source(fb_b, grid, "fb_b")
     plans = [prepare(grid, e[0], e[1], e[2] if len(e) > 2 else precision) for e in bases]
@@ -434,7 +428,7 @@ def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, ra
     X[i, j, m] = <Â_i, R_γm B̂_j>, γ_m = 2πm/Q, R_γ rotating the target counter-clockwise.
     Refuses arrays above ``max_bytes`` (use :func:`align_images` to stream instead).
     """
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     fb_a = _check_fb_source(fb_a, grid, "fb_a")
     fb_b = _check_fb_source(fb_b, grid, "fb_b")
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
@@ -465,7 +459,7 @@ def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision
 
     if not isinstance(basis, RadialBasis):
         raise InputError(f"basis: expected a RadialBasis, got {type(basis).__name__}")
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     Hs = [_rank(h, grid.R) for h in ranks]
     if not Hs:
         raise InputError("ranks is empty")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radsvd._validate import InputError, finite_array, rank as _rank
+from radsvd._validate import InputError, grid_of, finite_array, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images._pool import all_finite
 
@@ -28,8 +28,7 @@ METHODS = ("radial-svd", "frequency-marching", "energy-pca")
 
 
 def _fb_stack(fb, grid: PolarGrid, name: str) -> np.ndarray:
-    if not isinstance(grid, PolarGrid):
-        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    grid_of(grid, PolarGrid)
     a = np.ascontiguousarray(fb, dtype=np.complex128)
     if not all_finite(a):
         raise InputError(f"{name}: contains NaN or inf values")
@@ -171,8 +170,7 @@ def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> Radia
 
 def frequency_marching(grid: PolarGrid) -> RadialBasis:
     """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k)."""
-    if not isinstance(grid, PolarGrid):
-        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
+    grid_of(grid, PolarGrid)
     order = np.argsort(grid.k, kind="stable")
     V = np.eye(grid.R)[:, order]
     return RadialBasis(vectors=V, values=-grid.k[order], eta=grid.eta.copy(),

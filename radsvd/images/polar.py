@@ -16,16 +16,10 @@ import numpy as np
 import scipy.fft
 
 from radsvd._jit import fft_workers
-from radsvd._validate import InputError, finite_array, real_stack
+from radsvd._validate import InputError, grid_of, finite_array, real_stack
 from radsvd.grids import PolarGrid
 
 __all__ = ["to_polar", "to_fb", "fb_to_polar", "polar_to_images", "images_to_fb", "FBSource"]
-
-
-def _check_grid(grid) -> PolarGrid:
-    if not isinstance(grid, PolarGrid):
-        raise InputError(f"grid: expected a radsvd.PolarGrid, got {type(grid).__name__}")
-    return grid
 
 
 def _nodes_scaled(grid: PolarGrid, N: int):
@@ -45,7 +39,7 @@ def to_polar(images, grid: PolarGrid, eps: float = 1e-12, threads: int | None = 
     """
     import finufft
 
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     imgs = real_stack(images, "images", 2)
     n, N = imgs.shape[0], imgs.shape[-1]
     try:
@@ -93,7 +87,7 @@ class FBSource:
     """
 
     def __init__(self, stack, grid: PolarGrid, eps: float = 1e-12, name: str = "images"):
-        grid = _check_grid(grid)
+        grid = grid_of(grid, PolarGrid)
         shape = tuple(getattr(stack, "shape", np.shape(stack)))
         if len(shape) == 2:
             stack = np.asarray(stack)[None]
@@ -157,7 +151,7 @@ def polar_to_images(polar_or_fb, grid: PolarGrid, N: int, eps: float = 1e-9) -> 
     """
     import finufft
 
-    grid = _check_grid(grid)
+    grid = grid_of(grid, PolarGrid)
     a = finite_array(polar_or_fb, "polar_or_fb", dtype=np.complex128)
     if a.ndim == 2:
         a = a[None]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radsvd._validate import InputError, finite_array, rank as _rank
+from radsvd._validate import InputError, grid_of, finite_array, rank as _rank
 from radsvd.volumes.shells import ShellGrid
 
 __all__ = ["radial_kernel", "degree_kernel", "VolumeBasis", "volume_svd", "check_coefficients"]
@@ -26,8 +26,7 @@ __all__ = ["radial_kernel", "degree_kernel", "VolumeBasis", "volume_svd", "check
 
 def check_coefficients(coef, grid: ShellGrid, name: str) -> np.ndarray:
     """(n, R, n_lm) complex128 C-contiguous shell coefficients (a single (R, n_lm) promoted)."""
-    if not isinstance(grid, ShellGrid):
-        raise InputError(f"grid: expected a radsvd ShellGrid, got {type(grid).__name__}")
+    grid_of(grid, ShellGrid)
     c = np.asarray(coef)
     if c.ndim == 2:
         c = c[None]

@@ -42,7 +42,7 @@ import numpy as np
 from numba import prange
 
 from radsvd._jit import fft_workers, jit
-from radsvd._validate import InputError, rank as _rank
+from radsvd._validate import InputError, grid_of, rank as _rank
 from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable, _pair_offsets
@@ -311,9 +311,7 @@ class LandscapePlan:
         import time
 
         t0 = time.perf_counter()
-        if not isinstance(grid, ShellGrid):
-            raise InputError(f"grid: expected a radsvd ShellGrid, got {type(grid).__name__}")
-        self.grid = grid
+        self.grid = grid_of(grid, ShellGrid)
         L = grid.L
         self.L = L
         b = check_coefficients(coef_target, grid, "coef_target")

@@ -153,9 +153,11 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
         bar = tqdm(total=n, unit="vol", desc="align-volumes")
     full_plan = None
     for a0, a1 in ((a0, min(a0 + int(block), n)) for a0 in range(0, n, int(block))):
-        S = plan.slices(a[a0:a1])             # distinct β only (mirrors: index shifts)
-        b, i, j, score[a0:a1] = plan.best(S)  # first grid maximiser, as a full argmax
-        if land is not None:
+        if land is None:                      # first grid maximiser, as a full argmax
+            b, i, j, score[a0:a1] = plan.best_rotations(a[a0:a1])
+        else:
+            S = plan.slices(a[a0:a1])         # distinct β only (mirrors: index shifts)
+            b, i, j, score[a0:a1] = plan.best(S)
             plan.expand(S, out=land[a0:a1])
         tau[a0:a1] = np.stack([plan.gammas[j], plan.betas[b], plan.alphas[i]], -1)
         if refine:

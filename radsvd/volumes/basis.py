@@ -48,8 +48,10 @@ def radial_kernel(coef_targets, grid: ShellGrid) -> np.ndarray:
     b = check_coefficients(coef_targets, grid, "coef_targets")
     keep = (grid.degrees >= 1) * _mult(grid)
     bt = b * np.sqrt(keep)[None, None, :] * grid.eta[None, :, None]
-    # Σ over ±m of conj(B(r)) B(r') is 2 Re for m > 0 and real for m = 0 (real volumes)
-    C = np.einsum("nrj,nsj->rs", bt.conj(), bt).real
+    # Σ over ±m of conj(B(r)) B(r') is 2 Re for m > 0 and real for m = 0 (real volumes);
+    # Re(conj(x) y) = x_re y_re + x_im y_im: one real product on the interleaved values
+    X = bt.view(np.float64).transpose(1, 0, 2).reshape(grid.R, -1)
+    C = X @ X.T
     return 0.5 * (C + C.T)
 
 
@@ -64,16 +66,14 @@ def degree_kernel(coef_compressed, grid: ShellGrid) -> np.ndarray:
     L = grid.L
     D = np.zeros((L + 1, L + 1))
     starts = grid.m_start
+    parity = 1.0 + (-1.0) ** np.add.outer(np.arange(L + 1), np.arange(L + 1))
     for m in range(L + 1):
         blk = c[:, :, starts[m]:starts[m + 1]]          # degrees l = m..L
-        G = np.einsum("nhl,nhk->lk", blk.conj(), blk)
+        # Re G_{l,l'} = Σ Re(conj(x_l) x_l'), one real product on (re, im) pairs
+        x = np.stack([blk.real, blk.imag], axis=-1).transpose(2, 0, 1, 3).reshape(L + 1 - m, -1)
+        G = x @ x.T
         # ±m: z + (-1)^{l+l'} conj(z); the real part is (1 + (-1)^{l+l'}) Re z for m > 0
-        ls = np.arange(m, L + 1)
-        if m == 0:
-            part = G.real
-        else:
-            part = G.real * (1.0 + (-1.0) ** (ls[:, None] + ls[None, :]))
-        D[m:, m:] += part
+        D[m:, m:] += G if m == 0 else G * parity[m:, m:]
     D[0, :] = 0.0
     D[:, 0] = 0.0
     return 0.5 * (D + D.T)

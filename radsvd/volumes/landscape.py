@@ -382,8 +382,8 @@ class LandscapePlan:
             self.weights = np.ones(self.H_C)
             tgt = self.radial.T @ b[0]
         # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
-        self.target = [self.weights[:, None] * _full_orders(tgt, grid, l) for l in range(L + 1)]
-        tg = np.concatenate(self.target, axis=1)                          # (n_rad, (L+1)²)
+        tg = self.weights[:, None] * _all_orders(tgt, grid)                # (n_rad, (L+1)²)
+        self.target = [tg[:, l * l:(l + 1) ** 2] for l in range(L + 1)]  # (n_rad, 2l+1)
         self._tg_re = np.ascontiguousarray(tg.real)
         self._tg_im = np.ascontiguousarray(tg.imag)
         self.transform = "ducc0.c2r"
@@ -480,38 +480,76 @@ class LandscapePlan:
         _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
         return out
 
+    def _step3_source(self, Xc: np.ndarray) -> np.ndarray:
+        """Input of the step-3 transforms: ``Xc`` itself (even M) or, for odd M, every grid β
+        with the mirror sign (-1)^{m1-m2} folded in (a work array)."""
+        if self.M % 2 == 0:
+            return Xc
+        src = self._buffer("signed", (Xc.shape[0], self.n_beta) + Xc.shape[2:], self._ct)
+        np.multiply(Xc[:, self.src], self._bsign, out=src)
+        return src
+
+    def _transform(self, src_a: np.ndarray, out_a: np.ndarray) -> None:
+        """Step 3 of one volume: every slice of ``src_a`` (n_slices, M//2+1, M) to
+        ``out_a`` (n_slices, M, M) by ducc0 c2r (complex FFT over m2, then half-complex-to-
+        real over m1), one thread: the same lines and SIMD grouping for any block or thread
+        count.  ``src_a`` is overwritten."""
+        import ducc0
+
+        ducc0.fft.c2r(src_a, axes=(2, 1), lastsize=self.M, forward=False, inorm=0, out=out_a,
+                      nthreads=1, allow_overwriting_input=True)
+
+    def _per_volume(self, fn, n: int) -> None:
+        """Run fn(worker, a0, a1) over contiguous chunks of the n volumes, one chunk per FFT
+        worker thread (ducc0 and numpy release the GIL); worker w owns work slot w."""
+        workers = min(fft_workers(), n)
+        edges = np.linspace(0, n, workers + 1).astype(np.int64)
+        if workers <= 1:
+            fn(0, 0, n)
+        else:
+            list(_pool(workers).map(fn, range(workers), edges[:-1], edges[1:]))
+
     def step3(self, Xc: np.ndarray) -> np.ndarray:
         """The β slices X[a, s, i (α), j (γ)] that step 3 computes: (n, n_slices, M, M).
 
         X(α, β, γ) = Re Σ_{m1, m2} X̂(m1, m2; β) e^{-i m1 α} e^{-i m2 γ} is one real 2D
-        transform per slice (ducc0 c2r: complex FFT over m2, then half-complex-to-real over
-        m1).  Even M: the n_u distinct β only (see :meth:`expand`); odd M: every grid β, the
-        mirrored ones with the sign (-1)^{m1-m2} folded into X̂.  The result is a work array,
-        overwritten by the next call; ``Xc`` is used as scratch (its contents are lost).
-        Threads: one ducc0 call per volume, volumes spread over ``fft_workers()`` threads, so
-        each value is computed identically for any thread count or block size."""
-        import ducc0
+        transform per slice.  Even M: the n_u distinct β only (see :meth:`expand`); odd M:
+        every grid β, the mirrored ones with the sign (-1)^{m1-m2} folded into X̂.  The result
+        is a work array, overwritten by the next call; ``Xc`` is used as scratch (its contents
+        are lost).  Volumes are spread over ``fft_workers()`` threads."""
+        n = Xc.shape[0]
+        S = self._buffer("slices", (n, self.n_slices, self.M, self.M), self._rt)
+        src = self._step3_source(Xc)
 
-        n, nu = Xc.shape[:2]
-        M = self.M
-        S = self._buffer("slices", (n, self.n_slices, M, M), self._rt)
-        if M % 2 == 0:
-            src = Xc
-        else:
-            src = self._buffer("signed", (n, self.n_beta) + Xc.shape[2:], self._ct)
-            np.multiply(Xc[:, self.src], self._bsign, out=src)
+        def run(w, a0, a1):
+            for a in range(a0, a1):
+                self._transform(src[a], S[a])
 
-        def one(a):   # one call per volume: the same lines and SIMD grouping for any block
-            ducc0.fft.c2r(src[a], axes=(2, 1), lastsize=M, forward=False, inorm=0, out=S[a],
-                          nthreads=1, allow_overwriting_input=True)
-
-        workers = min(fft_workers(), n)
-        if workers <= 1:
-            for a in range(n):
-                one(a)
-        else:
-            list(_pool(workers).map(one, range(n)))
+        self._per_volume(run, n)
         return S
+
+    def step3_best(self, Xc: np.ndarray):
+        """Step 3 fused with :meth:`best`: each volume's slices are transformed into a small
+        per-thread buffer and searched while they are still in cache (the slices of a block
+        never reach memory).  Returns (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc``
+        is used as scratch."""
+        n = Xc.shape[0]
+        M = self.M
+        work = self._buffer("slices_one", (min(fft_workers(), n), self.n_slices, M, M),
+                            self._rt)
+        src = self._step3_source(Xc)
+        b = np.empty(n, dtype=np.int64)
+        i = np.empty(n, dtype=np.int64)
+        j = np.empty(n, dtype=np.int64)
+        score = np.empty(n)
+
+        def run(w, a0, a1):
+            for a in range(a0, a1):
+                self._transform(src[a], work[w])
+                b[a], i[a], j[a], score[a] = self._best_one(work[w].reshape(self.n_slices, -1))
+
+        self._per_volume(run, n)
+        return b, i, j, score
 
     def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Whole landscapes (n, n_β, M, M) from the step-3 slices (mirrored β of even M:
@@ -544,30 +582,40 @@ class LandscapePlan:
         (C order, as np.argmax over the expanded array would pick); mirrored slices are
         exact copies of their sources, so the maximum is found on the slices alone."""
         n, ns = S.shape[:2]
+        flat = S.reshape(n, ns, self.M * self.M)
+        out = [self._best_one(flat[a]) for a in range(n)]
+        b, i, j, score = (np.array(x) for x in zip(*out))
+        return b.astype(np.int64), i.astype(np.int64), j.astype(np.int64), score.astype(float)
+
+    def _best_one(self, flat: np.ndarray):
+        """(b, i, j, score) of one volume from its slices flattened to (n_slices, M²)."""
         M = self.M
-        flat = S.reshape(n, ns, M * M)
-        smax = flat.max(axis=2)                                    # (n, n_slices)
-        score = smax.max(axis=1)
-        b = np.argmax(smax[:, self._slice_of] == score[:, None], axis=1)   # first grid β
-        i = np.empty(n, dtype=np.int64)
-        j = np.empty(n, dtype=np.int64)
-        h = M // 2
-        for a in range(n):
-            s = self._slice_of[b[a]]
-            if not self._shifted[b[a]]:
-                k = int(np.argmax(flat[a, s]))
-                i[a], j[a] = divmod(k, M)
-            else:                                   # first of all ties after the shift
-                ii, jj = np.divmod(np.flatnonzero(flat[a, s] == score[a]), M)
-                k = int(np.min(((ii + h) % M) * M + (jj + h) % M))
-                i[a], j[a] = divmod(k, M)
-        return b, i, j, score
+        smax = flat.max(axis=1)                                    # (n_slices,)
+        score = smax.max()
+        b = int(np.argmax(smax[self._slice_of] == score))         # first grid β
+        s = self._slice_of[b]
+        if not self._shifted[b]:
+            i, j = divmod(int(np.argmax(flat[s])), M)
+        else:                                       # first of all ties after the shift
+            h = M // 2
+            ii, jj = np.divmod(np.flatnonzero(flat[s] == score), M)
+            i, j = divmod(int(np.min(((ii + h) % M) * M + (jj + h) % M)), M)
+        return b, i, j, float(score)
+
+    def spectra(self, coef: np.ndarray) -> np.ndarray:
+        """Steps 0–2 on a block of volumes (n, R, n_lm): the half-spectra of :meth:`step2`."""
+        c = self.radial_compress(coef)
+        return self.step2(self.step1_project(c) if self.compressed else self.step1(c))
 
     def slices(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
-        c = self.radial_compress(coef)
-        Z = self.step1_project(c) if self.compressed else self.step1(c)
-        return self.step3(self.step2(Z))
+        return self.step3(self.spectra(coef))
+
+    def best_rotations(self, coef: np.ndarray):
+        """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
+        ``best(slices(coef))`` but without the slices of the block in memory
+        (:meth:`step3_best`)."""
+        return self.step3_best(self.spectra(coef))
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if
@@ -629,12 +677,24 @@ def _largest_prime_factor(n: int) -> int:
     return max(big, n)
 
 
-def _full_orders(c: np.ndarray, grid: ShellGrid, l: int) -> np.ndarray:
-    """(n_rad, n_lm) m ≥ 0 → (n_rad, 2l+1) degree-l coefficients for m = -l..l."""
-    m = np.arange(l + 1)
-    pos = c[:, grid.index(l, m)]
-    neg = ((-1.0) ** (l + m[:0:-1]))[None, :] * np.conj(pos[:, :0:-1])
-    return np.concatenate([neg, pos], axis=1)
+def _all_orders(c: np.ndarray, grid: ShellGrid) -> np.ndarray:
+    """(n_rad, n_lm) m ≥ 0 → (n_rad, (L+1)²): every degree l, m = -l..l, at l² + m + l
+    (B_l^{-m} = (-1)^{l+m} conj(B_l^m) for real volumes)."""
+    ls, ms = _order_layout(grid.L)
+    out = c[:, grid.index(ls, np.abs(ms))]
+    neg = ms < 0
+    out[:, neg] = ((-1.0) ** (ls[neg] - ms[neg])) * np.conj(out[:, neg])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _order_layout(L: int):
+    """(l, m) of the columns l² + m + l of :func:`_all_orders` (read-only, cached)."""
+    ls = np.repeat(np.arange(L + 1), 2 * np.arange(L + 1) + 1)
+    ms = np.arange(ls.size) - ls * ls - ls
+    for x in (ls, ms):
+        x.flags.writeable = False
+    return ls, ms
 
 
 def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, ranks=None,

@@ -92,6 +92,37 @@ def test_best_picks_first_maximiser_of_whole_landscape(M):
         np.testing.assert_array_equal(score, X[np.arange(4), k])
 
 
+@pytest.mark.parametrize("M", [12, 13])
+def test_fused_step3_best_equals_argmax_of_landscape(M):
+    """best_rotations (step 3 and the search fused per volume) gives exactly the argmax of
+    the whole landscape, for the full and a compressed plan and 1 or 2 threads; and
+    step3_best on planted ties gives what best() gives on the slices."""
+    grid = ShellGrid(K=5, R=4, L=5)
+    A, B = _coefficients(grid, 5, 22), _coefficients(grid, 1, 23)
+    basis = volume_svd(B, grid)
+    for plan in (prepare(grid, B, n_beta=12, M=M),
+                 prepare(grid, B, basis, ranks=(2, 3), n_beta=12, M=M)):
+        X = plan(A).reshape(A.shape[0], -1)
+        k = np.argmax(X, axis=1)
+        for n in (1, 2):
+            with threads(n):
+                b, i, j, score = plan.best_rotations(A)
+            np.testing.assert_array_equal(
+                np.ravel_multi_index((b, i, j), (plan.n_beta, M, M)), k)
+            np.testing.assert_array_equal(score, X[np.arange(A.shape[0]), k])
+    # ties: a half-spectrum whose transform is constant (only m1 = m2 = 0) makes every grid
+    # point a maximiser; the first one is (b, i, j) = (0, 0, 0), whichever slice holds it
+    Xc = np.zeros((3, plan.wigner.betas.size, M // 2 + 1, M), dtype=plan._ct)
+    Xc[:, :, 0, 0] = 1.0
+    ref = plan.best(plan.step3(Xc.copy()))
+    for n in (1, 2):
+        with threads(n):
+            got = plan.step3_best(Xc.copy())
+        for x, y in zip(got, ref):
+            np.testing.assert_array_equal(x, y)
+    assert np.all(ref[0] == 0) and np.all(ref[1] == 0) and np.all(ref[2] == 0)
+
+
 def test_full_ranks_equal_full_and_low_ranks_differ():
     grid = ShellGrid(K=6, R=5, L=6)
     A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)

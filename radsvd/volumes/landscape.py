@@ -63,9 +63,10 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
     ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
     ``order``): it reads its contiguous block of table rows once for all volumes, sums into a
-    local buffer, and writes the rows out[a, u, m1, :] (the Hermitian half-spectrum layout of
-    step 3; columns of unused m2, |m2| > L, are zeroed).  Rows m1 > L of ``out`` are not
-    touched (the caller zeroes them).
+    local buffer (in the table's precision), and writes the rows out[a, u, m1, :] (the
+    Hermitian half-spectrum layout of step 3; columns of unused m2, |m2| > L, are zeroed),
+    column by column so that the buffer is read contiguously and the stores gather in L1.
+    Rows m1 > L of ``out`` are not touched (the caller zeroes them).
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
@@ -73,8 +74,8 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
     Mout = out.shape[3]
     for t in prange(L + 1):
         m1 = order[t]
-        buf_r = np.empty((P, n_a, nu))
-        buf_i = np.empty((P, n_a, nu))
+        buf_r = np.empty((P, n_a, nu), dtype=table.dtype)
+        buf_i = np.empty((P, n_a, nu), dtype=table.dtype)
         for k in range(P):
             p = m1 * P + k
             r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
@@ -97,16 +98,18 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                     for u in range(nu):
                         br[u] += d[u] * zr
                         bi[u] += d[u] * zm
-        for a in range(n_a):
-            for u in range(nu):
-                o = out[a, u, m1]
-                for c in range(L + 1):                        # m2 = 0..L
-                    o[c] = complex(buf_r[c + L, a, u], -buf_i[c + L, a, u])
-                for c in range(L + 1, Mout - L):              # |m2| > L
-                    o[c] = 0.0
-                for c in range(Mout - L, Mout):               # m2 = c - Mout < 0
-                    k = c - Mout + L
-                    o[c] = complex(buf_r[k, a, u], -buf_i[k, a, u])
+        for c in range(Mout):
+            if L < c < Mout - L:                              # |m2| > L
+                for a in range(n_a):
+                    for u in range(nu):
+                        out[a, u, m1, c] = 0.0
+                continue
+            k = c + L if c <= L else c - Mout + L             # m2 = c or c - Mout
+            for a in range(n_a):
+                br = buf_r[k, a]
+                bi = buf_i[k, a]
+                for u in range(nu):
+                    out[a, u, m1, c] = complex(br[u], -bi[u])
 
 
 @jit(parallel=True)
@@ -213,8 +216,10 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
-def _degree_tables(table, row_start, V, L, out):  # pragma: no cover
-    """[v_jᵀ d]: out[p * H_D + j, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u]."""
+def _degree_tables(table, row_start, V, L, tiny, out):  # pragma: no cover
+    """[v_jᵀ d]: out[p * H_D + j, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u], summed in
+    double and stored in out's precision; |values| < ``tiny`` are stored as 0 (no subnormal
+    float32 operands in step 2)."""
     HD = V.shape[1]
     nu = table.shape[1]
     M = 2 * L + 1
@@ -222,15 +227,18 @@ def _degree_tables(table, row_start, V, L, out):  # pragma: no cover
         m1 = p // M
         m2 = p % M - L
         l0 = max(m1, abs(m2))
+        acc = np.empty(nu)
         for j in range(HD):
             for u in range(nu):
-                out[p * HD + j, u] = 0.0
-        for row in range(row_start[p], row_start[p + 1]):
-            l = l0 + row - row_start[p]
-            for j in range(HD):
-                v = V[l, j]
+                acc[u] = 0.0
+            for row in range(row_start[p], row_start[p + 1]):
+                v = V[l0 + row - row_start[p], j]
+                d = table[row]
                 for u in range(nu):
-                    out[p * HD + j, u] += v * table[row, u]
+                    acc[u] += v * d[u]
+            o = out[p * HD + j]
+            for u in range(nu):
+                o[u] = acc[u] if abs(acc[u]) >= tiny else 0.0
 
 
 # ----------------------------------------------------------------------------- grids
@@ -333,6 +341,9 @@ class LandscapePlan:
         rt = np.float64 if precision == "double" else np.float32
         ct = np.complex128 if precision == "double" else np.complex64
         self._rt, self._ct = rt, ct
+        # step-2 operand precision: float32 for single-precision compressed plans only (the
+        # full path's Wigner table stays double)
+        self._zt = ct if (ranks is not None and precision == "single") else np.complex128
         self.betas = beta_grid(self.n_beta)
         self.alphas = 2.0 * np.pi * np.arange(self.M) / self.M
         self.gammas = self.alphas.copy()
@@ -376,8 +387,10 @@ class LandscapePlan:
             self._radial_Tr = np.ascontiguousarray(self.radial.T.real)
             self.V = basis.degree_matrix(self.H_D)
             n_pairs = (L + 1) * (2 * L + 1)
-            self.table = np.empty((n_pairs * self.H_D, unique.size))
-            _degree_tables(d, self.row_start, self.V, L, self.table)
+            # single precision: step 2 runs on float32 tables and degree sums as well
+            self.table = np.empty((n_pairs * self.H_D, unique.size), dtype=rt)
+            _degree_tables(d, self.row_start, self.V, L,
+                           float(np.finfo(rt).tiny) if rt == np.float32 else 0.0, self.table)
             self.rows = np.arange(n_pairs + 1, dtype=np.int64) * self.H_D
             self.weights = np.ones(self.H_C)
             tgt = self.radial.T @ b[0]
@@ -463,7 +476,7 @@ class LandscapePlan:
         if coef.shape[1] > SMALL_RANK:
             return self.step1b(self.step1(coef))
         n_pairs = (self.L + 1) * (2 * self.L + 1)
-        Y = np.empty((coef.shape[0], n_pairs, self.H_D), dtype=np.complex128)
+        Y = np.empty((coef.shape[0], n_pairs, self.H_D), dtype=self._zt)
         _step1_project(np.ascontiguousarray(coef, dtype=np.complex128), self.grid.m_start,
                        self._tg_re, self._tg_im, self.V, self.L, Y)
         return Y.reshape(coef.shape[0], -1)
@@ -477,6 +490,7 @@ class LandscapePlan:
         out[:, :, self.L + 1:] = 0.0
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
+        Z = np.ascontiguousarray(Z, dtype=self._zt)
         _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
         return out
 

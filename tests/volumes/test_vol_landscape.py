@@ -289,9 +289,14 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     grid = ShellGrid(K=7, R=5, L=7)
     L = grid.L
     A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
-    plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
+    plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4), precision="double")
     c = plan.radial_compress(A)
     Y = plan.step1_project(c).reshape(3, L + 1, 2 * L + 1, 4)
+    # single-precision plans store the same sums rounded once to complex64
+    single = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
+    Y32 = single.step1_project(c).reshape(Y.shape)
+    assert Y32.dtype == np.complex64
+    np.testing.assert_allclose(Y32, Y, rtol=2.0 ** -24, atol=0)
     T = plan.step1(c)
     ref = np.zeros_like(Y)
     for l in range(L + 1):

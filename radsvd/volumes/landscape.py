@@ -17,7 +17,9 @@ Full path (eq. 104):
   step 2  X̂(m1, m2; β) = Σ_{l ≥ max(m1,|m2|)} d^l_{m1,m2}(β) T_l(m1, m2)   (numba kernel,
           one m1 per task, β innermost), written as the Hermitian half-spectrum in m1;
   step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D FFT
-          (ducc0.fft.c2r over a whole block of (volume, β) slices).
+          (ducc0.fft.c2r, a few β slices of one volume per call so that they stay in cache);
+          for the best rotations alone it is fused with the search
+          (:meth:`LandscapePlan.best_rotations`): the slices never reach memory.
 Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
 and step 3 is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so step 2
 runs only for the distinct β (β ≥ 0 and β = -π: n_β/2 + 1 of them).  For even M that
@@ -28,7 +30,8 @@ odd M the sign is folded into X̂ and every β is transformed.
 
 Compressed path (eq. 117) at ranks (H_C, H_D): step 1 on principal shells (R → H_C),
 step 1b Y_j(m1, m2) = Σ_l v_j[l] T_l(m1, m2), step 2 with the tables [v_jᵀ d](β) (H_D terms
-instead of L+1-max(m1,|m2|)), step 3 unchanged.  For H_C ≤ SMALL_RANK steps 1 and 1b run
+instead of L+1-max(m1,|m2|); float32 tables and sums in single precision), step 3
+unchanged.  For H_C ≤ SMALL_RANK steps 1 and 1b run
 fused in one kernel (:meth:`LandscapePlan.step1_project`): each row T_l(m1, ·) is projected
 onto the degree vectors as soon as it is formed, so T never reaches memory.  Full ranks
 (R, L+1) reproduce the full landscape to rounding.
@@ -418,6 +421,11 @@ class LandscapePlan:
             sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
             self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
         self._runs = _runs_shift(self._slice_of, self._shifted)
+        # slices per step-3 call: input + output of a call within ~1 MB of L2 cache
+        # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50);
+        # step3 and step3_best use the same calls, so their values agree to the last bit
+        per_slice = (M // 2 + 1) * M * np.dtype(ct).itemsize + M * M * np.dtype(rt).itemsize
+        self.fft_chunk = int(max(1, min(self.n_slices, (1 << 20) // per_slice)))
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
@@ -504,10 +512,10 @@ class LandscapePlan:
         return src
 
     def _transform(self, src_a: np.ndarray, out_a: np.ndarray) -> None:
-        """Step 3 of one volume: every slice of ``src_a`` (n_slices, M//2+1, M) to
-        ``out_a`` (n_slices, M, M) by ducc0 c2r (complex FFT over m2, then half-complex-to-
+        """Step 3 of a chunk of one volume's slices: ``src_a`` (count, M//2+1, M) to
+        ``out_a`` (count, M, M) by ducc0 c2r (complex FFT over m2, then half-complex-to-
         real over m1), one thread: the same lines and SIMD grouping for any block or thread
-        count.  ``src_a`` is overwritten."""
+        count (callers keep the chunks of ``fft_chunk`` fixed).  ``src_a`` is overwritten."""
         import ducc0
 
         ducc0.fft.c2r(src_a, axes=(2, 1), lastsize=self.M, forward=False, inorm=0, out=out_a,
@@ -537,33 +545,35 @@ class LandscapePlan:
 
         def run(w, a0, a1):
             for a in range(a0, a1):
-                self._transform(src[a], S[a])
+                for s0 in range(0, self.n_slices, self.fft_chunk):
+                    s1 = min(s0 + self.fft_chunk, self.n_slices)
+                    self._transform(src[a, s0:s1], S[a, s0:s1])
 
         self._per_volume(run, n)
         return S
 
     def step3_best(self, Xc: np.ndarray):
-        """Step 3 fused with :meth:`best`: each volume's slices are transformed into a small
-        per-thread buffer and searched while they are still in cache (the slices of a block
-        never reach memory).  Returns (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc``
-        is used as scratch."""
+        """Step 3 fused with :meth:`best`: each volume's slices are transformed a few at a
+        time (``fft_chunk`` slices, as in :meth:`step3`) into a per-thread buffer and
+        searched there while in cache, so the slices never reach memory.  Returns
+        (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch."""
         n = Xc.shape[0]
-        M = self.M
-        work = self._buffer("slices_one", (min(fft_workers(), n), self.n_slices, M, M),
-                            self._rt)
+        M, ns, ch = self.M, self.n_slices, self.fft_chunk
+        work = self._buffer("search", (min(fft_workers(), n), ch, M, M), self._rt)
         src = self._step3_source(Xc)
-        b = np.empty(n, dtype=np.int64)
-        i = np.empty(n, dtype=np.int64)
-        j = np.empty(n, dtype=np.int64)
-        score = np.empty(n)
+        out = [None] * n
 
         def run(w, a0, a1):
             for a in range(a0, a1):
-                self._transform(src[a], work[w])
-                b[a], i[a], j[a], score[a] = self._best_one(work[w].reshape(self.n_slices, -1))
+                search = _GridSearch(self)
+                for s0 in range(0, ns, ch):
+                    s1 = min(s0 + ch, ns)
+                    self._transform(src[a, s0:s1], work[w, :s1 - s0])
+                    search.update(s0, work[w, :s1 - s0].reshape(s1 - s0, M * M))
+                out[a] = search.result()
 
         self._per_volume(run, n)
-        return b, i, j, score
+        return _stack_best(out)
 
     def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Whole landscapes (n, n_β, M, M) from the step-3 slices (mirrored β of even M:
@@ -597,24 +607,12 @@ class LandscapePlan:
         exact copies of their sources, so the maximum is found on the slices alone."""
         n, ns = S.shape[:2]
         flat = S.reshape(n, ns, self.M * self.M)
-        out = [self._best_one(flat[a]) for a in range(n)]
-        b, i, j, score = (np.array(x) for x in zip(*out))
-        return b.astype(np.int64), i.astype(np.int64), j.astype(np.int64), score.astype(float)
-
-    def _best_one(self, flat: np.ndarray):
-        """(b, i, j, score) of one volume from its slices flattened to (n_slices, M²)."""
-        M = self.M
-        smax = flat.max(axis=1)                                    # (n_slices,)
-        score = smax.max()
-        b = int(np.argmax(smax[self._slice_of] == score))         # first grid β
-        s = self._slice_of[b]
-        if not self._shifted[b]:
-            i, j = divmod(int(np.argmax(flat[s])), M)
-        else:                                       # first of all ties after the shift
-            h = M // 2
-            ii, jj = np.divmod(np.flatnonzero(flat[s] == score), M)
-            i, j = divmod(int(np.min(((ii + h) % M) * M + (jj + h) % M)), M)
-        return b, i, j, float(score)
+        out = []
+        for a in range(n):
+            search = _GridSearch(self)
+            search.update(0, flat[a])
+            out.append(search.result())
+        return _stack_best(out)
 
     def spectra(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–2 on a block of volumes (n, R, n_lm): the half-spectra of :meth:`step2`."""
@@ -651,6 +649,50 @@ def _pool(workers: int):
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="radsvd-fft")
     return _POOLS[workers]
+
+
+class _GridSearch:
+    """Grid maximiser of one volume's landscape, fed its step-3 slices in chunks.
+
+    Keeps every slice's maximum and, for the slices that attain the running maximum when
+    they arrive (the only ones that can hold the final one), the first position in plain
+    and in half-period-shifted order; :meth:`result` then applies the tie rule of
+    :meth:`LandscapePlan.best` (first maximiser of the whole landscape in C order)."""
+
+    def __init__(self, plan: LandscapePlan):
+        self.plan = plan
+        self.smax = np.full(plan.n_slices, -np.inf)
+        self.first = {}                              # slice -> (plain, shifted) position
+        self.top = -np.inf
+
+    def update(self, s0: int, flat: np.ndarray) -> None:
+        """Slices s0, s0+1, ... flattened to (count, M²)."""
+        sm = flat.max(axis=1)
+        self.smax[s0:s0 + sm.size] = sm
+        top = max(self.top, float(sm.max()))
+        M = self.plan.M
+        h = M // 2
+        for s in np.flatnonzero(sm == top):
+            k = np.flatnonzero(flat[s] == top)
+            ii, jj = np.divmod(k, M)
+            self.first[s0 + int(s)] = (int(k[0]), int(np.min(((ii + h) % M) * M + (jj + h) % M)))
+        self.top = top
+
+    def result(self):
+        """(b, i, j, score): first grid β whose slice attains the maximum, then its first
+        (i, j) in the order of that β's landscape."""
+        p = self.plan
+        b = int(np.argmax(self.smax[p._slice_of] == self.top))
+        plain, shifted = self.first[int(p._slice_of[b])]
+        i, j = divmod(shifted if p._shifted[b] else plain, p.M)
+        return b, i, j, self.top
+
+
+def _stack_best(rows):
+    """[(b, i, j, score), ...] → four arrays (int64, int64, int64, float64)."""
+    b, i, j, score = zip(*rows)
+    return (np.array(b, dtype=np.int64), np.array(i, dtype=np.int64),
+            np.array(j, dtype=np.int64), np.array(score, dtype=np.float64))
 
 
 def default_M(L: int) -> int:
@@ -717,10 +759,13 @@ def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, rank
     """Precompute a :class:`LandscapePlan` for one target (full if ranks is None).
 
     precision: "double", or "single" for step 2's output and the step-3 transform (float32
-    landscapes: half the memory, ~25% faster step 3; steps 1, 1b and the sums of step 2 stay
-    in double); None (default): "double" for the full path, "single" for compressed plans
-    (their truncation error is ≫ float32 rounding; tests check that the metrics against the
-    full landscape, correlation and f, change by < 1e-4, the issue 2/4 rule)."""
+    landscapes: half the memory, ~40% faster step 3); compressed plans in single precision
+    also store step 1b's degree sums and the [vᵀd] tables in float32 and sum step 2 in
+    float32 (steps 0, 1 and the table sums stay in double; the full path's Wigner table and
+    step-2 sums are always double).  None (default): "double" for the full path, "single"
+    for compressed plans (their truncation error is ≫ float32 rounding; tests check that
+    the metrics against the full landscape, correlation and f, change by < 1e-4, the
+    issue 2/4 rule)."""
     return LandscapePlan(grid, coef_target, basis, ranks, n_beta, M, wigner, precision)
 
 

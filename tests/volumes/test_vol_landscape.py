@@ -102,9 +102,10 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=12, M=M),
                  prepare(grid, B, basis, ranks=(2, 3), n_beta=12, M=M)):
-        X = plan(A).reshape(A.shape[0], -1)
-        k = np.argmax(X, axis=1)
-        for n in (1, 2):
+        for n, chunk in ((1, plan.n_slices), (2, plan.n_slices), (2, 1), (1, 2)):
+            plan.fft_chunk = chunk             # slices per step-3 call (both paths)
+            X = plan(A).reshape(A.shape[0], -1)
+            k = np.argmax(X, axis=1)
             with threads(n):
                 b, i, j, score = plan.best_rotations(A)
             np.testing.assert_array_equal(
@@ -115,7 +116,8 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     Xc = np.zeros((3, plan.wigner.betas.size, M // 2 + 1, M), dtype=plan._ct)
     Xc[:, :, 0, 0] = 1.0
     ref = plan.best(plan.step3(Xc.copy()))
-    for n in (1, 2):
+    for n, chunk in ((1, 3), (2, 2), (2, 1)):
+        plan.fft_chunk = chunk
         with threads(n):
             got = plan.step3_best(Xc.copy())
         for x, y in zip(got, ref):
@@ -131,7 +133,8 @@ def test_full_ranks_equal_full_and_low_ranks_differ():
     XH = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1), precision="double")
     # u and v orthonormal to ~ε: the compressed sums equal the full ones to rounding
     np.testing.assert_allclose(XH, X, rtol=0, atol=1e3 * EPS * np.abs(X).max())
-    # default for compressed plans: single-precision step 3, rounding ~ M·2⁻²⁴ of max |X|
+    # default for compressed plans: single-precision steps 2 and 3, rounding
+    # ~ (L+1+M)·2⁻²⁴ of max |X|
     X1 = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1))
     assert X1.dtype == np.float32
     np.testing.assert_allclose(X1, X, rtol=0, atol=1e-5 * np.abs(X).max())
@@ -234,7 +237,7 @@ def test_align_volumes_landscapes_on_request_and_scores():
 
 
 def test_single_precision_compressed_metrics_unchanged():
-    """Issue 2/4 rule: single-precision step 3 on the compressed path leaves the metrics
+    """Issue 2/4 rule: single-precision steps 2-3 on the compressed path leave the metrics
     against the full (double) landscape unchanged to 1e-4."""
     from radsvd.metrics import LandscapeMetrics
 

@@ -10,15 +10,18 @@ Records (``measure``):
   (m1, m2) arrays, einsum for steps 1–2, numpy complex 2D FFT of size M for step 3, every
   β), per pair, on the same grid as the engine.
 * ``volumes.full``: the engine's full path (best rotation per volume), per pair, ratio to
-  numpy, time split over steps 1, 2, 3 and the argmax; ``compressible_fraction`` = (per-target
-  precomputation + steps 1–2) / total, the only part compression can shrink.
-* ``volumes.rank{H}``: compressed path at H_C = H_D = H (single-precision step 3, the
-  default for compressed plans), total time with per-target precomputation (kernels C, D
-  and their eigenvectors, [vᵀd] tables, compression of the target), speedup over the full
-  path (same run), split over steps 0 (compression of the volumes), 1, 1b, 2, 3 and the
-  argmax (steps 1 and 1b run fused for H_C ≤ 16: reported together as step 1, step 1b = 0), the speedup of steps 0–2 alone, ``bound_speedup_if_steps012_free`` = full time /
-  (step 3 + argmax) of this path, the paper's ideal K/H, and the accuracy metrics
-  (Frobenius, correlation, f) over the grid.  ``volumes.rank{H}.double``: the same in double.
+  numpy, time split over steps 1, 2 and 3 (step 3 fused with the grid search,
+  :meth:`LandscapePlan.step3_best`: the argmax is part of step 3, ``argmax_seconds`` = 0);
+  ``compressible_fraction`` = (per-target precomputation + steps 1–2) / total, the only
+  part compression can shrink.
+* ``volumes.rank{H}``: compressed path at H_C = H_D = H (single-precision steps 2 and 3,
+  the default for compressed plans), total time with per-target precomputation (kernels
+  C, D and their eigenvectors, [vᵀd] tables, compression of the target), speedup over the
+  full path (same run), split over steps 0 (compression of the volumes), 1, 1b, 2 and 3
+  (steps 1 and 1b run fused for H_C ≤ 16: reported together as step 1, step 1b = 0), the
+  speedup of steps 0–2 alone, ``bound_speedup_if_steps012_free`` = full time / step 3 of
+  this path, the paper's ideal K/H, and the accuracy metrics (Frobenius, correlation, f)
+  over the grid.  ``volumes.rank{H}.double``: the same in double.
 * ``volumes.*.M{2L+1}``: the paper's odd grid (97, prime): no mirrored-β shift, every β
   transformed, Bluestein FFT.
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
@@ -27,26 +30,34 @@ OpenBLAS worker threads spin after each GEMM and slow the numba kernels that fol
 vice versa), by up to 10× on two cores.  Numba's OpenMP workers spin likewise after each
 parallel region: OMP_WAIT_POLICY=passive saved ~0.1 ms/pair in step 3 here (not set by us).
 
-Why the compressed path is only ~1.8–1.9× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
-quiet machine, 2026-11-25, after fusing steps 1+1b and a real step-0 product: full
-4.2–4.3 ms/pair, rank 8 2.24–2.32 ms/pair = precompute 0.13–0.16, step 0 0.11–0.17,
-steps 1+1b 0.28–0.31, step 2 0.51–0.53, step 3 1.03–1.07, argmax 0.11; before: 2.38):
+Why the compressed path is ~1.9–2.2× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
+2026-12-01, quietest of three runs: full 3.04 ms/pair = step 1 0.97, step 2 1.02,
+step 3 + search 1.04; rank 8 1.57 ms/pair = precompute 0.08, step 0 0.13, steps 1+1b
+0.27, step 2 0.34, step 3 + search 0.75; both ~15–20% faster than on 2026-11-25, when
+they were 3.6–4.3 and 1.94–2.3 ms/pair at 1.85×):
 1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
-   pair) and the argmax over those planes do not shrink with H: ~1.2 ms/pair even in
-   single precision, against ~4.4 ms for the whole full path, so the speedup is bounded by
-   ``bound_speedup_if_steps012_free`` ≈ 3.8× even if steps 0–2 and the precomputation
-   were free.
-2. The full path's steps 1–2 are already efficient (the numpy baseline is ~45× slower):
+   pair, searched in cache) does not shrink with H: 0.75 ms/pair in single precision
+   (ducc0 reaches ~1.0 ms per volume on one thread with hot caches; two threads contend
+   for L3 and memory), so the speedup is bounded by ``bound_speedup_if_steps012_free``
+   ≈ 4× even if steps 0–2 and the precomputation were free; 2.5× needs steps 0–2 plus
+   the precomputation at ≤ 0.47 ms/pair (now 0.82).
+2. The full path's steps 1–2 are already efficient (the numpy baseline is ~70× slower):
    step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
    L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
    (L+1)/H_D; and step 2 still writes the same (n_β/2+1)·(M/2+1)·M half-spectrum.
-   ``compressible_fraction`` (precomputation + steps 1–2 of the full path) is ~0.6.
-3. Step 2 of the compressed path (~0.5 ms/pair) is ~0.2 ms of fixed cost (writing the
-   2 MB half-spectrum per pair and its transposition) plus ~0.04 ms per degree vector.
-   Tried and dropped (no gain or slower, 2026-11-25): a column layout [m1, j, β, m2]
-   with m2 innermost and 4-way unrolled sums; float32 tables and Y (2–3× slower:
-   subnormal/conversion stalls); blocks of 1–16 volumes (8 is best for both paths);
-   step 0 fused into the step-1 kernel (strided reads over r: slower than one GEMM).
+   Every gain in the shared steps (the fused, chunked step 3 took 0.3 ms/pair off the
+   full path and 0.2 off rank 8) lowers the ratio while raising both speeds.
+3. What is left in the compressed path is near what these kernels reach here: step 0
+   reads the volumes' coefficients (0.94 MB per volume) at the machine's ~7 GB/s; steps
+   1+1b and 2 run ~8 GFMA/s per core in numba (the fastest of the variants below).
+   Tried and dropped (no gain or slower; 2026-11-25 and 2026-12-01): a column layout
+   [m1, j, β, m2] with m2 innermost; 2- and 4-way unrolled sums over rows or shells;
+   register tiles of 8 β with scalar accumulators (not vectorised by LLVM: 2× slower);
+   volumes innermost; β padded to 56 or 64; batched float32 GEMMs for step 2 (2× faster
+   sums, but their pair-major output makes the FFT 2.7× slower); step 2 and 3 in β
+   chunks (no gain); blocks of 4–32 volumes (8–16 best); step 0 split over two threads
+   (OpenBLAS contention: up to 6× slower at H = 12) or as a numba kernel (no gain); one
+   ducc0 call per volume with two ducc0 threads (slower than two volumes at once).
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -16,9 +16,12 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# OpenBLAS worker threads spin after every call and then collide with numba's thread pool on
-# small machines; a short timeout makes them sleep (effective when radsvd loads before numpy).
+# OpenBLAS and OpenMP worker threads spin after every call and then collide with numba's
+# thread pool on small machines (the full volume path ran 3-4x slower); a short timeout and
+# the passive wait policy make them sleep.  Effective when radsvd loads before numpy (the
+# `radsvd` command, the workflow's jobs); a user's own setting wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from radsvd._jit import set_threads, threads
 from radsvd._validate import InputError

@@ -25,10 +25,11 @@ Records (``measure``):
 * ``volumes.*.M{2L+1}``: the paper's odd grid (97, prime): no mirrored-β shift, every β
   transformed, Bluestein FFT.
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
-Run with ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment (before numpy loads): otherwise
-OpenBLAS worker threads spin after each GEMM and slow the numba kernels that follow (and
-vice versa), by up to 10× on two cores.  Numba's OpenMP workers spin likewise after each
-parallel region: OMP_WAIT_POLICY=passive saved ~0.1 ms/pair in step 3 here (not set by us).
+``OPENBLAS_THREAD_TIMEOUT=4`` must be in the environment before numpy loads (``radsvd``
+sets it, and OMP_WAIT_POLICY=PASSIVE, when it is imported first, as by ``radsvd bench``):
+otherwise OpenBLAS worker threads spin after each GEMM and slow the numba kernels that
+follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewise after
+each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
 Why the compressed path is ~1.9–2.2× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
 2026-12-01, quietest of three runs: full 3.04 ms/pair = step 1 0.97, step 2 1.02,

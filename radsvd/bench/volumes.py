@@ -11,7 +11,7 @@ Records (``measure``):
   β), per pair, on the same grid as the engine.
 * ``volumes.full``: the engine's full path (best rotation per volume), per pair, ratio to
   numpy, time split over steps 1, 2 and 3 (step 3 fused with the grid search,
-  :meth:`LandscapePlan.step3_best`: the argmax is part of step 3, ``argmax_seconds`` = 0);
+  :meth:`LandscapePlan.step3_best`: the argmax is part of step 3);
   ``compressible_fraction`` = (per-target precomputation + steps 1–2) / total, the only
   part compression can shrink.
 * ``volumes.rank{H}``: compressed path at H_C = H_D = H (single-precision steps 2 and 3,
@@ -159,7 +159,7 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
 # ----------------------------------------------------------------------------- engine runs
 def _run(plan, vols, block=BLOCK):
     """Best rotation per volume through the plan, with per-step timers."""
-    tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0, best=0.0)
+    tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0)
     best_i = np.empty(vols.shape[0], dtype=np.int64)
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
@@ -172,12 +172,12 @@ def _run(plan, vols, block=BLOCK):
         t2 = t3 = time.perf_counter()
         Xc = plan.step2(Z)
         t4 = time.perf_counter()
-        # step 3 and the search fused per volume (reported under step 3; argmax = 0)
+        # step 3 and the grid search fused per volume (reported as step 3)
         b, i, j, best_v[a0:a1] = plan.step3_best(Xc)
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
-        t5 = t6 = time.perf_counter()
-        for k, dt in zip(("s0", "s1", "s1b", "s2", "s3", "best"),
-                         (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+        t5 = time.perf_counter()
+        for k, dt in zip(("s0", "s1", "s1b", "s2", "s3"),
+                         (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             tm[k] += dt
     return best_i, best_v, tm
 
@@ -288,7 +288,7 @@ def measure(quick: bool = False) -> list[dict]:
                      ratio_vs_numpy_with_wigner=t_np * n_vol / (total_f + t_w),
                      precompute_seconds=pre_f, wigner_seconds=t_w,
                      step1_seconds=tm_f["s1"], step2_seconds=tm_f["s2"],
-                     step3_seconds=tm_f["s3"], argmax_seconds=tm_f["best"],
+                     step3_seconds=tm_f["s3"],
                      compressible_fraction=(pre_f + steps_f) / total_f,
                      best_scores_match_numpy=float(agree),
                      params=dict(params, step3=plan_f.transform, n_slices=plan_f.n_slices)))
@@ -296,7 +296,7 @@ def measure(quick: bool = False) -> list[dict]:
     def rank_record(name, key, H):
         total_c, (plan_c, basis, ci, cv, tm_c, pre_c, t_basis) = best[key]
         met = _metrics([plan_f, plan_c], vols)[0]
-        fixed = tm_c["s3"] + tm_c["best"]
+        fixed = tm_c["s3"]
         return dict(
             name=name, seconds=total_c, per_pair_ms=1e3 * total_c / n_vol,
             speedup_vs_full=total_f / total_c,
@@ -307,7 +307,7 @@ def measure(quick: bool = False) -> list[dict]:
             bound_speedup_if_steps012_free=total_f / fixed,
             precompute_seconds=pre_c, kernels_eigen_seconds=t_basis,
             step0_seconds=tm_c["s0"], step1_seconds=tm_c["s1"], step1b_seconds=tm_c["s1b"],
-            step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"], argmax_seconds=tm_c["best"],
+            step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"],
             rel_frobenius=met["rel_frobenius"], correlation=met["correlation"], f=met["f"],
             same_best_as_full=float(np.mean(ci == fi)),
             params=dict(params, H_C=H, H_D=H, step3=plan_c.transform, precision=plan_c.precision,
@@ -322,12 +322,11 @@ def measure(quick: bool = False) -> list[dict]:
     recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=total_f2,
                      per_pair_ms=1e3 * total_f2 / n_vol, step1_seconds=tm_f2["s1"],
                      step2_seconds=tm_f2["s2"], step3_seconds=tm_f2["s3"],
-                     argmax_seconds=tm_f2["best"],
                      params=dict(params, M=M_odd, step3=plan_f2.transform,
                                  n_slices=plan_f2.n_slices)))
     recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=total_c2,
                      per_pair_ms=1e3 * total_c2 / n_vol, speedup_vs_full=total_f2 / total_c2,
-                     step3_seconds=tm_c2["s3"], argmax_seconds=tm_c2["best"],
+                     step3_seconds=tm_c2["s3"],
                      params=dict(params, M=M_odd, H_C=H2, H_D=H2, step3=plan_c2.transform)))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))

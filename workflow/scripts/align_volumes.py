@@ -13,7 +13,7 @@ import numpy as np
 
 from radsvd.volumes.align import align_volumes, rank_sweep
 from radsvd.volumes.basis import volume_svd
-from radsvd.volumes.landscape import prepare
+from radsvd.volumes.landscape import default_M, prepare
 from radsvd.volumes.shells import ShellGrid, to_shells
 from wf_common import best_of, rank_sweep as sweep_of, save_npz, setup, thread_counts, write_table
 
@@ -28,8 +28,8 @@ n = coef_v.shape[0]
 R, L = grid.R, grid.L
 ranks = sweep_of(vcfg["ranks"], max(R, L + 1))
 repeats = int(vcfg["repeats"])
-log.info("%d volumes of %d³, K=%g: R=%d L=%d M=%d, ranks %s", n, d["volumes"].shape[-1],
-         grid.K, R, L, grid.M, ranks)
+log.info("%d volumes of %d³, K=%g: R=%d L=%d, α/γ grid M=%d, ranks %s", n,
+         d["volumes"].shape[-1], grid.K, R, L, default_M(L), ranks)
 
 
 def hc_hd(H):

@@ -310,10 +310,13 @@ class LandscapePlan:
 
     Built by :func:`prepare`; ``precompute_seconds`` records its cost.  Calling the plan on
     a block of volumes returns fresh landscapes (:meth:`slices` then :meth:`expand`); the
-    best rotations need only :meth:`slices` and :meth:`best` (distinct β for even M).  The
+    best rotations need only :meth:`best_rotations` (steps 0–2, then step 3 fused with the
+    search on the distinct β of even M; equal to :meth:`best` of :meth:`slices`).  The
     step methods are exposed for timing and reuse work buffers (the arrays returned by
     ``step2``/``step3``/``slices`` are overwritten by the next call).  One plan per thread.
-    ``n_slices``: β planes step 3 computes (n_β/2+1 for even M and the reference grid).
+    ``n_slices``: β planes step 3 computes (n_β/2+1 for even M and the reference grid);
+    ``fft_chunk``: slices per step-3 transform call (sized for a 1 MB cache; any value gives
+    the same landscapes up to the last bit, and the same value gives identical results).
     """
 
     def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,

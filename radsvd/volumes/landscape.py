@@ -315,8 +315,9 @@ class LandscapePlan:
     step methods are exposed for timing and reuse work buffers (the arrays returned by
     ``step2``/``step3``/``slices`` are overwritten by the next call).  One plan per thread.
     ``n_slices``: β planes step 3 computes (n_β/2+1 for even M and the reference grid);
-    ``fft_chunk``: slices per step-3 transform call (sized for a 1 MB cache; any value gives
-    the same landscapes up to the last bit, and the same value gives identical results).
+    ``fft_chunk``: slices per step-3 transform call (sized for a 1 MB cache; other values
+    change the landscapes only in the last bits, and a given value is bitwise reproducible
+    for any thread count).
     """
 
     def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,

@@ -58,7 +58,7 @@ def radial_kernel(coef_targets, grid: ShellGrid) -> np.ndarray:
 def degree_kernel(coef_compressed, grid: ShellGrid) -> np.ndarray:
     """Degree kernel Re D (eq. 116) from radially compressed coefficients (n, H_C, n_lm):
     (L+1, L+1) real symmetric, zero row and column at l = 0."""
-    c = np.asarray(coef_compressed, dtype=np.complex128)
+    c = np.ascontiguousarray(coef_compressed, dtype=np.complex128)
     if c.ndim == 2:
         c = c[None]
     if c.ndim != 3 or c.shape[2] != grid.n_lm:
@@ -69,8 +69,11 @@ def degree_kernel(coef_compressed, grid: ShellGrid) -> np.ndarray:
     parity = 1.0 + (-1.0) ** np.add.outer(np.arange(L + 1), np.arange(L + 1))
     for m in range(L + 1):
         blk = c[:, :, starts[m]:starts[m + 1]]          # degrees l = m..L
-        # Re G_{l,l'} = Σ Re(conj(x_l) x_l'), one real product on (re, im) pairs
-        x = np.stack([blk.real, blk.imag], axis=-1).transpose(2, 0, 1, 3).reshape(L + 1 - m, -1)
+        # Re G_{l,l'} = Σ Re(conj(x_l) x_l'), one real product on the interleaved values
+        # (as in radial_kernel)
+        n_l = L + 1 - m
+        x = blk.view(np.float64).reshape(c.shape[0], c.shape[1], n_l, 2)
+        x = x.transpose(2, 0, 1, 3).reshape(n_l, -1)
         G = x @ x.T
         # ±m: z + (-1)^{l+l'} conj(z); the real part is (1 + (-1)^{l+l'}) Re z for m > 0
         D[m:, m:] += G if m == 0 else G * parity[m:, m:]

@@ -63,8 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None and cut["times"] > 0:
             cut["times"] -= 1
             body = body[: len(body) // 2]  # promise everything, send half, hang up
+        with srv.lock:  # counted before the write: the client may finish reading first
+            srv.sent += len(body)
         self.wfile.write(body)
-        srv.sent += len(body)
 
 
 @pytest.fixture()
@@ -73,7 +74,7 @@ def server(tmp_path):
     root.mkdir()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.root, httpd.requests, httpd.sent = root, [], 0
-    httpd.no_range, httpd.truncate = set(), {}
+    httpd.no_range, httpd.truncate, httpd.lock = set(), {}, threading.Lock()
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
                               daemon=True)
     thread.start()

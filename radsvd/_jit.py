@@ -27,10 +27,13 @@ CACHE = os.environ.get("RADSVD_NUMBA_CACHE", "1") != "0"
 FASTMATH = frozenset({"contract", "arcp", "nsz"})
 
 
-def jit(func=None, *, parallel: bool = False):
-    """Compile ``func`` with the project's numba options (``@jit`` or ``@jit(parallel=True)``)."""
+def jit(func=None, *, parallel: bool = False, inline: bool = False):
+    """Compile ``func`` with the project's numba options (``@jit`` or ``@jit(parallel=True)``).
+
+    ``inline=True``: a helper inlined into its callers at numba's IR level, so its loops are
+    optimised in the caller's context (LLVM alone may leave a call, which can cost 2×)."""
     options = dict(cache=CACHE, nogil=True, fastmath=set(FASTMATH), error_model="numpy",
-                   parallel=parallel)
+                   parallel=parallel, inline="always" if inline else "never")
     if func is None:
         return functools.partial(numba.njit, **options)
     return numba.njit(**options)(func)

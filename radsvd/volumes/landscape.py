@@ -115,6 +115,23 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                     out[a, u, m1, c] = complex(br[u], -bi[u])
 
 
+@jit(inline=True)
+def _shell_sum(A, a, j, tg_re, tg_im, off, w, acc_r, acc_i):  # pragma: no cover
+    """One row of step 1 (eq. 104): acc[k] = Σ_r conj(A[a, r, j]) tg[r, off + k], k < w
+    (tg: target with the weights folded in, split into real and imaginary parts)."""
+    for k in range(w):
+        acc_r[k] = 0.0
+        acc_i[k] = 0.0
+    for r in range(A.shape[1]):
+        cr = A[a, r, j].real
+        ci = -A[a, r, j].imag                                # conj(A)
+        for k in range(w):
+            br = tg_re[r, off + k]
+            bi = tg_im[r, off + k]
+            acc_r[k] += cr * br - ci * bi
+            acc_i[k] += cr * bi + ci * br
+
+
 @jit(parallel=True)
 def _step1_small(A, m_start, tg_re, tg_im, base, L, out):  # pragma: no cover
     """Step 1 for few radial functions: out[a, base_l + m1 (2l+1) + m2 + l] =
@@ -122,7 +139,6 @@ def _step1_small(A, m_start, tg_re, tg_im, base, L, out):  # pragma: no cover
 
     One task per (volume, l); the sum over r is an outer loop, m2 the contiguous inner one."""
     n_a = A.shape[0]
-    H = A.shape[1]
     for t in prange(n_a * (L + 1)):
         a = t // (L + 1)
         l = L - t % (L + 1)                                  # big degrees first
@@ -131,18 +147,7 @@ def _step1_small(A, m_start, tg_re, tg_im, base, L, out):  # pragma: no cover
         acc_r = np.empty(w)
         acc_i = np.empty(w)
         for m1 in range(l + 1):
-            j = m_start[m1] + l - m1
-            for k in range(w):
-                acc_r[k] = 0.0
-                acc_i[k] = 0.0
-            for r in range(H):
-                cr = A[a, r, j].real
-                ci = -A[a, r, j].imag                        # conj(A)
-                for k in range(w):
-                    br = tg_re[r, off + k]
-                    bi = tg_im[r, off + k]
-                    acc_r[k] += cr * br - ci * bi
-                    acc_i[k] += cr * bi + ci * br
+            _shell_sum(A, a, m_start[m1] + l - m1, tg_re, tg_im, off, w, acc_r, acc_i)
             o = base[l] + m1 * w
             for k in range(w):
                 out[a, o + k] = complex(acc_r[k], acc_i[k])
@@ -180,7 +185,6 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
     One task per (volume, m1); the degree-l row T_l(m1, ·) lives in a local buffer and is
     projected onto the H_D degree vectors at once (T never reaches memory)."""
     n_a = A.shape[0]
-    H = A.shape[1]
     HD = V.shape[1]
     M = 2 * L + 1
     for t in prange(n_a * (L + 1)):
@@ -193,18 +197,7 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
         for l in range(m1, L + 1):
             w = 2 * l + 1
             off = l * l
-            j0 = m_start[m1] + l - m1
-            for k in range(w):
-                acc_r[k] = 0.0
-                acc_i[k] = 0.0
-            for r in range(H):
-                cr = A[a, r, j0].real
-                ci = -A[a, r, j0].imag                       # conj(A)
-                for k in range(w):
-                    br = tg_re[r, off + k]
-                    bi = tg_im[r, off + k]
-                    acc_r[k] += cr * br - ci * bi
-                    acc_i[k] += cr * bi + ci * br
+            _shell_sum(A, a, m_start[m1] + l - m1, tg_re, tg_im, off, w, acc_r, acc_i)
             for k in range(w):
                 p = k - l + L
                 zr = acc_r[k]

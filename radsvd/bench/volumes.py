@@ -59,6 +59,12 @@ they were 3.6–4.3 and 1.94–2.3 ms/pair at 1.85×):
    chunks (no gain); blocks of 4–32 volumes (8–16 best); step 0 split over two threads
    (OpenBLAS contention: up to 6× slower at H = 12) or as a numba kernel (no gain); one
    ducc0 call per volume with two ducc0 threads (slower than two volumes at once).
+   Measured 2026-12-01 and dropped too: step 2 as an elementwise sum per (volume, β) in
+   the step-3 input layout, fused with the FFT (2.5× slower: the [vᵀd] table is re-read
+   for every volume); step 0 as two concurrent BLAS calls (0.08 instead of 0.13 ms/pair
+   at H ≤ 8, slower at H = 12, where OpenBLAS threads each call itself); FFTW (pyfftw,
+   FFTW_MEASURE) for step 3 (22 µs per 98×98 slice against ducc0's 21).  M = 100 would
+   make ducc0 ~14% faster per slice (radix 4 and 5 instead of 7) for both paths alike.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -518,6 +518,13 @@ class LandscapePlan:
         ducc0.fft.c2r(src_a, axes=(2, 1), lastsize=self.M, forward=False, inorm=0, out=out_a,
                       nthreads=1, allow_overwriting_input=True)
 
+    def _chunks(self):
+        """(s0, s1) of the step-3 calls: ``fft_chunk`` slices each, the one source of the
+        call boundaries for :meth:`step3` and :meth:`step3_best` (their values then agree
+        to the last bit)."""
+        ns, ch = self.n_slices, self.fft_chunk
+        return [(s0, min(s0 + ch, ns)) for s0 in range(0, ns, ch)]
+
     def _per_volume(self, fn, n: int) -> None:
         """Run fn(worker, a0, a1) over contiguous chunks of the n volumes, one chunk per FFT
         worker thread (ducc0 and numpy release the GIL); worker w owns work slot w."""
@@ -542,8 +549,7 @@ class LandscapePlan:
 
         def run(w, a0, a1):
             for a in range(a0, a1):
-                for s0 in range(0, self.n_slices, self.fft_chunk):
-                    s1 = min(s0 + self.fft_chunk, self.n_slices)
+                for s0, s1 in self._chunks():
                     self._transform(src[a, s0:s1], S[a, s0:s1])
 
         self._per_volume(run, n)
@@ -555,16 +561,15 @@ class LandscapePlan:
         searched there while in cache, so the slices never reach memory.  Returns
         (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch."""
         n = Xc.shape[0]
-        M, ns, ch = self.M, self.n_slices, self.fft_chunk
-        work = self._buffer("search", (min(fft_workers(), n), ch, M, M), self._rt)
+        M = self.M
+        work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M), self._rt)
         src = self._step3_source(Xc)
         out = [None] * n
 
         def run(w, a0, a1):
             for a in range(a0, a1):
                 search = _GridSearch(self)
-                for s0 in range(0, ns, ch):
-                    s1 = min(s0 + ch, ns)
+                for s0, s1 in self._chunks():
                     self._transform(src[a, s0:s1], work[w, :s1 - s0])
                     search.update(s0, work[w, :s1 - s0].reshape(s1 - s0, M * M))
                 out[a] = search.result()

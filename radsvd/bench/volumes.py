@@ -163,9 +163,11 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
 
 
 # ----------------------------------------------------------------------------- engine runs
-def _run(plan, vols, block=BLOCK):
-    """Best rotation per volume through the plan, with per-step timers."""
+def _run(plan, vols, block=BLOCK, prune=True):
+    """Best rotation per volume through the plan, with per-step timers (``calls``: the
+    step-3 transform calls made and in all)."""
     tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0)
+    calls = np.zeros(2, dtype=np.int64)
     best_i = np.empty(vols.shape[0], dtype=np.int64)
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
@@ -179,34 +181,39 @@ def _run(plan, vols, block=BLOCK):
         Xc = plan.step2(Z)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)
-        b, i, j, best_v[a0:a1] = plan.step3_best(Xc)
+        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, prune=prune)
+        calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
         t5 = time.perf_counter()
         for k, dt in zip(("s0", "s1", "s1b", "s2", "s3"),
                          (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             tm[k] += dt
-    return best_i, best_v, tm
+    return best_i, best_v, tm, calls
 
 
 ROUNDS = 5   # best of, rounds interleaved over configurations (the machines are shared)
 
 
-def _full(grid, target, vols, M=None, precision="double", wigner=None):
+def _result(plan, vols, pre, prune, **extra):
+    """One configuration's run: plan, best indices and scores, timers, precomputation,
+    total seconds and the fraction of step-3 calls made."""
+    bi, bv, tm, calls = _run(plan, vols, prune=prune)
+    return dict(plan=plan, best_i=bi, best_v=bv, tm=tm, pre=pre, total=pre + sum(tm.values()),
+                step3_fraction=calls[0] / calls[1], **extra)
+
+
+def _full(grid, target, vols, M=None, precision="double", wigner=None, prune=True):
     t = time.perf_counter()
     plan = prepare(grid, target, M=M, precision=precision, wigner=wigner)
-    pre = time.perf_counter() - t
-    bi, bv, tm = _run(plan, vols)
-    return plan, bi, bv, tm, pre
+    return _result(plan, vols, time.perf_counter() - t, prune)
 
 
-def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None):
+def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None, prune=True):
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t
     plan = prepare(grid, target, basis, ranks=(H, H), M=M, precision=precision, wigner=wigner)
-    pre = time.perf_counter() - t
-    bi, bv, tm = _run(plan, vols)
-    return plan, basis, bi, bv, tm, pre, t_basis
+    return _result(plan, vols, time.perf_counter() - t, prune, t_basis=t_basis)
 
 
 def _metrics(plans, vols):
@@ -231,8 +238,11 @@ def measure(quick: bool = False) -> list[dict]:
     # warm-up (numba compilation is cached, but the first calls still load it)
     small = ShellGrid(K=4)
     st, sv = bench_volumes(small, 2)
-    _run(prepare(small, st), sv)
-    _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2)), sv)
+    for plan in (prepare(small, st), prepare(small, st, volume_svd(st, small, H_C=2),
+                                             ranks=(2, 2))):
+        _run(plan, sv)
+        plan.fft_chunk = 1                   # several step-3 calls: the pruned search
+        _run(plan, sv)
     _run(prepare(small, st, M=2 * small.L + 1), sv)
     _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), precision="double"), sv)
     _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), M=2 * small.L + 1), sv)
@@ -277,32 +287,35 @@ def measure(quick: bool = False) -> list[dict]:
                                                  wigner=W)
     configs["full.odd"] = lambda: _full(grid, target, vols, M=M_odd, wigner=W_odd)
     configs["rank.odd"] = lambda: _compressed(grid, target, vols, H2, M=M_odd, wigner=W_odd)
+    configs["full.unpruned"] = lambda: _full(grid, target, vols, wigner=W, prune=False)
+    configs["rank.unpruned"] = lambda: _compressed(grid, target, vols, H2, wigner=W,
+                                                   prune=False)
     best = {}
     for _ in range(rounds):
         for key, fn in configs.items():
             r = fn()
-            tm, pre = (r[-3], r[-2]) if len(r) == 7 else (r[-2], r[-1])
-            total = pre + sum(tm.values())
-            if key not in best or total < best[key][0]:
-                best[key] = (total, r)
+            if key not in best or r["total"] < best[key]["total"]:
+                best[key] = r
     # full path
-    total_f, (plan_f, fi, fv, tm_f, pre_f) = best["full"]
-    agree = np.allclose(fv[:n_np], np_v, rtol=1e-9, atol=1e-12 * np.abs(np_v).max())
+    rf = best["full"]
+    total_f, plan_f, tm_f, pre_f = rf["total"], rf["plan"], rf["tm"], rf["pre"]
+    agree = np.allclose(rf["best_v"][:n_np], np_v, rtol=1e-9,
+                        atol=1e-12 * np.abs(np_v).max())
     steps_f = tm_f["s1"] + tm_f["s2"]
     recs.append(dict(name="volumes.full", seconds=total_f, per_pair_ms=1e3 * total_f / n_vol,
                      ratio_vs_numpy=t_np * n_vol / total_f,
                      ratio_vs_numpy_with_wigner=t_np * n_vol / (total_f + t_w),
                      precompute_seconds=pre_f, wigner_seconds=t_w,
                      step1_seconds=tm_f["s1"], step2_seconds=tm_f["s2"],
-                     step3_seconds=tm_f["s3"],
+                     step3_seconds=tm_f["s3"], step3_calls_fraction=rf["step3_fraction"],
                      compressible_fraction=(pre_f + steps_f) / total_f,
                      best_scores_match_numpy=float(agree),
                      params=dict(params, step3=plan_f.transform, n_slices=plan_f.n_slices)))
 
     def rank_record(name, key, H):
-        total_c, (plan_c, basis, ci, cv, tm_c, pre_c, t_basis) = best[key]
+        rc = best[key]
+        total_c, plan_c, tm_c = rc["total"], rc["plan"], rc["tm"]
         met = _metrics([plan_f, plan_c], vols)[0]
-        fixed = tm_c["s3"]
         return dict(
             name=name, seconds=total_c, per_pair_ms=1e3 * total_c / n_vol,
             speedup_vs_full=total_f / total_c,
@@ -310,12 +323,13 @@ def measure(quick: bool = False) -> list[dict]:
             ideal_speedup=K / H,
             steps012_speedup_vs_full=steps_f / (
                 tm_c["s0"] + tm_c["s1"] + tm_c["s1b"] + tm_c["s2"]),
-            bound_speedup_if_steps012_free=total_f / fixed,
-            precompute_seconds=pre_c, kernels_eigen_seconds=t_basis,
+            bound_speedup_if_steps012_free=total_f / tm_c["s3"],
+            precompute_seconds=rc["pre"], kernels_eigen_seconds=rc["t_basis"],
             step0_seconds=tm_c["s0"], step1_seconds=tm_c["s1"], step1b_seconds=tm_c["s1b"],
             step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"],
+            step3_calls_fraction=rc["step3_fraction"],
             rel_frobenius=met["rel_frobenius"], correlation=met["correlation"], f=met["f"],
-            same_best_as_full=float(np.mean(ci == fi)),
+            same_best_as_full=float(np.mean(rc["best_i"] == rf["best_i"])),
             params=dict(params, H_C=H, H_D=H, step3=plan_c.transform, precision=plan_c.precision,
                         includes="C, D, eigenvectors, [v^T d] tables, compression"))
 
@@ -323,17 +337,35 @@ def measure(quick: bool = False) -> list[dict]:
         recs.append(rank_record(f"volumes.rank{H}", f"rank{H}", H))
     recs.append(rank_record(f"volumes.rank{H2}.double", "rank.double", H2))
     # the paper's odd grid M = 2L+1 (prime at L = 48): every β transformed, slower FFT
-    total_f2, (plan_f2, _, fv2, tm_f2, _) = best["full.odd"]
-    total_c2, (plan_c2, _, _, _, tm_c2, _, _) = best["rank.odd"]
-    recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=total_f2,
-                     per_pair_ms=1e3 * total_f2 / n_vol, step1_seconds=tm_f2["s1"],
-                     step2_seconds=tm_f2["s2"], step3_seconds=tm_f2["s3"],
-                     params=dict(params, M=M_odd, step3=plan_f2.transform,
-                                 n_slices=plan_f2.n_slices)))
-    recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=total_c2,
-                     per_pair_ms=1e3 * total_c2 / n_vol, speedup_vs_full=total_f2 / total_c2,
-                     step3_seconds=tm_c2["s3"],
-                     params=dict(params, M=M_odd, H_C=H2, H_D=H2, step3=plan_c2.transform)))
+    ro_f, ro_c = best["full.odd"], best["rank.odd"]
+    recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=ro_f["total"],
+                     per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["s1"],
+                     step2_seconds=ro_f["tm"]["s2"], step3_seconds=ro_f["tm"]["s3"],
+                     step3_calls_fraction=ro_f["step3_fraction"],
+                     params=dict(params, M=M_odd, step3=ro_f["plan"].transform,
+                                 n_slices=ro_f["plan"].n_slices)))
+    recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=ro_c["total"],
+                     per_pair_ms=1e3 * ro_c["total"] / n_vol,
+                     speedup_vs_full=ro_f["total"] / ro_c["total"],
+                     step3_seconds=ro_c["tm"]["s3"], step3_calls_fraction=ro_c["step3_fraction"],
+                     params=dict(params, M=M_odd, H_C=H2, H_D=H2,
+                                 step3=ro_c["plan"].transform)))
+    # every step-3 call made (no branch and bound): what the pruning saves on each path
+    ru_f, ru_c = best["full.unpruned"], best["rank.unpruned"]
+    recs.append(dict(name="volumes.full.unpruned", seconds=ru_f["total"],
+                     per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["s3"],
+                     pruning_speedup=ru_f["total"] / total_f,
+                     same_best_as_pruned=float(np.array_equal(ru_f["best_i"], rf["best_i"])
+                                               and np.array_equal(ru_f["best_v"], rf["best_v"])),
+                     params=dict(params, prune=False)))
+    rc = best[f"rank{H2}"]
+    recs.append(dict(name=f"volumes.rank{H2}.unpruned", seconds=ru_c["total"],
+                     per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["s3"],
+                     pruning_speedup=ru_c["total"] / rc["total"],
+                     speedup_vs_full_unpruned=ru_f["total"] / ru_c["total"],
+                     same_best_as_pruned=float(np.array_equal(ru_c["best_i"], rc["best_i"])
+                                               and np.array_equal(ru_c["best_v"], rc["best_v"])),
+                     params=dict(params, H_C=H2, H_D=H2, prune=False)))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))
     return recs

@@ -19,7 +19,9 @@ Full path (eq. 104):
   step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D FFT
           (ducc0.fft.c2r, a few β slices of one volume per call so that they stay in cache);
           for the best rotations alone it is fused with the search
-          (:meth:`LandscapePlan.best_rotations`): the slices never reach memory.
+          (:meth:`LandscapePlan.best_rotations`): the slices never reach memory, and after
+          the pass over m2 a bound on every slice (its largest column l1 norm) skips the
+          pass over m1 for slices that cannot hold the maximum (branch and bound, exact).
 Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
 and step 3 is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so step 2
 runs only for the distinct β (β ≥ 0 and β = -π: n_β/2 + 1 of them).  For even M that
@@ -113,6 +115,29 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                 bi = buf_i[k, a]
                 for u in range(nu):
                     out[a, u, m1, c] = complex(br[u], -bi[u])
+
+
+@jit
+def _column_bounds(Y, L, out):  # pragma: no cover
+    """out[s] = max_γ (|Y[s, 0, γ]| + 2 Σ_{1 ≤ m1 ≤ L} |Y[s, m1, γ]|), summed in double.
+
+    ``Y``: step-3 slices after the transform over m2 (count, M//2+1, M).  The transform
+    over m1 then gives X(α, γ) = Re Y(0, γ) + 2 Re Σ_{m1 ≥ 1} Y(m1, γ) e^{-i m1 α} (rows
+    m1 > L are zero), so out[s] bounds every value of slice s."""
+    ns = Y.shape[0]
+    Mc = Y.shape[2]
+    col = np.empty(Mc)
+    for s in range(ns):
+        for c in range(Mc):
+            col[c] = 0.0
+        for m1 in range(L + 1):
+            w = 1.0 if m1 == 0 else 2.0
+            for c in range(Mc):
+                x = Y[s, m1, c]
+                xr = np.float64(x.real)
+                xi = np.float64(x.imag)
+                col[c] += w * np.sqrt(xr * xr + xi * xi)
+        out[s] = col.max()
 
 
 @jit(inline=True)
@@ -418,6 +443,11 @@ class LandscapePlan:
             sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
             self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
         self._runs = _runs_shift(self._slice_of, self._shifted)
+        # rounding of the transform over m1 (⌈log2 M⌉ radix-2 levels, each ≤ 8u of the l1
+        # mass passing through: twiddle product and sum) relative to a column bound of
+        # :func:`_column_bounds`; a slice whose bound · (1 + margin) is below a value already
+        # found cannot hold the maximum of the computed landscape (see :meth:`step3_best`)
+        self._fft_margin = (8.0 * np.ceil(np.log2(self.M)) + 4.0) * float(np.finfo(rt).eps) / 2
         # slices per step-3 call: input + output of a call within ~1 MB of L2 cache
         # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50);
         # step3 and step3_best use the same calls, so their values agree to the last bit
@@ -508,14 +538,22 @@ class LandscapePlan:
         np.multiply(Xc[:, self.src], self._bsign, out=src)
         return src
 
-    def _transform(self, src_a: np.ndarray, out_a: np.ndarray) -> None:
-        """Step 3 of a chunk of one volume's slices: ``src_a`` (count, M//2+1, M) to
-        ``out_a`` (count, M, M) by ducc0 c2r (complex FFT over m2, then half-complex-to-
-        real over m1), one thread: the same lines and SIMD grouping for any block or thread
-        count (callers keep the chunks of ``fft_chunk`` fixed).  ``src_a`` is overwritten."""
+    def _transform_m2(self, src_a: np.ndarray) -> None:
+        """First pass of step 3 on a chunk of one volume's slices (count, M//2+1, M), in
+        place: the complex transform over m2, Y(m1, γ) = Σ_{m2} X̂(m1, m2) e^{-i m2 γ}."""
         import ducc0
 
-        ducc0.fft.c2r(src_a, axes=(2, 1), lastsize=self.M, forward=False, inorm=0, out=out_a,
+        ducc0.fft.c2c(src_a, axes=(2,), forward=False, inorm=0, out=src_a, nthreads=1)
+
+    def _transform_m1(self, y_a: np.ndarray, out_a: np.ndarray) -> None:
+        """Second pass: half-complex-to-real over m1, X(α, γ) = Re Σ_{m1} Y(m1, γ) e^{-i m1 α}
+        (count, M, M) into ``out_a``; ``y_a`` is overwritten.  The two passes, one ducc0
+        call each, give the same bits as one 2D c2r call.  One thread, on chunks of
+        ``fft_chunk`` slices (:meth:`_chunks`): the same lines and SIMD grouping for any
+        block or thread count."""
+        import ducc0
+
+        ducc0.fft.c2r(y_a, axes=(1,), lastsize=self.M, forward=False, inorm=0, out=out_a,
                       nthreads=1, allow_overwriting_input=True)
 
     def _chunks(self):
@@ -550,31 +588,61 @@ class LandscapePlan:
         def run(w, a0, a1):
             for a in range(a0, a1):
                 for s0, s1 in self._chunks():
-                    self._transform(src[a, s0:s1], S[a, s0:s1])
+                    self._transform_m2(src[a, s0:s1])
+                    self._transform_m1(src[a, s0:s1], S[a, s0:s1])
 
         self._per_volume(run, n)
         return S
 
-    def step3_best(self, Xc: np.ndarray):
+    def step3_best(self, Xc: np.ndarray, prune: bool = True):
         """Step 3 fused with :meth:`best`: each volume's slices are transformed a few at a
-        time (``fft_chunk`` slices, as in :meth:`step3`) into a per-thread buffer and
+        time (``fft_chunk`` slices, the calls of :meth:`step3`) into a per-thread buffer and
         searched there while in cache, so the slices never reach memory.  Returns
-        (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch."""
+        (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch.
+
+        prune: branch and bound.  After the pass over m2 (every chunk), each slice's values
+        are bounded by its largest column l1 norm (:func:`_column_bounds`); the chunks get
+        the pass over m1 in decreasing order of their largest bound, and the rest are
+        skipped once that bound, widened by the rounding margin of the pass, is below the
+        maximum found so far.  A skipped slice holds no computed value ≥ that maximum, so
+        the result, ties included, is the same bit for bit.  ``step3_calls`` records
+        (chunks given the pass over m1, chunks in all)."""
         n = Xc.shape[0]
         M = self.M
+        chunks = self._chunks()
+        prune = prune and len(chunks) > 1              # one chunk: nothing to skip
         work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M), self._rt)
         src = self._step3_source(Xc)
         out = [None] * n
+        calls = np.zeros(n, dtype=np.int64)
+        widen = 1.0 + self._fft_margin
 
         def run(w, a0, a1):
+            bound = np.empty(self.n_slices)
+            chunk_bound = np.empty(len(chunks))
             for a in range(a0, a1):
                 search = _GridSearch(self)
-                for s0, s1 in self._chunks():
-                    self._transform(src[a, s0:s1], work[w, :s1 - s0])
+                if prune:
+                    for k, (s0, s1) in enumerate(chunks):
+                        self._transform_m2(src[a, s0:s1])
+                        _column_bounds(src[a, s0:s1], self.L, bound[s0:s1])
+                        chunk_bound[k] = bound[s0:s1].max() * widen
+                    order = np.argsort(-chunk_bound, kind="stable")
+                else:
+                    order = range(len(chunks))
+                for k in order:
+                    s0, s1 = chunks[k]
+                    if prune and chunk_bound[k] < search.top:
+                        break                              # so are all later chunks
+                    if not prune:
+                        self._transform_m2(src[a, s0:s1])
+                    self._transform_m1(src[a, s0:s1], work[w, :s1 - s0])
                     search.update(s0, work[w, :s1 - s0].reshape(s1 - s0, M * M))
+                    calls[a] += 1
                 out[a] = search.result()
 
         self._per_volume(run, n)
+        self.step3_calls = (int(calls.sum()), n * len(chunks))
         return _stack_best(out)
 
     def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

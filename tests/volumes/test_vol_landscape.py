@@ -125,6 +125,65 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     assert np.all(ref[0] == 0) and np.all(ref[1] == 0) and np.all(ref[2] == 0)
 
 
+def _peaked(grid, B, n, seed):
+    """Randomly rotated copies of the target B plus 10% noise: one clear peak each."""
+    rng = np.random.default_rng(seed)
+    noise = 0.1 * np.sqrt(np.mean(np.abs(B) ** 2)) * _coefficients(grid, n, seed)
+    return np.stack([rotate(B[0], grid, rng.uniform(-np.pi, np.pi, 3)) for _ in range(n)]) + noise
+
+
+@pytest.mark.parametrize("M", [16, 17])
+def test_pruned_search_skips_slices_and_changes_nothing(M):
+    """Branch and bound in step3_best skips most slices of peaked landscapes and returns the
+    same (b, i, j, score), bit for bit, as the search over every slice (full and compressed
+    plans, even and odd M, 1 and 2 threads)."""
+    grid = ShellGrid(K=8, R=5, L=7)
+    B = _coefficients(grid, 1, 30)
+    A = _peaked(grid, B, 6, 31)
+    basis = volume_svd(B, grid)
+    for plan in (prepare(grid, B, n_beta=16, M=M),
+                 prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)):
+        plan.fft_chunk = 1
+        Xc = plan.spectra(A)
+        ref = plan.step3_best(Xc.copy(), prune=False)
+        total = plan.step3_calls[1]
+        assert plan.step3_calls == (total, total)
+        for n in (1, 2):
+            with threads(n):
+                got = plan.step3_best(Xc.copy())
+            assert plan.step3_calls[0] < total / 2
+            for x, y in zip(got, ref):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_column_bound_holds_and_is_attained():
+    """_column_bounds (after the transform over m2) bounds every value of its slice, and
+    equals the slice maximum when all coefficients are real and positive (at α = γ = 0)."""
+    from radsvd.volumes.landscape import _column_bounds
+
+    grid = ShellGrid(K=5, R=3, L=5)
+    plan = prepare(grid, _coefficients(grid, 1, 40), n_beta=8, M=12)
+    L, M, ns = plan.L, plan.M, plan.n_slices
+    rng = np.random.default_rng(41)
+    used = np.zeros((M // 2 + 1, M), dtype=bool)
+    used[:L + 1, :L + 1] = used[:L + 1, M - L:] = True             # m1 ≤ L, |m2| ≤ L
+    for positive in (False, True):
+        Xc = rng.standard_normal((1, ns, M // 2 + 1, M)) + 0j
+        if not positive:
+            Xc = Xc + 1j * rng.standard_normal(Xc.shape)
+        Xc = np.abs(Xc) if positive else Xc
+        Xc = (Xc * used).astype(np.complex128)
+        X = plan.step3(Xc.copy())[0].reshape(ns, -1)
+        Y = Xc[0].copy()
+        plan._transform_m2(Y)
+        bound = np.empty(ns)
+        _column_bounds(Y, L, bound)
+        assert np.all(X.max(axis=1) <= bound * (1 + plan._fft_margin))
+        if positive:
+            np.testing.assert_allclose(X[:, 0], bound, rtol=1e-13)
+            assert np.all(X.max(axis=1) == X[:, 0])
+
+
 def test_full_ranks_equal_full_and_low_ranks_differ():
     grid = ShellGrid(K=6, R=5, L=6)
     A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)

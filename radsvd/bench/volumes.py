@@ -24,6 +24,9 @@ Records (``measure``):
   over the grid.  ``volumes.rank{H}.double``: the same in double.
 * ``volumes.*.M{2L+1}``: the paper's odd grid (97, prime): no mirrored-β shift, every β
   transformed, Bluestein FFT.
+* ``volumes.full.unpruned``, ``volumes.rank{H}.unpruned``: the full path and rank 8 with
+  every step-3 transform made (no branch and bound; ``pruning_speedup`` = their time over
+  the pruned one, ``same_best_as_pruned`` = 1 when every best index and score agree).
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
 ``OPENBLAS_THREAD_TIMEOUT=4`` must be in the environment before numpy loads (``radsvd``
 sets it, and OMP_WAIT_POLICY=PASSIVE, when it is imported first, as by ``radsvd bench``):
@@ -31,23 +34,27 @@ otherwise OpenBLAS worker threads spin after each GEMM and slow the numba kernel
 follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewise after
 each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
-Why the compressed path is ~1.9–2.2× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
-2026-12-01, quietest of three runs: full 3.04 ms/pair = step 1 0.97, step 2 1.02,
-step 3 + search 1.04; rank 8 1.57 ms/pair = precompute 0.08, step 0 0.13, steps 1+1b
-0.27, step 2 0.34, step 3 + search 0.75; both ~15–20% faster than on 2026-11-25, when
-they were 3.6–4.3 and 1.94–2.3 ms/pair at 1.85×):
+Why the compressed path is ~1.6–1.8× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
+2026-12-01, quietest of three runs: full 2.38 ms/pair = step 1 0.95, step 2 1.12 (with
+the l1 norms of the slices), step 3 + search 0.29; rank 8 1.37 ms/pair = precompute
+0.08, step 0 0.14, steps 1+1b 0.25, step 2 0.39, step 3 + search 0.51; without the
+branch and bound, same run, 2.99 and 1.59 ms/pair, 1.88×):
 1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
-   pair, searched in cache) does not shrink with H: 0.75 ms/pair in single precision
-   (ducc0 reaches ~1.0 ms per volume on one thread with hot caches; two threads contend
-   for L3 and memory), so the speedup is bounded by ``bound_speedup_if_steps012_free``
-   ≈ 4× even if steps 0–2 and the precomputation were free; 2.5× needs steps 0–2 plus
-   the precomputation at ≤ 0.47 ms/pair (now 0.82).
+   pair) does not shrink with H: unpruned 1.0–1.2 ms/pair in double and 0.75–0.85 in
+   single precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact:
+   l1 and column bounds per β slice) removes most of it from the full path, whose
+   landscapes have one peak that stands out against the l1 norms (at K = 48: 18% of
+   the chunks of slices need the pass over m2 and 11% the pass over m1), but less from
+   compressed ones (H = 8: ~59% and 25–39%; ``step3_calls_fraction`` records the share
+   of m1 passes): it made the full path 1.1–1.3× faster and rank 8 1.1–1.2×, so it
+   lowered the ratio.  ``volumes.*.unpruned`` are the same runs without it.
 2. The full path's steps 1–2 are already efficient (the numpy baseline is ~70× slower):
    step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
    L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
    (L+1)/H_D; and step 2 still writes the same (n_β/2+1)·(M/2+1)·M half-spectrum.
    Every gain in the shared steps (the fused, chunked step 3 took 0.3 ms/pair off the
-   full path and 0.2 off rank 8) lowers the ratio while raising both speeds.
+   full path and 0.2 off rank 8; the branch and bound 0.6 and 0.2) lowers the ratio while
+   raising both speeds.
 3. What is left in the compressed path is near what these kernels reach here: step 0
    reads the volumes' coefficients (0.94 MB per volume) at the machine's ~7 GB/s; steps
    1+1b and 2 run ~8 GFMA/s per core in numba (the fastest of the variants below).
@@ -178,10 +185,12 @@ def _run(plan, vols, block=BLOCK, prune=True):
         # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         t2 = t3 = time.perf_counter()
-        Xc = plan.step2(Z)
+        # pruned: step 2 also sums the l1 norms that bound every β slice
+        bounds = np.empty((a1 - a0, plan.table.shape[1])) if prune else None
+        Xc = plan.step2(Z, bounds)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)
-        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, prune=prune)
+        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, prune=prune, bounds=bounds)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
         t5 = time.perf_counter()

@@ -62,8 +62,10 @@ __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
-def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
-    """Step 2: out[a, u, m1, m2 mod M] = conj(Σ_{rows of p} Z[a, row] table[row, u]).
+def _contract_rows(Z, row_start, table, L, order, out, l1, want_l1):  # pragma: no cover
+    """Step 2: out[a, u, m1, m2 mod M] = conj(Σ_{rows of p} Z[a, row] table[row, u]), and
+    if ``want_l1`` l1[m1, a, u] = Σ_{m2} |out[a, u, m1, m2]| (in double, for the bounds of
+    :meth:`LandscapePlan.step3_best`).
 
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
     ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
@@ -81,6 +83,8 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
         m1 = order[t]
         buf_r = np.empty((P, n_a, nu), dtype=table.dtype)
         buf_i = np.empty((P, n_a, nu), dtype=table.dtype)
+        if want_l1:
+            l1[m1] = 0.0
         for k in range(P):
             p = m1 * P + k
             r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
@@ -115,6 +119,12 @@ def _contract_rows(Z, row_start, table, L, order, out):  # pragma: no cover
                 bi = buf_i[k, a]
                 for u in range(nu):
                     out[a, u, m1, c] = complex(br[u], -bi[u])
+                if want_l1:
+                    acc = l1[m1, a]
+                    for u in range(nu):
+                        xr = np.float64(br[u])
+                        xi = np.float64(bi[u])
+                        acc[u] += np.sqrt(xr * xr + xi * xi)
 
 
 @jit
@@ -443,11 +453,18 @@ class LandscapePlan:
             sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
             self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
         self._runs = _runs_shift(self._slice_of, self._shifted)
-        # rounding of the transform over m1 (⌈log2 M⌉ radix-2 levels, each ≤ 8u of the l1
-        # mass passing through: twiddle product and sum) relative to a column bound of
-        # :func:`_column_bounds`; a slice whose bound · (1 + margin) is below a value already
-        # found cannot hold the maximum of the computed landscape (see :meth:`step3_best`)
-        self._fft_margin = (8.0 * np.ceil(np.log2(self.M)) + 4.0) * float(np.finfo(rt).eps) / 2
+        # rounding of the transforms relative to the l1 mass passing through: ⌈log2 M⌉
+        # radix-2 levels per axis, each ≤ 8u (twiddle product and sum).  A slice whose bound,
+        # widened by its margin, is below a value already found cannot hold the maximum of
+        # the computed landscape (:meth:`step3_best`): the column bounds of
+        # :func:`_column_bounds` precede the pass over m1 only, the l1 norms of
+        # :meth:`step2` both passes
+        u = float(np.finfo(rt).eps) / 2.0
+        levels = float(np.ceil(np.log2(self.M)))
+        self._margin_m1 = (8.0 * levels + 4.0) * u
+        self._margin_2d = (16.0 * levels + 4.0) * u
+        # distinct β (column of step 2's output) that each step-3 slice transforms
+        self._slice_src = np.arange(nu) if self.M % 2 == 0 else self.src.copy()
         # slices per step-3 call: input + output of a call within ~1 MB of L2 cache
         # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50);
         # step3 and step3_best use the same calls, so their values agree to the last bit
@@ -516,17 +533,31 @@ class LandscapePlan:
                        self._tg_re, self._tg_im, self.V, self.L, Y)
         return Y.reshape(coef.shape[0], -1)
 
-    def step2(self, Z: np.ndarray) -> np.ndarray:
+    def step2(self, Z: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
         """conj X̂(m1, m2; β_u) for the distinct β_u: (n, n_u, M//2+1 [m1], M [m2 mod M]),
-        the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L)."""
+        the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L).
+
+        bounds: optional (n, n_u) float64 array, filled with Σ_{m2} (|X̂(0, m2)| +
+        2 Σ_{m1 ≥ 1} |X̂(m1, m2)|), the l1 norm of each whole spectrum: it bounds every value
+        of that β's landscape slice (for :meth:`step3_best`; summed while the values are in
+        registers)."""
+        n = Z.shape[0]
         nu = self.table.shape[1]
         M = self.M
-        out = self._buffer("xhat", (Z.shape[0], nu, M // 2 + 1, M), self._ct)
+        out = self._buffer("xhat", (n, nu, M // 2 + 1, M), self._ct)
         out[:, :, self.L + 1:] = 0.0
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
         Z = np.ascontiguousarray(Z, dtype=self._zt)
-        _contract_rows(Z, self.rows, self.table, self.L, self.order, out)
+        want = bounds is not None
+        if want and (bounds.shape != (n, nu) or bounds.dtype != np.float64):
+            raise InputError(f"bounds: expected a float64 array of shape {(n, nu)}, got "
+                             f"{bounds.dtype} {bounds.shape}")
+        l1 = self._buffer("l1", (self.L + 1, n, nu) if want else (1, 1, 1), np.float64)
+        _contract_rows(Z, self.rows, self.table, self.L, self.order, out, l1, want)
+        if want:
+            np.multiply(l1[1:].sum(axis=0), 2.0, out=bounds)
+            bounds += l1[0]
         return out
 
     def _step3_source(self, Xc: np.ndarray) -> np.ndarray:
@@ -594,55 +625,79 @@ class LandscapePlan:
         self._per_volume(run, n)
         return S
 
-    def step3_best(self, Xc: np.ndarray, prune: bool = True):
+    def step3_best(self, Xc: np.ndarray, prune: bool = True,
+                   bounds: np.ndarray | None = None):
         """Step 3 fused with :meth:`best`: each volume's slices are transformed a few at a
         time (``fft_chunk`` slices, the calls of :meth:`step3`) into a per-thread buffer and
         searched there while in cache, so the slices never reach memory.  Returns
         (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch.
 
-        prune: branch and bound.  After the pass over m2 (every chunk), each slice's values
-        are bounded by its largest column l1 norm (:func:`_column_bounds`); the chunks get
-        the pass over m1 in decreasing order of their largest bound, and the rest are
-        skipped once that bound, widened by the rounding margin of the pass, is below the
-        maximum found so far.  A skipped slice holds no computed value ≥ that maximum, so
-        the result, ties included, is the same bit for bit.  ``step3_calls`` records
-        (chunks given the pass over m1, chunks in all)."""
+        prune: branch and bound over the chunks.  With ``bounds`` (the l1 norms from
+        :meth:`step2`) the chunks are visited in decreasing order of their largest l1 norm,
+        and the search stops at the first one below the maximum found so far; a chunk that
+        passes gets the transform over m2, then the pass over m1 only if its largest column
+        l1 norm (:func:`_column_bounds`) is not below that maximum either.  Without
+        ``bounds`` every chunk gets the pass over m2 first and the column norms set the
+        order.  Each bound is widened by the rounding margin of the passes it skips, so a
+        skipped slice holds no computed value ≥ the maximum: the result, ties included, is
+        the same bit for bit.  ``step3_calls`` records (passes over m1 made, chunks)."""
         n = Xc.shape[0]
         M = self.M
         chunks = self._chunks()
-        prune = prune and len(chunks) > 1              # one chunk: nothing to skip
+        nc = len(chunks)
+        prune = prune and nc > 1                       # one chunk: nothing to skip
+        if prune and bounds is not None:
+            sb = bounds[:, self._slice_src]
+            pre = np.stack([sb[:, s0:s1].max(axis=1) for s0, s1 in chunks], axis=1)
+            pre *= 1.0 + self._margin_2d
+        else:
+            pre = None
         work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M), self._rt)
         src = self._step3_source(Xc)
         out = [None] * n
         calls = np.zeros(n, dtype=np.int64)
-        widen = 1.0 + self._fft_margin
+        widen = 1.0 + self._margin_m1
 
         def run(w, a0, a1):
-            bound = np.empty(self.n_slices)
-            chunk_bound = np.empty(len(chunks))
+            col = np.empty(self.n_slices)
+            col_bound = np.empty(nc)
             for a in range(a0, a1):
                 search = _GridSearch(self)
-                if prune:
-                    for k, (s0, s1) in enumerate(chunks):
-                        self._transform_m2(src[a, s0:s1])
-                        _column_bounds(src[a, s0:s1], self.L, bound[s0:s1])
-                        chunk_bound[k] = bound[s0:s1].max() * widen
-                    order = np.argsort(-chunk_bound, kind="stable")
-                else:
-                    order = range(len(chunks))
-                for k in order:
+                done_m2 = np.zeros(nc, dtype=np.bool_)
+
+                def pass_m2(k):
                     s0, s1 = chunks[k]
-                    if prune and chunk_bound[k] < search.top:
-                        break                              # so are all later chunks
-                    if not prune:
-                        self._transform_m2(src[a, s0:s1])
+                    self._transform_m2(src[a, s0:s1])
+                    done_m2[k] = True
+                    if prune:
+                        _column_bounds(src[a, s0:s1], self.L, col[s0:s1])
+                        col_bound[k] = col[s0:s1].max() * widen
+
+                if not prune:
+                    order = range(nc)
+                elif pre is not None:
+                    order = np.argsort(-pre[a], kind="stable")
+                else:
+                    for k in range(nc):
+                        pass_m2(k)
+                    order = np.argsort(-col_bound, kind="stable")
+                for k in order:
+                    if pre is not None and pre[a, k] < search.top:
+                        break                          # so are all later chunks
+                    if not done_m2[k]:
+                        pass_m2(k)
+                    if prune and col_bound[k] < search.top:
+                        if pre is None:
+                            break                      # sorted by the column bounds
+                        continue
+                    s0, s1 = chunks[k]
                     self._transform_m1(src[a, s0:s1], work[w, :s1 - s0])
                     search.update(s0, work[w, :s1 - s0].reshape(s1 - s0, M * M))
                     calls[a] += 1
                 out[a] = search.result()
 
         self._per_volume(run, n)
-        self.step3_calls = (int(calls.sum()), n * len(chunks))
+        self.step3_calls = (int(calls.sum()), n * nc)
         return _stack_best(out)
 
     def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -697,7 +752,10 @@ class LandscapePlan:
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`)."""
-        return self.step3_best(self.spectra(coef))
+        c = self.radial_compress(coef)
+        Z = self.step1_project(c) if self.compressed else self.step1(c)
+        bounds = np.empty((coef.shape[0], self.table.shape[1]))
+        return self.step3_best(self.step2(Z, bounds), bounds=bounds)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if

@@ -8,6 +8,7 @@ from radsvd import threads
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.volumes import (ShellGrid, align_maps, align_volumes, landscapes, prepare,
                             rank_sweep, rotate, rotation_matrix, to_shells, volume_svd)
+from radsvd._validate import InputError
 from radsvd.volumes.shells import coefficient_norms
 
 EPS = np.finfo(float).eps
@@ -148,12 +149,16 @@ def test_pruned_search_skips_slices_and_changes_nothing(M):
         ref = plan.step3_best(Xc.copy(), prune=False)
         total = plan.step3_calls[1]
         assert plan.step3_calls == (total, total)
-        for n in (1, 2):
+        bounds = np.empty((A.shape[0], Xc.shape[1]))
+        plan.step2(plan.step1_project(plan.radial_compress(A)) if plan.compressed
+                   else plan.step1(A), bounds)
+        for n, b in ((1, None), (2, None), (1, bounds), (2, bounds)):
             with threads(n):
-                got = plan.step3_best(Xc.copy())
+                got = plan.step3_best(Xc.copy(), bounds=b)
             assert plan.step3_calls[0] < total / 2
             for x, y in zip(got, ref):
                 np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(plan.best_rotations(A)[3], ref[3])
 
 
 def test_column_bound_holds_and_is_attained():
@@ -178,10 +183,41 @@ def test_column_bound_holds_and_is_attained():
         plan._transform_m2(Y)
         bound = np.empty(ns)
         _column_bounds(Y, L, bound)
-        assert np.all(X.max(axis=1) <= bound * (1 + plan._fft_margin))
+        assert np.all(X.max(axis=1) <= bound * (1 + plan._margin_m1))
         if positive:
             np.testing.assert_allclose(X[:, 0], bound, rtol=1e-13)
             assert np.all(X.max(axis=1) == X[:, 0])
+
+
+def test_step2_l1_norms_bound_the_slices():
+    """step2(Z, bounds) returns the same spectra and fills the l1 norm of every whole
+    (Hermitian) spectrum, which bounds its slice and is never below the column bounds."""
+    from radsvd.volumes.landscape import _column_bounds
+
+    grid = ShellGrid(K=6, R=4, L=6)
+    A, B = _coefficients(grid, 3, 50), _coefficients(grid, 1, 51)
+    basis = volume_svd(B, grid)
+    for plan in (prepare(grid, B, n_beta=10, M=14), prepare(grid, B, n_beta=10, M=13),
+                 prepare(grid, B, basis, ranks=(2, 3), n_beta=10)):
+        c = plan.radial_compress(A)
+        Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
+        Xc = plan.step2(Z).copy()
+        bounds = np.full((3, Xc.shape[1]), np.nan)
+        np.testing.assert_array_equal(plan.step2(Z, bounds), Xc)
+        w = np.where(np.arange(Xc.shape[2]) == 0, 1.0, 2.0)
+        ref = np.einsum("nujk,j->nu", np.abs(Xc.astype(np.complex128)), w)
+        np.testing.assert_allclose(bounds, ref, rtol=1e-12)
+        S = plan.step3(Xc.copy())
+        sb = bounds[:, plan._slice_src]
+        assert np.all(S.reshape(3, S.shape[1], -1).max(axis=2) <= sb * (1 + plan._margin_2d))
+        Y = plan._step3_source(Xc.copy())
+        for a in range(3):
+            plan._transform_m2(Y[a])
+            col = np.empty(plan.n_slices)
+            _column_bounds(Y[a], plan.L, col)
+            assert np.all(col <= sb[a] * (1 + plan._margin_m1))   # m2 pass: same levels
+    with pytest.raises(InputError, match="bounds"):
+        plan.step2(Z, np.empty((2, Xc.shape[1])))
 
 
 def test_full_ranks_equal_full_and_low_ranks_differ():
@@ -371,8 +407,6 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
              * c.shape[1] * (L + 1))
     np.testing.assert_allclose(Y, ref, rtol=0, atol=10 * EPS * scale)
     np.testing.assert_allclose(Y, Y_blas, rtol=0, atol=10 * EPS * scale)
-    from radsvd._validate import InputError
-
     full = prepare(grid, B)
     with pytest.raises(InputError, match="compressed"):
         full.step1_project(c)

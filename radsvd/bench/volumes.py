@@ -186,7 +186,7 @@ def _run(plan, vols, block=BLOCK, prune=True):
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         t2 = t3 = time.perf_counter()
         # pruned: step 2 also sums the l1 norms that bound every β slice
-        bounds = np.empty((a1 - a0, plan.table.shape[1])) if prune else None
+        bounds = np.empty((a1 - a0, plan.table.shape[1])) if prune and plan.prunes else None
         Xc = plan.step2(Z, bounds)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)

@@ -594,6 +594,12 @@ class LandscapePlan:
         ns, ch = self.n_slices, self.fft_chunk
         return [(s0, min(s0 + ch, ns)) for s0 in range(0, ns, ch)]
 
+    @property
+    def prunes(self) -> bool:
+        """Whether :meth:`step3_best` can skip transforms (more than one chunk of slices);
+        only then are the l1 bounds of :meth:`step2` worth summing."""
+        return len(self._chunks()) > 1
+
     def _per_volume(self, fn, n: int) -> None:
         """Run fn(worker, a0, a1) over contiguous chunks of the n volumes, one chunk per FFT
         worker thread (ducc0 and numpy release the GIL); worker w owns work slot w."""
@@ -645,7 +651,7 @@ class LandscapePlan:
         M = self.M
         chunks = self._chunks()
         nc = len(chunks)
-        prune = prune and nc > 1                       # one chunk: nothing to skip
+        prune = prune and self.prunes                  # one chunk: nothing to skip
         if prune and bounds is not None:
             sb = bounds[:, self._slice_src]
             pre = np.stack([sb[:, s0:s1].max(axis=1) for s0, s1 in chunks], axis=1)
@@ -754,7 +760,7 @@ class LandscapePlan:
         (:meth:`step3_best`)."""
         c = self.radial_compress(coef)
         Z = self.step1_project(c) if self.compressed else self.step1(c)
-        bounds = np.empty((coef.shape[0], self.table.shape[1]))
+        bounds = np.empty((coef.shape[0], self.table.shape[1])) if self.prunes else None
         return self.step3_best(self.step2(Z, bounds), bounds=bounds)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -19,9 +19,10 @@ Full path (eq. 104):
   step 3  X(α, β, γ) = Σ_{m1,m2} e^{-i m1 α} e^{-i m2 γ} X̂(m1, m2; β), a real 2D FFT
           (ducc0.fft.c2r, a few β slices of one volume per call so that they stay in cache);
           for the best rotations alone it is fused with the search
-          (:meth:`LandscapePlan.best_rotations`): the slices never reach memory, and after
-          the pass over m2 a bound on every slice (its largest column l1 norm) skips the
-          pass over m1 for slices that cannot hold the maximum (branch and bound, exact).
+          (:meth:`LandscapePlan.best_rotations`): the slices never reach memory, and
+          slices that cannot hold the maximum are skipped (branch and bound, exact): the l1
+          norm of a slice's spectrum (summed in step 2) gates both FFT passes, its largest
+          column l1 norm after the pass over m2 gates the pass over m1.
 Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
 and step 3 is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so step 2
 runs only for the distinct β (β ≥ 0 and β = -π: n_β/2 + 1 of them).  For even M that
@@ -664,34 +665,34 @@ class LandscapePlan:
         calls = np.zeros(n, dtype=np.int64)
         widen = 1.0 + self._margin_m1
 
+        def pass_m2(a, k, done, col, col_bound):
+            """Pass over m2 of chunk k of volume a, then (pruning) its column bound."""
+            s0, s1 = chunks[k]
+            self._transform_m2(src[a, s0:s1])
+            done[k] = True
+            if prune:
+                _column_bounds(src[a, s0:s1], self.L, col[s0:s1])
+                col_bound[k] = col[s0:s1].max() * widen
+
         def run(w, a0, a1):
             col = np.empty(self.n_slices)
             col_bound = np.empty(nc)
             for a in range(a0, a1):
                 search = _GridSearch(self)
-                done_m2 = np.zeros(nc, dtype=np.bool_)
-
-                def pass_m2(k):
-                    s0, s1 = chunks[k]
-                    self._transform_m2(src[a, s0:s1])
-                    done_m2[k] = True
-                    if prune:
-                        _column_bounds(src[a, s0:s1], self.L, col[s0:s1])
-                        col_bound[k] = col[s0:s1].max() * widen
-
+                done = np.zeros(nc, dtype=np.bool_)
                 if not prune:
                     order = range(nc)
                 elif pre is not None:
                     order = np.argsort(-pre[a], kind="stable")
                 else:
                     for k in range(nc):
-                        pass_m2(k)
+                        pass_m2(a, k, done, col, col_bound)
                     order = np.argsort(-col_bound, kind="stable")
                 for k in order:
                     if pre is not None and pre[a, k] < search.top:
                         break                          # so are all later chunks
-                    if not done_m2[k]:
-                        pass_m2(k)
+                    if not done[k]:
+                        pass_m2(a, k, done, col, col_bound)
                     if prune and col_bound[k] < search.top:
                         if pre is None:
                             break                      # sorted by the column bounds
@@ -745,10 +746,11 @@ class LandscapePlan:
             out.append(search.result())
         return _stack_best(out)
 
-    def spectra(self, coef: np.ndarray) -> np.ndarray:
-        """Steps 0–2 on a block of volumes (n, R, n_lm): the half-spectra of :meth:`step2`."""
+    def spectra(self, coef: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+        """Steps 0–2 on a block of volumes (n, R, n_lm): the half-spectra of :meth:`step2`
+        (and its l1 bounds into ``bounds`` if given)."""
         c = self.radial_compress(coef)
-        return self.step2(self.step1_project(c) if self.compressed else self.step1(c))
+        return self.step2(self.step1_project(c) if self.compressed else self.step1(c), bounds)
 
     def slices(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
@@ -758,10 +760,8 @@ class LandscapePlan:
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`)."""
-        c = self.radial_compress(coef)
-        Z = self.step1_project(c) if self.compressed else self.step1(c)
         bounds = np.empty((coef.shape[0], self.table.shape[1])) if self.prunes else None
-        return self.step3_best(self.step2(Z, bounds), bounds=bounds)
+        return self.step3_best(self.spectra(coef, bounds), bounds=bounds)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if

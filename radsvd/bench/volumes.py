@@ -211,6 +211,12 @@ def _result(plan, vols, pre, prune, **extra):
                 step3_fraction=calls[0] / calls[1], **extra)
 
 
+def _same_best(r1, r2) -> float:
+    """1.0 when two runs found the same best index and score for every volume, else 0.0."""
+    return float(np.array_equal(r1["best_i"], r2["best_i"])
+                 and np.array_equal(r1["best_v"], r2["best_v"]))
+
+
 def _full(grid, target, vols, M=None, precision="double", wigner=None, prune=True):
     t = time.perf_counter()
     plan = prepare(grid, target, M=M, precision=precision, wigner=wigner)
@@ -364,16 +370,14 @@ def measure(quick: bool = False) -> list[dict]:
     recs.append(dict(name="volumes.full.unpruned", seconds=ru_f["total"],
                      per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["s3"],
                      pruning_speedup=ru_f["total"] / total_f,
-                     same_best_as_pruned=float(np.array_equal(ru_f["best_i"], rf["best_i"])
-                                               and np.array_equal(ru_f["best_v"], rf["best_v"])),
+                     same_best_as_pruned=_same_best(ru_f, rf),
                      params=dict(params, prune=False)))
     rc = best[f"rank{H2}"]
     recs.append(dict(name=f"volumes.rank{H2}.unpruned", seconds=ru_c["total"],
                      per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["s3"],
                      pruning_speedup=ru_c["total"] / rc["total"],
                      speedup_vs_full_unpruned=ru_f["total"] / ru_c["total"],
-                     same_best_as_pruned=float(np.array_equal(ru_c["best_i"], rc["best_i"])
-                                               and np.array_equal(ru_c["best_v"], rc["best_v"])),
+                     same_best_as_pruned=_same_best(ru_c, rc),
                      params=dict(params, H_C=H2, H_D=H2, prune=False)))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))

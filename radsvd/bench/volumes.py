@@ -26,7 +26,8 @@ Records (``measure``):
   transformed, Bluestein FFT.
 * ``volumes.full.unpruned``, ``volumes.rank{H}.unpruned``: the full path and rank 8 with
   every step-3 transform made (no branch and bound; ``pruning_speedup`` = their time over
-  the pruned one, ``same_best_as_pruned`` = 1 when every best index and score agree).
+  the pruned one, ``same_best_as_pruned`` = 1 when every best index agrees and every score
+  to the rounding of step 3).
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
 ``OPENBLAS_THREAD_TIMEOUT=4`` must be in the environment before numpy loads (``radsvd``
 sets it, and OMP_WAIT_POLICY=PASSIVE, when it is imported first, as by ``radsvd bench``):
@@ -171,10 +172,11 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
 
 # ----------------------------------------------------------------------------- engine runs
 def _run(plan, vols, block=BLOCK, prune=True):
-    """Best rotation per volume through the plan, with per-step timers (``calls``: the
-    step-3 transform calls made and in all)."""
+    """Best rotation per volume through the plan, with per-step timers (``calls``: step 3's
+    columns through the pass over m1, slices through the whole pass over m2, and slices
+    in all, as :attr:`LandscapePlan.step3_calls`)."""
     tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0)
-    calls = np.zeros(2, dtype=np.int64)
+    calls = np.zeros(3, dtype=np.int64)
     best_i = np.empty(vols.shape[0], dtype=np.int64)
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
@@ -185,12 +187,12 @@ def _run(plan, vols, block=BLOCK, prune=True):
         # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         t2 = t3 = time.perf_counter()
-        # pruned: step 2 also sums the l1 norms that bound every β slice
-        bounds = np.empty((a1 - a0, plan.table.shape[1])) if prune and plan.prunes else None
-        Xc = plan.step2(Z, bounds)
+        # pruned: step 2 also sums the row norms that bound every β slice
+        norms = plan.norms_array(a1 - a0) if prune and plan.prunes else None
+        Xc = plan.step2(Z, norms)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)
-        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, prune=prune, bounds=bounds)
+        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, norms)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
         t5 = time.perf_counter()
@@ -205,16 +207,23 @@ ROUNDS = 5   # best of, rounds interleaved over configurations (the machines are
 
 def _result(plan, vols, pre, prune, **extra):
     """One configuration's run: plan, best indices and scores, timers, precomputation,
-    total seconds and the fraction of step-3 calls made."""
+    total seconds and the fractions of the step-3 work done: columns transformed over m1,
+    slices transformed over m2 (all rows)."""
     bi, bv, tm, calls = _run(plan, vols, prune=prune)
     return dict(plan=plan, best_i=bi, best_v=bv, tm=tm, pre=pre, total=pre + sum(tm.values()),
-                step3_fraction=calls[0] / calls[1], **extra)
+                step3_fraction=calls[0] / (calls[2] * plan.M),
+                step3_m2_fraction=calls[1] / calls[2], **extra)
 
 
 def _same_best(r1, r2) -> float:
-    """1.0 when two runs found the same best index and score for every volume, else 0.0."""
+    """1.0 when two runs found the same best index for every volume and scores that agree
+    to the rounding of step 3, else 0.0.  The pruned search transforms a slice in other
+    calls than the unpruned one (other SIMD grouping: the last bits differ), each value
+    within margin_2d·l1 of the exact one, and l1 ≤ 2·score for these peaked landscapes
+    (the best slice's peak is 0.83–0.89 of its l1 norm at K = 48)."""
+    tol = 2.0 * r1["plan"]._margin_2d * 2.0
     return float(np.array_equal(r1["best_i"], r2["best_i"])
-                 and np.array_equal(r1["best_v"], r2["best_v"]))
+                 and np.allclose(r1["best_v"], r2["best_v"], rtol=tol, atol=0.0))
 
 
 def _full(grid, target, vols, M=None, precision="double", wigner=None, prune=True):
@@ -322,7 +331,8 @@ def measure(quick: bool = False) -> list[dict]:
                      ratio_vs_numpy_with_wigner=t_np * n_vol / (total_f + t_w),
                      precompute_seconds=pre_f, wigner_seconds=t_w,
                      step1_seconds=tm_f["s1"], step2_seconds=tm_f["s2"],
-                     step3_seconds=tm_f["s3"], step3_calls_fraction=rf["step3_fraction"],
+                     step3_seconds=tm_f["s3"], step3_m1_fraction=rf["step3_fraction"],
+                     step3_m2_fraction=rf["step3_m2_fraction"],
                      compressible_fraction=(pre_f + steps_f) / total_f,
                      best_scores_match_numpy=float(agree),
                      params=dict(params, step3=plan_f.transform, n_slices=plan_f.n_slices)))
@@ -342,7 +352,8 @@ def measure(quick: bool = False) -> list[dict]:
             precompute_seconds=rc["pre"], kernels_eigen_seconds=rc["t_basis"],
             step0_seconds=tm_c["s0"], step1_seconds=tm_c["s1"], step1b_seconds=tm_c["s1b"],
             step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"],
-            step3_calls_fraction=rc["step3_fraction"],
+            step3_m1_fraction=rc["step3_fraction"],
+            step3_m2_fraction=rc["step3_m2_fraction"],
             rel_frobenius=met["rel_frobenius"], correlation=met["correlation"], f=met["f"],
             same_best_as_full=float(np.mean(rc["best_i"] == rf["best_i"])),
             params=dict(params, H_C=H, H_D=H, step3=plan_c.transform, precision=plan_c.precision,
@@ -356,13 +367,13 @@ def measure(quick: bool = False) -> list[dict]:
     recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=ro_f["total"],
                      per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["s1"],
                      step2_seconds=ro_f["tm"]["s2"], step3_seconds=ro_f["tm"]["s3"],
-                     step3_calls_fraction=ro_f["step3_fraction"],
+                     step3_m1_fraction=ro_f["step3_fraction"],
                      params=dict(params, M=M_odd, step3=ro_f["plan"].transform,
                                  n_slices=ro_f["plan"].n_slices)))
     recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=ro_c["total"],
                      per_pair_ms=1e3 * ro_c["total"] / n_vol,
                      speedup_vs_full=ro_f["total"] / ro_c["total"],
-                     step3_seconds=ro_c["tm"]["s3"], step3_calls_fraction=ro_c["step3_fraction"],
+                     step3_seconds=ro_c["tm"]["s3"], step3_m1_fraction=ro_c["step3_fraction"],
                      params=dict(params, M=M_odd, H_C=H2, H_D=H2,
                                  step3=ro_c["plan"].transform)))
     # every step-3 call made (no branch and bound): what the pruning saves on each path

@@ -58,15 +58,19 @@ from radsvd.volumes.wigner import WignerTable, _pair_offsets
 # 1.57 vs BLAS 1.15 ms/pair (cold caches); H_C = 8 numba 0.16-0.22 vs BLAS 0.40 ms/pair)
 SMALL_RANK = 16
 
+# volumes whose step-3 slices share the transform calls of the pruned search
+# (LandscapePlan.step3_best): fewer, larger ducc0 calls and less Python per volume
+SEARCH_UNIT = 4
+
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
-def _contract_rows(Z, row_start, table, L, order, out, l1, want_l1):  # pragma: no cover
+def _contract_rows(Z, row_start, table, L, order, out, norms, want_norms):  # pragma: no cover
     """Step 2: out[a, u, m1, m2 mod M] = conj(Σ_{rows of p} Z[a, row] table[row, u]), and
-    if ``want_l1`` l1[m1, a, u] = Σ_{m2} |out[a, u, m1, m2]| (in double, for the bounds of
-    :meth:`LandscapePlan.step3_best`).
+    if ``want_norms`` the row norms norms[a, u, m1] = w_{m1} Σ_{m2} |out[a, u, m1, m2]|
+    (w_0 = 1, w_{m1>0} = 2; in double, for the bounds of :meth:`LandscapePlan.step3_best`).
 
     Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
     ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
@@ -84,8 +88,7 @@ def _contract_rows(Z, row_start, table, L, order, out, l1, want_l1):  # pragma: 
         m1 = order[t]
         buf_r = np.empty((P, n_a, nu), dtype=table.dtype)
         buf_i = np.empty((P, n_a, nu), dtype=table.dtype)
-        if want_l1:
-            l1[m1] = 0.0
+        acc = np.zeros((n_a, nu))
         for k in range(P):
             p = m1 * P + k
             r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
@@ -120,35 +123,232 @@ def _contract_rows(Z, row_start, table, L, order, out, l1, want_l1):  # pragma: 
                 bi = buf_i[k, a]
                 for u in range(nu):
                     out[a, u, m1, c] = complex(br[u], -bi[u])
-                if want_l1:
-                    acc = l1[m1, a]
+                if want_norms:
                     for u in range(nu):
                         xr = np.float64(br[u])
                         xi = np.float64(bi[u])
-                        acc[u] += np.sqrt(xr * xr + xi * xi)
+                        acc[a, u] += np.sqrt(xr * xr + xi * xi)
+        if want_norms:
+            w = 1.0 if m1 == 0 else 2.0
+            for a in range(n_a):
+                for u in range(nu):
+                    norms[a, u, m1] = w * acc[a, u]
 
 
 @jit
-def _column_bounds(Y, L, out):  # pragma: no cover
-    """out[s] = max_γ (|Y[s, 0, γ]| + 2 Σ_{1 ≤ m1 ≤ L} |Y[s, m1, γ]|), summed in double.
+def _column_bounds(Y, r0, r1, col, tail, out):  # pragma: no cover
+    """Column l1 norms of step-3 slices after the transform over m2, rows r0 ≤ m1 < r1 added
+    to ``col`` (zeroed first if r0 = 0): col[s, γ] += Σ_{m1} w_{m1} |Y[s, m1, γ]| (w_0 = 1,
+    else 2; in double), and out[s] = max_γ col[s, γ] + tail[s].
 
-    ``Y``: step-3 slices after the transform over m2 (count, M//2+1, M).  The transform
-    over m1 then gives X(α, γ) = Re Y(0, γ) + 2 Re Σ_{m1 ≥ 1} Y(m1, γ) e^{-i m1 α} (rows
-    m1 > L are zero), so out[s] bounds every value of slice s."""
-    ns = Y.shape[0]
-    Mc = Y.shape[2]
-    col = np.empty(Mc)
+    The transform over m1 gives X(α, γ) = Re Y(0, γ) + 2 Re Σ_{m1 ≥ 1} Y(m1, γ) e^{-i m1 α},
+    so with every row added (r1 = L + 1, rows above are zero) out[s] bounds slice s; with
+    rows < r1 only, ``tail`` must bound the rest (the row norms of :meth:`step2`)."""
+    ns, Mc = Y.shape[0], Y.shape[2]
     for s in range(ns):
-        for c in range(Mc):
-            col[c] = 0.0
-        for m1 in range(L + 1):
+        c_s = col[s]
+        if r0 == 0:
+            c_s[:] = 0.0
+        for m1 in range(r0, r1):
             w = 1.0 if m1 == 0 else 2.0
             for c in range(Mc):
                 x = Y[s, m1, c]
                 xr = np.float64(x.real)
                 xi = np.float64(x.imag)
-                col[c] += w * np.sqrt(xr * xr + xi * xi)
-        out[s] = col.max()
+                c_s[c] += w * np.sqrt(xr * xr + xi * xi)
+        out[s] = c_s.max() + tail[s]
+
+
+@jit
+def _gather_pairs(src, a0, vols, slices, r0, r1, out):  # pragma: no cover
+    """out[q, r0:r1] = src[a0 + vols[q], slices[q], r0:r1] (slices of several volumes)."""
+    for q in range(vols.size):
+        x = src[a0 + vols[q], slices[q]]
+        for m1 in range(r0, r1):
+            for c in range(src.shape[3]):
+                out[q, m1, c] = x[m1, c]
+
+
+@jit
+def _next_groups(keys, order, a0, pos, top, g, vols, slices):  # pragma: no cover
+    """The next stage-1 batch of a unit of volumes a0, a0+1, ... (pruned step 3): for each
+    volume v, up to g more of its slices in the order ``order`` whose widened l1 norm
+    ``keys`` (sorted) is ≥ its running maximum top[v], into (vols, slices); returns their
+    count.  pos[v] advances (to the end once a norm falls below top[v]: all later do)."""
+    K = 0
+    ns = keys.shape[1]
+    for v in range(pos.size):
+        p = pos[v]
+        c = 0
+        while c < g and p + c < ns and keys[a0 + v, p + c] >= top[v]:
+            vols[K] = v
+            slices[K] = order[a0 + v, p + c]
+            K += 1
+            c += 1
+        pos[v] = p + c if c > 0 else ns
+    return K
+
+
+@jit
+def _leads(bound, vols, top, fresh_only, out):  # pragma: no cover
+    """For each volume (only those without a value yet, top = -inf, if ``fresh_only``) the
+    batch position of its slice of the largest ``bound`` ≥ top[v] into out (ascending;
+    that bound is then set to -inf, so the slice is not taken twice); returns the count."""
+    n = 0
+    for v in range(top.size):
+        if fresh_only and top[v] != -np.inf:
+            continue
+        best = -1
+        for q in range(vols.size):
+            if vols[q] == v and bound[q] > -np.inf and bound[q] >= top[v] and (
+                    best < 0 or bound[q] > bound[best]):
+                best = q
+        if best >= 0:
+            out[n] = best
+            n += 1
+    out[:n].sort()
+    for k in range(n):
+        bound[out[k]] = -np.inf
+    return n
+
+
+@jit
+def _survivors(bound, vols, top, out):  # pragma: no cover
+    """Batch positions q with bound[q] ≥ top[vols[q]] into out (ascending); returns the
+    count."""
+    n = 0
+    for q in range(vols.size):
+        if bound[q] >= top[vols[q]]:
+            out[n] = q
+            n += 1
+    return n
+
+
+@jit
+def _search_update(flat, vols, slices, smax, top, first):  # pragma: no cover
+    """Grid search over computed slices flat[q] = X(volume vols[q], slice slices[q]) as
+    (M², ) rows: smax[v, s] = the slice maximum, top[v] = the running maximum, and for the
+    slices attaining it on arrival first[v, s] = (first position, first position in the
+    half-period-shifted order (i + M/2, j + M/2) mod M)."""
+    M2 = flat.shape[1]
+    M = int(round(np.sqrt(M2)))
+    h = M // 2
+    n = vols.size
+    sm = np.empty(n)
+    for q in range(n):
+        sm[q] = flat[q].max()
+        smax[vols[q], slices[q]] = sm[q]
+        top[vols[q]] = max(top[vols[q]], sm[q])
+    for q in range(n):
+        v = vols[q]
+        if sm[q] != top[v]:
+            continue
+        x = flat[q]
+        k0 = -1
+        ks = M2
+        for k in range(M2):
+            if x[k] == sm[q]:
+                if k0 < 0:
+                    k0 = k
+                i, j = divmod(k, M)
+                ks = min(ks, ((i + h) % M) * M + (j + h) % M)
+        first[v, slices[q], 0] = k0
+        first[v, slices[q], 1] = ks
+
+
+@jit
+def _stage2_inputs(head, part, src, a0, vols, slices, r, rows, col_head, out, col):  # pragma: no cover
+    """Inputs of the rest of the pass over m2 for the stage-1 batch positions ``part``:
+    out[i, :r] = head[part[i]] (rows done), out[i, r:rows] = the slice's other rows from
+    ``src``, col[i] = col_head[part[i]] (their column norms so far)."""
+    Mc = src.shape[3]
+    for i in range(part.size):
+        q = part[i]
+        for m1 in range(r):
+            for c in range(Mc):
+                out[i, m1, c] = head[q, m1, c]
+        x = src[a0 + vols[q], slices[q]]
+        for m1 in range(r, rows):
+            for c in range(Mc):
+                out[i, m1, c] = x[m1, c]
+        for c in range(Mc):
+            col[i, c] = col_head[q, c]
+
+
+@jit
+def _gather_columns(buf, col, vols, top, widen, lead_only, lines, where):  # pragma: no cover
+    """Columns γ of the slices in ``buf`` (after the whole pass over m2) that the pass
+    over m1 needs: those whose column norm col[i, γ]·widen is ≥ the running maximum
+    top[vols[i]], copied as lines[n] = buf[i, :, γ] with where[n] = (i, γ); returns n.
+    lead_only: per volume only its column of the largest norm (a first maximum)."""
+    n = 0
+    rows, Mc = buf.shape[1], buf.shape[2]
+    for i in range(buf.shape[0]):
+        t = top[vols[i]]
+        if lead_only:
+            if t != -np.inf:
+                continue
+            lead = True
+            for i2 in range(i):
+                if vols[i2] == vols[i]:
+                    lead = False                       # one slice per volume at most
+            if not lead:
+                continue
+            c = np.argmax(col[i])
+            for m1 in range(rows):
+                lines[n, m1] = buf[i, m1, c]
+            where[n, 0] = i
+            where[n, 1] = c
+            n += 1
+            continue
+        for c in range(Mc):
+            if col[i, c] * widen >= t:
+                for m1 in range(rows):
+                    lines[n, m1] = buf[i, m1, c]
+                where[n, 0] = i
+                where[n, 1] = c
+                n += 1
+    return n
+
+
+@jit
+def _search_lines(vals, where, vols, slices, smax, top, first):  # pragma: no cover
+    """Grid search over computed columns: vals[n, α] = X(α, γ) of slice i = where[n, 0],
+    column γ = where[n, 1] (lines of one slice consecutive; vols/slices index by i).
+    Like :func:`_search_update`: smax[v, s] (over the computed columns: the others are
+    below the maximum), top[v], and first[v, s] for slices attaining it on arrival."""
+    M = vals.shape[1]
+    h = M // 2
+    nl = where.shape[0]
+    n0 = 0
+    while n0 < nl:                                    # slice by slice
+        i = where[n0, 0]
+        n1 = n0
+        m = -np.inf
+        while n1 < nl and where[n1, 0] == i:
+            m = max(m, np.float64(vals[n1].max()))
+            n1 += 1
+        v, s = vols[i], slices[i]
+        prev = smax[v, s]
+        if m >= prev:
+            smax[v, s] = m
+            if m > top[v]:
+                top[v] = m
+            if m == top[v]:
+                k0 = M * M
+                ks = M * M
+                for n in range(n0, n1):
+                    c = where[n, 1]
+                    for a in range(M):
+                        if vals[n, a] == m:
+                            k0 = min(k0, a * M + c)
+                            ks = min(ks, ((a + h) % M) * M + (c + h) % M)
+                if m == prev and first[v, s, 0] >= 0:      # same maximum seen before
+                    k0 = min(k0, first[v, s, 0])
+                    ks = min(ks, first[v, s, 1])
+                first[v, s, 0] = k0
+                first[v, s, 1] = ks
+        n0 = n1
 
 
 @jit(inline=True)
@@ -458,19 +658,22 @@ class LandscapePlan:
         # radix-2 levels per axis, each ≤ 8u (twiddle product and sum).  A slice whose bound,
         # widened by its margin, is below a value already found cannot hold the maximum of
         # the computed landscape (:meth:`step3_best`): the column bounds of
-        # :func:`_column_bounds` precede the pass over m1 only, the l1 norms of
-        # :meth:`step2` both passes
+        # :func:`_column_bounds` precede one pass (1d; the row norms they leave out, the
+        # other pass too), the l1 norms of :meth:`step2` both passes (2d)
         u = float(np.finfo(rt).eps) / 2.0
         levels = float(np.ceil(np.log2(self.M)))
-        self._margin_m1 = (8.0 * levels + 4.0) * u
+        self._margin_1d = (8.0 * levels + 4.0) * u
         self._margin_2d = (16.0 * levels + 4.0) * u
         # distinct β (column of step 2's output) that each step-3 slice transforms
         self._slice_src = np.arange(nu) if self.M % 2 == 0 else self.src.copy()
         # slices per step-3 call: input + output of a call within ~1 MB of L2 cache
-        # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50);
-        # step3 and step3_best use the same calls, so their values agree to the last bit
+        # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50)
         per_slice = (M // 2 + 1) * M * np.dtype(ct).itemsize + M * M * np.dtype(rt).itemsize
         self.fft_chunk = int(max(1, min(self.n_slices, (1 << 20) // per_slice)))
+        # rows m1 < row_split get the pass over m2 before the others in the pruned search:
+        # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
+        # path's and 99.9% of rank 8's in m1 < 12 = (M/2+1)/4)
+        self.row_split = max(1, (M // 2 + 1) // 4)
         self.precompute_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ steps
@@ -534,14 +737,15 @@ class LandscapePlan:
                        self._tg_re, self._tg_im, self.V, self.L, Y)
         return Y.reshape(coef.shape[0], -1)
 
-    def step2(self, Z: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+    def step2(self, Z: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
         """conj X̂(m1, m2; β_u) for the distinct β_u: (n, n_u, M//2+1 [m1], M [m2 mod M]),
         the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L).
 
-        bounds: optional (n, n_u) float64 array, filled with Σ_{m2} (|X̂(0, m2)| +
-        2 Σ_{m1 ≥ 1} |X̂(m1, m2)|), the l1 norm of each whole spectrum: it bounds every value
-        of that β's landscape slice (for :meth:`step3_best`; summed while the values are in
-        registers)."""
+        norms: optional (n, n_u, L+1) float64 array, filled with the row norms w_{m1}
+        Σ_{m2} |X̂(m1, m2; β_u)| (w_0 = 1, else 2; summed while the values are in registers).
+        Their sum over m1, the l1 norm of the whole spectrum, bounds every value of that β's
+        landscape slice; partial sums bound what the rows left out can add
+        (:meth:`step3_best`)."""
         n = Z.shape[0]
         nu = self.table.shape[1]
         M = self.M
@@ -550,15 +754,12 @@ class LandscapePlan:
         if not self.compressed:
             Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
         Z = np.ascontiguousarray(Z, dtype=self._zt)
-        want = bounds is not None
-        if want and (bounds.shape != (n, nu) or bounds.dtype != np.float64):
-            raise InputError(f"bounds: expected a float64 array of shape {(n, nu)}, got "
-                             f"{bounds.dtype} {bounds.shape}")
-        l1 = self._buffer("l1", (self.L + 1, n, nu) if want else (1, 1, 1), np.float64)
-        _contract_rows(Z, self.rows, self.table, self.L, self.order, out, l1, want)
+        want = norms is not None
         if want:
-            np.multiply(l1[1:].sum(axis=0), 2.0, out=bounds)
-            bounds += l1[0]
+            _check_norms(norms, (n, nu, self.L + 1))
+        else:
+            norms = np.empty((1, 1, 1))
+        _contract_rows(Z, self.rows, self.table, self.L, self.order, out, norms, want)
         return out
 
     def _step3_source(self, Xc: np.ndarray) -> np.ndarray:
@@ -598,7 +799,7 @@ class LandscapePlan:
     @property
     def prunes(self) -> bool:
         """Whether :meth:`step3_best` can skip transforms (more than one chunk of slices);
-        only then are the l1 bounds of :meth:`step2` worth summing."""
+        only then are the row norms of :meth:`step2` worth summing."""
         return len(self._chunks()) > 1
 
     def _per_volume(self, fn, n: int) -> None:
@@ -632,79 +833,150 @@ class LandscapePlan:
         self._per_volume(run, n)
         return S
 
-    def step3_best(self, Xc: np.ndarray, prune: bool = True,
-                   bounds: np.ndarray | None = None):
-        """Step 3 fused with :meth:`best`: each volume's slices are transformed a few at a
-        time (``fft_chunk`` slices, the calls of :meth:`step3`) into a per-thread buffer and
-        searched there while in cache, so the slices never reach memory.  Returns
-        (b, i, j, score) exactly as ``best(step3(Xc))``; ``Xc`` is used as scratch.
+    def step3_best(self, Xc: np.ndarray, norms: np.ndarray | None = None):
+        """Step 3 fused with :meth:`best`: the slices are transformed a few at a time into
+        per-thread buffers and searched there while in cache, so they never reach memory.
+        Returns (b, i, j, score), the grid maximiser of the landscape as :meth:`best`
+        defines it; ``Xc`` is used as scratch.
 
-        prune: branch and bound over the chunks.  With ``bounds`` (the l1 norms from
-        :meth:`step2`) the chunks are visited in decreasing order of their largest l1 norm,
-        and the search stops at the first one below the maximum found so far; a chunk that
-        passes gets the transform over m2, then the pass over m1 only if its largest column
-        l1 norm (:func:`_column_bounds`) is not below that maximum either.  Without
-        ``bounds`` every chunk gets the pass over m2 first and the column norms set the
-        order.  Each bound is widened by the rounding margin of the passes it skips, so a
-        skipped slice holds no computed value ≥ the maximum: the result, ties included, is
-        the same bit for bit.  ``step3_calls`` records (passes over m1 made, chunks)."""
+        Without ``norms`` (or with one chunk of slices, :attr:`prunes`) every slice is
+        transformed, in the calls of :meth:`step3`: the result is ``best(step3(Xc))`` bit
+        for bit.  With ``norms`` (the row norms of :meth:`step2`) it is a branch and bound
+        over the slices, run on units of ``SEARCH_UNIT`` volumes (one ducc0 call serves the
+        slices of all volumes of a unit).  Each volume's slices are visited in decreasing
+        order of their l1 norm (the sum of the row norms), a group of at most
+        ``fft_chunk`` at a time, until the next norm is below the maximum found so far:
+        1. the pass over m2 of rows m1 < ``row_split`` only; their column l1 norms plus the
+           norms of the other rows bound each slice;
+        2. the rest of the pass over m2 for the slices this bound leaves (for a volume
+           without a value yet, its slice of the largest bound first and alone); their
+           column l1 norms (:func:`_column_bounds`) bound each slice again;
+        3. the pass over m1 and the search for the slices this bound leaves.
+        Each bound is widened by the rounding margin of the passes after it, so a skipped
+        slice holds no value ≥ the maximum, however it were transformed: the result is the
+        exact maximiser of the values computed.  A slice's values differ from those of
+        :meth:`step3` only in the last bits (ducc0 rounds the lines of an incomplete SIMD
+        vector differently, and the calls here gather other lines), so scores agree with
+        ``best(step3(Xc))`` to that rounding, and positions unless two grid values are that
+        close.  The calls depend only on the values of a unit: the same result for any
+        thread count.  ``step3_calls`` records (columns γ through the pass over m1, slices
+        through the whole pass over m2, slices); a slice has M columns."""
         n = Xc.shape[0]
-        M = self.M
-        chunks = self._chunks()
-        nc = len(chunks)
-        prune = prune and self.prunes                  # one chunk: nothing to skip
-        if prune and bounds is not None:
-            sb = bounds[:, self._slice_src]
-            pre = np.stack([sb[:, s0:s1].max(axis=1) for s0, s1 in chunks], axis=1)
-            pre *= 1.0 + self._margin_2d
-        else:
-            pre = None
-        work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M), self._rt)
+        M, ns = self.M, self.n_slices
         src = self._step3_source(Xc)
+        if norms is not None:
+            _check_norms(norms, (n, self.table.shape[1], self.L + 1))
+        if norms is None or not self.prunes:
+            work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M),
+                                self._rt)
+            out = [None] * n
+
+            def run(w, a0, a1):
+                for a in range(a0, a1):
+                    search = _GridSearch(self)
+                    for s0, s1 in self._chunks():
+                        self._transform_m2(src[a, s0:s1])
+                        self._transform_m1(src[a, s0:s1], work[w, :s1 - s0])
+                        search.update(np.zeros(s1 - s0, dtype=np.int64), np.arange(s0, s1),
+                                      work[w, :s1 - s0].reshape(s1 - s0, M * M))
+                    out[a] = search.result(0)
+
+            self._per_volume(run, n)
+            self.step3_calls = (n * ns * M, n * ns, n * ns)
+            return _stack_best(out)
+        per_slice = norms[:, self._slice_src]
+        keys = per_slice.sum(axis=2) * (1.0 + self._margin_2d)
+        tails = per_slice[:, :, self.row_split:].sum(axis=2) * (1.0 + self._margin_1d)
+        order = np.argsort(-keys, axis=1, kind="stable")
+        return self._branch_and_bound(src, order, np.take_along_axis(keys, order, axis=1),
+                                      tails)
+
+    def _branch_and_bound(self, src, order, keys, tails):
+        """The pruned search of :meth:`step3_best` (order: each volume's slices by
+        decreasing l1 norm ``keys``; ``tails``: the norms of rows ≥ row_split)."""
+        n = src.shape[0]
+        M, L, ns, g, r = self.M, self.L, self.n_slices, self.fft_chunk, self.row_split
+        rows, V = M // 2 + 1, SEARCH_UNIT
+        cap = V * ns                                    # stage-1 slices of a unit
+        units = [(u0, min(u0 + V, n)) for u0 in range(0, n, V)]
+        workers = min(fft_workers(), len(units))
+        head = self._buffer("head", (workers, cap, r, M), self._ct)
+        whole = self._buffer("whole", (workers, g, rows, M), self._ct)
+        lines = self._buffer("lines", (workers, g * M, rows), self._ct)   # columns γ
+        vals = self._buffer("values", (workers, g * M, M), self._rt)
+        where = self._buffer("where", (workers, g * M, 2), np.int64)
+        cols = self._buffer("colsum", (workers, 2, cap, M), np.float64)
+        bnds = self._buffer("bounds", (workers, 2, cap), np.float64)
+        idx = self._buffer("index", (workers, 4, cap), np.int64)
+        no_tail = np.zeros(g)
+        widen = 1.0 + self._margin_1d
         out = [None] * n
-        calls = np.zeros(n, dtype=np.int64)
-        widen = 1.0 + self._margin_m1
+        counts = np.zeros((len(units), 2), dtype=np.int64)
 
-        def pass_m2(a, k, done, col, col_bound):
-            """Pass over m2 of chunk k of volume a, then (pruning) its column bound."""
-            s0, s1 = chunks[k]
-            self._transform_m2(src[a, s0:s1])
-            done[k] = True
-            if prune:
-                _column_bounds(src[a, s0:s1], self.L, col[s0:s1])
-                col_bound[k] = col[s0:s1].max() * widen
+        def rest(w, u, a0, search, vq, sq, sel):
+            """The rest of the pass over m2, then the pass over m1 of the columns that can
+            hold the maximum (a fresh volume's column of the largest norm first), for the
+            stage-1 positions ``sel``."""
+            for c0 in range(0, sel.size, g):
+                part = sel[c0:c0 + g]
+                k = part.size
+                buf, col, bound = whole[w], cols[w, 1, :k], bnds[w, 1, :k]
+                _stage2_inputs(head[w], part, src, a0, vq, sq, r, rows, cols[w, 0], buf, col)
+                self._transform_m2(buf[:k, r:L + 1])
+                _column_bounds(buf[:k], r, L + 1, col, no_tail, bound)
+                counts[u, 1] += k
+                vp, sp = vq[part], sq[part]
+                for lead_only in (True, False):
+                    nl = _gather_columns(buf[:k], col, vp, search.top, widen, lead_only,
+                                         lines[w], where[w])
+                    if nl:
+                        self._transform_m1(lines[w, :nl], vals[w, :nl])
+                        _search_lines(vals[w, :nl], where[w, :nl], vp, sp, search.smax,
+                                      search.top, search.first)
+                        counts[u, 0] += nl
 
-        def run(w, a0, a1):
-            col = np.empty(self.n_slices)
-            col_bound = np.empty(nc)
-            for a in range(a0, a1):
-                search = _GridSearch(self)
-                done = np.zeros(nc, dtype=np.bool_)
-                if not prune:
-                    order = range(nc)
-                elif pre is not None:
-                    order = np.argsort(-pre[a], kind="stable")
-                else:
-                    for k in range(nc):
-                        pass_m2(a, k, done, col, col_bound)
-                    order = np.argsort(-col_bound, kind="stable")
-                for k in order:
-                    if pre is not None and pre[a, k] < search.top:
-                        break                          # so are all later chunks
-                    if not done[k]:
-                        pass_m2(a, k, done, col, col_bound)
-                    if prune and col_bound[k] < search.top:
-                        if pre is None:
-                            break                      # sorted by the column bounds
-                        continue
-                    s0, s1 = chunks[k]
-                    self._transform_m1(src[a, s0:s1], work[w, :s1 - s0])
-                    search.update(s0, work[w, :s1 - s0].reshape(s1 - s0, M * M))
-                    calls[a] += 1
-                out[a] = search.result()
+        def unit(w, u):
+            a0, a1 = units[u]
+            search = _GridSearch(self, a1 - a0)
+            pos = np.zeros(a1 - a0, dtype=np.int64)
+            vq, sq, lead, sel = idx[w, 0], idx[w, 1], idx[w, 2], idx[w, 3]
+            part = bnds[w, 0]
+            total = 0
+            while True:          # stage 1 for every slice whose l1 norm reaches the maximum
+                K = _next_groups(keys, order, a0, pos, search.top, g, vq[total:], sq[total:])
+                if K == 0:
+                    break
+                new = slice(total, total + K)
+                _gather_pairs(src, a0, vq[new], sq[new], 0, r, head[w, new])
+                self._transform_m2(head[w, new])
+                _column_bounds(head[w, new], 0, r, cols[w, 0, new], tails[a0 + vq[new], sq[new]],
+                               part[new])
+                part[new] *= widen
+                total += K
+                nl = _leads(part[:total], vq[:total], search.top, True, lead)
+                if nl:                                  # a first maximum per volume
+                    rest(w, u, a0, search, vq[:total], sq[:total], lead[:nl])
+            # stages 2 and 3: each volume's slice of the largest bound, then all others left
+            nl = _leads(part[:total], vq[:total], search.top, False, lead)
+            if nl:
+                rest(w, u, a0, search, vq[:total], sq[:total], lead[:nl])
+            n_sel = _survivors(part[:total], vq[:total], search.top, sel)
+            if n_sel:
+                rest(w, u, a0, search, vq[:total], sq[:total], sel[:n_sel])
+            for v in range(a1 - a0):
+                out[a0 + v] = search.result(v)
 
-        self._per_volume(run, n)
-        self.step3_calls = (int(calls.sum()), n * nc)
+        edges = np.linspace(0, len(units), workers + 1).astype(np.int64)
+
+        def run(w, k0, k1):
+            for u in range(k0, k1):
+                unit(w, u)
+
+        if workers <= 1:
+            run(0, 0, len(units))
+        else:
+            list(_pool(workers).map(run, range(workers), edges[:-1], edges[1:]))
+        self.step3_calls = (int(counts[:, 0].sum()), int(counts[:, 1].sum()), n * ns)
         return _stack_best(out)
 
     def expand(self, S: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -742,15 +1014,20 @@ class LandscapePlan:
         out = []
         for a in range(n):
             search = _GridSearch(self)
-            search.update(0, flat[a])
-            out.append(search.result())
+            search.update(np.zeros(ns, dtype=np.int64), np.arange(ns), flat[a])
+            out.append(search.result(0))
         return _stack_best(out)
 
-    def spectra(self, coef: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+    def spectra(self, coef: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
         """Steps 0–2 on a block of volumes (n, R, n_lm): the half-spectra of :meth:`step2`
-        (and its l1 bounds into ``bounds`` if given)."""
+        (and its row norms into ``norms`` if given)."""
         c = self.radial_compress(coef)
-        return self.step2(self.step1_project(c) if self.compressed else self.step1(c), bounds)
+        return self.step2(self.step1_project(c) if self.compressed else self.step1(c), norms)
+
+    def norms_array(self, n: int) -> np.ndarray:
+        """A reusable (n, n_u, L+1) array for the row norms of :meth:`step2` (owned by the
+        plan)."""
+        return self._buffer("norms", (n, self.table.shape[1], self.L + 1), np.float64)
 
     def slices(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
@@ -760,8 +1037,8 @@ class LandscapePlan:
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`)."""
-        bounds = np.empty((coef.shape[0], self.table.shape[1])) if self.prunes else None
-        return self.step3_best(self.spectra(coef, bounds), bounds=bounds)
+        norms = self.norms_array(coef.shape[0]) if self.prunes else None
+        return self.step3_best(self.spectra(coef, norms), norms)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if
@@ -786,40 +1063,41 @@ def _pool(workers: int):
 
 
 class _GridSearch:
-    """Grid maximiser of one volume's landscape, fed its step-3 slices in chunks.
+    """Grid maximisers of the landscapes of ``count`` volumes, fed step-3 slices in batches
+    (:func:`_search_update`).
 
-    Keeps every slice's maximum and, for the slices that attain the running maximum when
-    they arrive (the only ones that can hold the final one), the first position in plain
-    and in half-period-shifted order; :meth:`result` then applies the tie rule of
-    :meth:`LandscapePlan.best` (first maximiser of the whole landscape in C order)."""
+    Keeps every slice's maximum and, for the slices that attain their volume's running
+    maximum when they arrive (the only ones that can hold the final one), the first
+    position in plain and in half-period-shifted order; :meth:`result` then applies the
+    tie rule of :meth:`LandscapePlan.best` (first maximiser of the whole landscape in C
+    order)."""
 
-    def __init__(self, plan: LandscapePlan):
+    def __init__(self, plan: LandscapePlan, count: int = 1):
         self.plan = plan
-        self.smax = np.full(plan.n_slices, -np.inf)
-        self.first = {}                              # slice -> (plain, shifted) position
-        self.top = -np.inf
+        self.smax = np.full((count, plan.n_slices), -np.inf)
+        self.top = np.full(count, -np.inf)
+        self.first = np.full((count, plan.n_slices, 2), -1, dtype=np.int64)
 
-    def update(self, s0: int, flat: np.ndarray) -> None:
-        """Slices s0, s0+1, ... flattened to (count, M²)."""
-        sm = flat.max(axis=1)
-        self.smax[s0:s0 + sm.size] = sm
-        top = max(self.top, float(sm.max()))
-        M = self.plan.M
-        h = M // 2
-        for s in np.flatnonzero(sm == top):
-            k = np.flatnonzero(flat[s] == top)
-            ii, jj = np.divmod(k, M)
-            self.first[s0 + int(s)] = (int(k[0]), int(np.min(((ii + h) % M) * M + (jj + h) % M)))
-        self.top = top
+    def update(self, vols: np.ndarray, slices: np.ndarray, flat: np.ndarray) -> None:
+        """Values of the slices (vols[q], slices[q]), flattened to (count, M²)."""
+        _search_update(flat, vols, slices, self.smax, self.top, self.first)
 
-    def result(self):
-        """(b, i, j, score): first grid β whose slice attains the maximum, then its first
-        (i, j) in the order of that β's landscape."""
+    def result(self, v: int):
+        """(b, i, j, score) of volume v: first grid β whose slice attains the maximum, then
+        its first (i, j) in the order of that β's landscape."""
         p = self.plan
-        b = int(np.argmax(self.smax[p._slice_of] == self.top))
-        plain, shifted = self.first[int(p._slice_of[b])]
-        i, j = divmod(shifted if p._shifted[b] else plain, p.M)
-        return b, i, j, self.top
+        top = float(self.top[v])
+        b = int(np.argmax(self.smax[v, p._slice_of] == top))
+        plain, shifted = self.first[v, p._slice_of[b]]
+        i, j = divmod(int(shifted if p._shifted[b] else plain), p.M)
+        return b, i, j, top
+
+
+def _check_norms(norms, shape) -> None:
+    """Row norms for step 2 / step 3: a float64 array of the plan's shape."""
+    if not isinstance(norms, np.ndarray) or norms.shape != shape or norms.dtype != np.float64:
+        got = f"{norms.dtype} {norms.shape}" if isinstance(norms, np.ndarray) else type(norms)
+        raise InputError(f"norms: expected a float64 array of shape {shape}, got {got}")
 
 
 def _stack_best(rows):

@@ -26,6 +26,6 @@ def test_quick_measure_records():
         assert isinstance(r["seconds"], float) and r["seconds"] >= 0 and "params" in r
     full = next(r for r in recs if r["name"] == "volumes.full")
     assert full["best_scores_match_numpy"] == 1.0
-    # the runs without branch and bound find the same best rotations (bit for bit)
+    # the runs without branch and bound find the same best rotations (scores to rounding)
     unpruned = [r for r in recs if r["name"].endswith(".unpruned")]
     assert len(unpruned) == 2 and all(r["same_best_as_pruned"] == 1.0 for r in unpruned)

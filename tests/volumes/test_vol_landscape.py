@@ -93,11 +93,27 @@ def test_best_picks_first_maximiser_of_whole_landscape(M):
         np.testing.assert_array_equal(score, X[np.arange(4), k])
 
 
+def _second_best_gap(X):
+    """Per volume: the maximum minus the largest value elsewhere (flattened step-3 slices:
+    mirrored β of even M would repeat every value)."""
+    k = np.argmax(X, axis=1)
+    Y = X.copy()
+    Y[np.arange(X.shape[0]), k] = -np.inf
+    return X.max(axis=1) - Y.max(axis=1)
+
+
+def _rounding(plan, norms):
+    """Largest difference two computations of one step-3 value can show: each is within
+    margin_2d · l1 of the exact value (l1: the slice's norm, at most the largest one)."""
+    return 2.0 * plan._margin_2d * norms.sum(axis=2).max(axis=1)
+
+
 @pytest.mark.parametrize("M", [12, 13])
 def test_fused_step3_best_equals_argmax_of_landscape(M):
-    """best_rotations (step 3 and the search fused per volume) gives exactly the argmax of
-    the whole landscape, for the full and a compressed plan and 1 or 2 threads; and
-    step3_best on planted ties gives what best() gives on the slices."""
+    """step3_best without row norms (every slice, the calls of step3) gives the argmax of
+    the whole landscape bit for bit, for the full and a compressed plan, 1 or 2 threads;
+    the pruned search (best_rotations) gives it to the rounding of step 3; both apply the
+    tie rule on planted ties."""
     grid = ShellGrid(K=5, R=4, L=5)
     A, B = _coefficients(grid, 5, 22), _coefficients(grid, 1, 23)
     basis = volume_svd(B, grid)
@@ -108,22 +124,34 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
             X = plan(A).reshape(A.shape[0], -1)
             k = np.argmax(X, axis=1)
             with threads(n):
-                b, i, j, score = plan.best_rotations(A)
+                b, i, j, score = plan.step3_best(plan.spectra(A))
+                got = plan.best_rotations(A)
             np.testing.assert_array_equal(
                 np.ravel_multi_index((b, i, j), (plan.n_beta, M, M)), k)
             np.testing.assert_array_equal(score, X[np.arange(A.shape[0]), k])
+            norms = np.empty((A.shape[0], plan.table.shape[1], plan.L + 1))
+            plan.spectra(A, norms)
+            tol = _rounding(plan, norms)
+            gap = _second_best_gap(plan.slices(A).reshape(A.shape[0], -1))
+            assert np.all(gap > 2 * tol)                   # no near-ties in this data
+            np.testing.assert_array_equal(
+                np.ravel_multi_index(got[:3], (plan.n_beta, M, M)), k)
+            assert np.all(np.abs(got[3] - score) <= tol)
     # ties: a half-spectrum whose transform is constant (only m1 = m2 = 0) makes every grid
     # point a maximiser; the first one is (b, i, j) = (0, 0, 0), whichever slice holds it
     Xc = np.zeros((3, plan.wigner.betas.size, M // 2 + 1, M), dtype=plan._ct)
     Xc[:, :, 0, 0] = 1.0
+    norms = np.zeros((3, Xc.shape[1], plan.L + 1))
+    norms[:, :, 0] = 1.0
     ref = plan.best(plan.step3(Xc.copy()))
+    assert np.all(ref[0] == 0) and np.all(ref[1] == 0) and np.all(ref[2] == 0)
     for n, chunk in ((1, 3), (2, 2), (2, 1)):
         plan.fft_chunk = chunk
         with threads(n):
-            got = plan.step3_best(Xc.copy())
-        for x, y in zip(got, ref):
-            np.testing.assert_array_equal(x, y)
-    assert np.all(ref[0] == 0) and np.all(ref[1] == 0) and np.all(ref[2] == 0)
+            for nm in (None, norms):
+                got = plan.step3_best(Xc.copy(), nm)
+                for x, y in zip(got, ref):
+                    np.testing.assert_array_equal(x, y)
 
 
 def _peaked(grid, B, n, seed):
@@ -134,36 +162,41 @@ def _peaked(grid, B, n, seed):
 
 
 @pytest.mark.parametrize("M", [16, 17])
-def test_pruned_search_skips_slices_and_changes_nothing(M):
-    """Branch and bound in step3_best skips most slices of peaked landscapes and returns the
-    same (b, i, j, score), bit for bit, as the search over every slice (full and compressed
-    plans, even and odd M, 1 and 2 threads)."""
+def test_pruned_search_skips_work_and_finds_the_maximum(M):
+    """Branch and bound in step3_best skips most of step 3 on peaked landscapes and finds
+    the maximiser of the search over every slice, its score to the rounding of step 3
+    (full and compressed plans, even and odd M); the same bits for 1 and 2 threads."""
     grid = ShellGrid(K=8, R=5, L=7)
     B = _coefficients(grid, 1, 30)
-    A = _peaked(grid, B, 6, 31)
+    A = _peaked(grid, B, 9, 31)                        # 3 units of the pruned search
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=16, M=M),
                  prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)):
         plan.fft_chunk = 1
-        Xc = plan.spectra(A)
-        ref = plan.step3_best(Xc.copy(), prune=False)
-        total = plan.step3_calls[1]
-        assert plan.step3_calls == (total, total)
-        bounds = np.empty((A.shape[0], Xc.shape[1]))
-        plan.step2(plan.step1_project(plan.radial_compress(A)) if plan.compressed
-                   else plan.step1(A), bounds)
-        for n, b in ((1, None), (2, None), (1, bounds), (2, bounds)):
+        norms = np.empty((A.shape[0], plan.table.shape[1], plan.L + 1))
+        Xc = plan.spectra(A, norms)
+        ref = plan.step3_best(Xc.copy())
+        slices = A.shape[0] * plan.n_slices
+        assert plan.step3_calls == (slices * M, slices, slices)
+        runs = []
+        for n in (1, 2):
             with threads(n):
-                got = plan.step3_best(Xc.copy(), bounds=b)
-            assert plan.step3_calls[0] < total / 2
-            for x, y in zip(got, ref):
-                np.testing.assert_array_equal(x, y)
-        np.testing.assert_array_equal(plan.best_rotations(A)[3], ref[3])
+                runs.append(plan.step3_best(Xc.copy(), norms))
+            columns, whole, total = plan.step3_calls
+            assert total == slices and whole < slices / 2 and columns < slices * M / 10
+        for x, y in zip(*runs):
+            np.testing.assert_array_equal(x, y)
+        for x, y in zip(runs[0][:3], ref[:3]):
+            np.testing.assert_array_equal(x, y)
+        assert np.all(np.abs(runs[0][3] - ref[3]) <= _rounding(plan, norms))
+        for x, y in zip(plan.best_rotations(A), runs[0]):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_column_bound_holds_and_is_attained():
     """_column_bounds (after the transform over m2) bounds every value of its slice, and
-    equals the slice maximum when all coefficients are real and positive (at α = γ = 0)."""
+    equals the slice maximum when all coefficients are real and positive (at α = γ = 0);
+    rows added in two calls give the same sums as in one."""
     from radsvd.volumes.landscape import _column_bounds
 
     grid = ShellGrid(K=5, R=3, L=5)
@@ -172,6 +205,7 @@ def test_column_bound_holds_and_is_attained():
     rng = np.random.default_rng(41)
     used = np.zeros((M // 2 + 1, M), dtype=bool)
     used[:L + 1, :L + 1] = used[:L + 1, M - L:] = True             # m1 ≤ L, |m2| ≤ L
+    zero = np.zeros(ns)
     for positive in (False, True):
         Xc = rng.standard_normal((1, ns, M // 2 + 1, M)) + 0j
         if not positive:
@@ -181,17 +215,23 @@ def test_column_bound_holds_and_is_attained():
         X = plan.step3(Xc.copy())[0].reshape(ns, -1)
         Y = Xc[0].copy()
         plan._transform_m2(Y)
-        bound = np.empty(ns)
-        _column_bounds(Y, L, bound)
-        assert np.all(X.max(axis=1) <= bound * (1 + plan._margin_m1))
+        bound, col = np.empty(ns), np.empty((ns, M))
+        _column_bounds(Y, 0, L + 1, col, zero, bound)
+        assert np.all(X.max(axis=1) <= bound * (1 + plan._margin_1d))
+        split, col2 = np.empty(ns), np.empty((ns, M))
+        _column_bounds(Y, 0, 2, col2, zero, split)
+        _column_bounds(Y, 2, L + 1, col2, zero, split)
+        np.testing.assert_allclose(split, bound, rtol=1e-15)
         if positive:
             np.testing.assert_allclose(X[:, 0], bound, rtol=1e-13)
             assert np.all(X.max(axis=1) == X[:, 0])
 
 
-def test_step2_l1_norms_bound_the_slices():
-    """step2(Z, bounds) returns the same spectra and fills the l1 norm of every whole
-    (Hermitian) spectrum, which bounds its slice and is never below the column bounds."""
+def test_step2_row_norms_bound_the_slices():
+    """step2(Z, norms) returns the same spectra and fills the weighted l1 norm of every row
+    m1 of every (Hermitian) spectrum: their sum bounds the slice, and so do the column
+    norms of the rows m1 < row_split (after the pass over m2) plus the norms of the others
+    (the bound of the pruned search); it is never below the full column bounds."""
     from radsvd.volumes.landscape import _column_bounds
 
     grid = ShellGrid(K=6, R=4, L=6)
@@ -199,25 +239,37 @@ def test_step2_l1_norms_bound_the_slices():
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=10, M=14), prepare(grid, B, n_beta=10, M=13),
                  prepare(grid, B, basis, ranks=(2, 3), n_beta=10)):
+        L, r = plan.L, plan.row_split
+        assert 1 <= r <= L
         c = plan.radial_compress(A)
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         Xc = plan.step2(Z).copy()
-        bounds = np.full((3, Xc.shape[1]), np.nan)
-        np.testing.assert_array_equal(plan.step2(Z, bounds), Xc)
-        w = np.where(np.arange(Xc.shape[2]) == 0, 1.0, 2.0)
-        ref = np.einsum("nujk,j->nu", np.abs(Xc.astype(np.complex128)), w)
-        np.testing.assert_allclose(bounds, ref, rtol=1e-12)
+        norms = np.full((3, Xc.shape[1], L + 1), np.nan)
+        np.testing.assert_array_equal(plan.step2(Z, norms), Xc)
+        w = np.where(np.arange(L + 1) == 0, 1.0, 2.0)
+        ref = np.abs(Xc[:, :, :L + 1].astype(np.complex128)).sum(axis=3) * w
+        np.testing.assert_allclose(norms, ref, rtol=1e-12)
+        assert np.all(Xc[:, :, L + 1:] == 0)
         S = plan.step3(Xc.copy())
-        sb = bounds[:, plan._slice_src]
-        assert np.all(S.reshape(3, S.shape[1], -1).max(axis=2) <= sb * (1 + plan._margin_2d))
+        smax = S.reshape(3, S.shape[1], -1).max(axis=2)
+        per_slice = norms[:, plan._slice_src]
+        assert np.all(smax <= per_slice.sum(axis=2) * (1 + plan._margin_2d))
         Y = plan._step3_source(Xc.copy())
+        zero = np.zeros(plan.n_slices)
         for a in range(3):
             plan._transform_m2(Y[a])
-            col = np.empty(plan.n_slices)
-            _column_bounds(Y[a], plan.L, col)
-            assert np.all(col <= sb[a] * (1 + plan._margin_m1))   # m2 pass: same levels
-    with pytest.raises(InputError, match="bounds"):
-        plan.step2(Z, np.empty((2, Xc.shape[1])))
+            col = np.empty((plan.n_slices, plan.M))
+            full, part = np.empty(plan.n_slices), np.empty(plan.n_slices)
+            _column_bounds(Y[a], 0, L + 1, col, zero, full)
+            tails = per_slice[a, :, r:].sum(axis=1) * (1 + plan._margin_1d)
+            _column_bounds(Y[a], 0, r, col, tails, part)
+            assert np.all(smax[a] <= part * (1 + plan._margin_1d))
+            assert np.all(full <= part * (1 + plan._margin_1d))
+            assert np.all(full <= per_slice[a].sum(axis=1) * (1 + plan._margin_1d))
+    with pytest.raises(InputError, match="norms"):
+        plan.step2(Z, np.empty((2, Xc.shape[1], plan.L + 1)))
+    with pytest.raises(InputError, match="norms"):
+        plan.step3_best(Xc.copy(), np.empty((3, Xc.shape[1])))
 
 
 def test_full_ranks_equal_full_and_low_ranks_differ():

@@ -43,6 +43,7 @@ onto the degree vectors as soon as it is formed, so T never reaches memory.  Ful
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 from numba import prange
@@ -966,16 +967,18 @@ class LandscapePlan:
             for v in range(a1 - a0):
                 out[a0 + v] = search.result(v)
 
-        edges = np.linspace(0, len(units), workers + 1).astype(np.int64)
+        next_unit = itertools.count()                   # units to workers as they free up
 
-        def run(w, k0, k1):
-            for u in range(k0, k1):
+        def run(w):
+            for u in iter(lambda: next(next_unit), None):
+                if u >= len(units):
+                    return
                 unit(w, u)
 
         if workers <= 1:
-            run(0, 0, len(units))
+            run(0)
         else:
-            list(_pool(workers).map(run, range(workers), edges[:-1], edges[1:]))
+            list(_pool(workers).map(run, range(workers)))
         self.step3_calls = (int(counts[:, 0].sum()), int(counts[:, 1].sum()), n * ns)
         return _stack_best(out)
 

@@ -188,7 +188,7 @@ def _run(plan, vols, block=BLOCK, prune=True):
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         t2 = t3 = time.perf_counter()
         # pruned: step 2 also sums the row norms that bound every β slice
-        norms = plan.norms_array(a1 - a0) if prune and plan.prunes else None
+        norms = plan.norms_array(a1 - a0) if prune else None
         Xc = plan.step2(Z, norms)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)

@@ -132,7 +132,10 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
     ranks=None: full landscape; ranks=(H_C, H_D) with ``basis`` (:func:`volume_svd` of the
     target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
-    landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes.
+    landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes; without
+    landscapes the grid maximum comes from the pruned search
+    (:meth:`LandscapePlan.step3_best`), exact for the values it computes: scores may differ
+    in the last bits between block sizes (never between thread counts).
     precision: "double", "single" or None (step-3 transform; None: double for the full
     path, single for compressed plans; see :func:`prepare`).
     """

@@ -20,9 +20,12 @@ Full path (eq. 104):
           (ducc0.fft.c2r, a few β slices of one volume per call so that they stay in cache);
           for the best rotations alone it is fused with the search
           (:meth:`LandscapePlan.best_rotations`): the slices never reach memory, and
-          slices that cannot hold the maximum are skipped (branch and bound, exact): the l1
-          norm of a slice's spectrum (summed in step 2) gates both FFT passes, its largest
-          column l1 norm after the pass over m2 gates the pass over m1.
+          whatever cannot hold the maximum is skipped (branch and bound, exact): the l1
+          norm of a slice's spectrum (row norms summed in step 2) gates the pass over m2 of
+          its first rows m1 < row_split; their column norms plus the other rows' norms gate
+          the rest of that pass; the column norms then gate the pass over m1 column by
+          column.  About 3% of the slices get the whole pass over m2 and 0.1–1% of the
+          columns the pass over m1 (K = 48).
 Symmetries used: real volumes give X̂(-m1, -m2) = conj X̂(m1, m2), so only m1 ≥ 0 is formed
 and step 3 is complex-to-real; and d^l_{m1,m2}(-β) = (-1)^{m1-m2} d^l_{m1,m2}(β), so step 2
 runs only for the distinct β (β ≥ 0 and β = -π: n_β/2 + 1 of them).  For even M that
@@ -161,13 +164,20 @@ def _column_bounds(Y, r0, r1, col, tail, out):  # pragma: no cover
 
 
 @jit
-def _gather_pairs(src, a0, vols, slices, r0, r1, out):  # pragma: no cover
-    """out[q, r0:r1] = src[a0 + vols[q], slices[q], r0:r1] (slices of several volumes)."""
+def _gather_pairs(Xc, a0, vols, slices, slice_u, flip, sign, r0, r1, out):  # pragma: no cover
+    """out[q, r0:r1] = rows r0:r1 of the step-3 input of slice slices[q] of volume
+    a0 + vols[q]: the spectrum Xc[a, slice_u[s]], times the mirror sign (-1)^{m1-m2}
+    (``sign``, rows × M) where flip[s] (odd M: the grid's negative β)."""
     for q in range(vols.size):
-        x = src[a0 + vols[q], slices[q]]
+        s = slices[q]
+        x = Xc[a0 + vols[q], slice_u[s]]
         for m1 in range(r0, r1):
-            for c in range(src.shape[3]):
-                out[q, m1, c] = x[m1, c]
+            if flip[s]:
+                for c in range(Xc.shape[3]):
+                    out[q, m1, c] = x[m1, c] * sign[m1, c]
+            else:
+                for c in range(Xc.shape[3]):
+                    out[q, m1, c] = x[m1, c]
 
 
 @jit
@@ -258,22 +268,20 @@ def _search_update(flat, vols, slices, smax, top, first):  # pragma: no cover
 
 
 @jit
-def _stage2_inputs(head, part, src, a0, vols, slices, r, rows, col_head, out, col):  # pragma: no cover
+def _stage2_inputs(head, part, Xc, a0, vols, slices, slice_u, flip, sign, r, rows, col_head,
+                   out, col):  # pragma: no cover
     """Inputs of the rest of the pass over m2 for the stage-1 batch positions ``part``:
-    out[i, :r] = head[part[i]] (rows done), out[i, r:rows] = the slice's other rows from
-    ``src``, col[i] = col_head[part[i]] (their column norms so far)."""
-    Mc = src.shape[3]
+    out[i, :r] = head[part[i]] (rows done), out[i, r:rows] = the slice's other rows (as
+    :func:`_gather_pairs`), col[i] = col_head[part[i]] (their column norms so far)."""
+    Mc = Xc.shape[3]
     for i in range(part.size):
         q = part[i]
         for m1 in range(r):
             for c in range(Mc):
                 out[i, m1, c] = head[q, m1, c]
-        x = src[a0 + vols[q], slices[q]]
-        for m1 in range(r, rows):
-            for c in range(Mc):
-                out[i, m1, c] = x[m1, c]
         for c in range(Mc):
             col[i, c] = col_head[q, c]
+    _gather_pairs(Xc, a0, vols[part], slices[part], slice_u, flip, sign, r, rows, out)
 
 
 @jit
@@ -541,13 +549,14 @@ class LandscapePlan:
     Built by :func:`prepare`; ``precompute_seconds`` records its cost.  Calling the plan on
     a block of volumes returns fresh landscapes (:meth:`slices` then :meth:`expand`); the
     best rotations need only :meth:`best_rotations` (steps 0–2, then step 3 fused with the
-    search on the distinct β of even M; equal to :meth:`best` of :meth:`slices`).  The
+    search on the distinct β of even M, pruned; equal to :meth:`best` of :meth:`slices` up
+    to the rounding of step 3, see :meth:`step3_best`).  The
     step methods are exposed for timing and reuse work buffers (the arrays returned by
     ``step2``/``step3``/``slices`` are overwritten by the next call).  One plan per thread.
     ``n_slices``: β planes step 3 computes (n_β/2+1 for even M and the reference grid);
     ``fft_chunk``: slices per step-3 transform call (sized for a 1 MB cache; other values
     change the landscapes only in the last bits, and a given value is bitwise reproducible
-    for any thread count).
+    for any thread count); ``row_split``: rows m1 the pruned search transforms first.
     """
 
     def __init__(self, grid: ShellGrid, coef_target, basis: VolumeBasis | None = None,
@@ -654,6 +663,10 @@ class LandscapePlan:
             m1s = np.arange(self.M // 2 + 1)
             sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
             self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
+        # the pruned search folds the sign in as it gathers the slices it transforms
+        self._slice_flip = self.flip.copy() if self.M % 2 else np.zeros(nu, dtype=np.bool_)
+        self._mirror_sign = (sign.astype(rt) if self.M % 2
+                             else np.ones((self.M // 2 + 1, self.M), dtype=rt))
         self._runs = _runs_shift(self._slice_of, self._shifted)
         # rounding of the transforms relative to the l1 mass passing through: ⌈log2 M⌉
         # radix-2 levels per axis, each ≤ 8u (twiddle product and sum).  A slice whose bound,
@@ -797,12 +810,6 @@ class LandscapePlan:
         ns, ch = self.n_slices, self.fft_chunk
         return [(s0, min(s0 + ch, ns)) for s0 in range(0, ns, ch)]
 
-    @property
-    def prunes(self) -> bool:
-        """Whether :meth:`step3_best` can skip transforms (more than one chunk of slices);
-        only then are the row norms of :meth:`step2` worth summing."""
-        return len(self._chunks()) > 1
-
     def _per_volume(self, fn, n: int) -> None:
         """Run fn(worker, a0, a1) over contiguous chunks of the n volumes, one chunk per FFT
         worker thread (ducc0 and numpy release the GIL); worker w owns work slot w."""
@@ -840,19 +847,21 @@ class LandscapePlan:
         Returns (b, i, j, score), the grid maximiser of the landscape as :meth:`best`
         defines it; ``Xc`` is used as scratch.
 
-        Without ``norms`` (or with one chunk of slices, :attr:`prunes`) every slice is
-        transformed, in the calls of :meth:`step3`: the result is ``best(step3(Xc))`` bit
-        for bit.  With ``norms`` (the row norms of :meth:`step2`) it is a branch and bound
-        over the slices, run on units of ``SEARCH_UNIT`` volumes (one ducc0 call serves the
-        slices of all volumes of a unit).  Each volume's slices are visited in decreasing
-        order of their l1 norm (the sum of the row norms), a group of at most
+        Without ``norms`` every slice is transformed, in the calls of :meth:`step3`: the
+        result is ``best(step3(Xc))`` bit for bit.  With ``norms`` (the row norms of
+        :meth:`step2`) it is a branch and bound, run on units of ``SEARCH_UNIT`` volumes
+        (one ducc0 call serves the slices of all volumes of a unit).  Each volume's slices
+        are visited in decreasing order of their l1 norm (the sum of the row norms),
         ``fft_chunk`` at a time, until the next norm is below the maximum found so far:
         1. the pass over m2 of rows m1 < ``row_split`` only; their column l1 norms plus the
            norms of the other rows bound each slice;
-        2. the rest of the pass over m2 for the slices this bound leaves (for a volume
-           without a value yet, its slice of the largest bound first and alone); their
-           column l1 norms (:func:`_column_bounds`) bound each slice again;
-        3. the pass over m1 and the search for the slices this bound leaves.
+        2. once every slice that may hold the maximum has had stage 1, the rest of the pass
+           over m2 for the slices this bound leaves, each volume's slice of the largest
+           bound first (a first maximum where none is known yet); their column l1 norms
+           (:func:`_column_bounds`) bound each column γ;
+        3. the pass over m1 for the columns this bound leaves (:func:`_gather_columns`, a
+           volume's column of the largest norm first while it has no maximum), and the
+           search over them (:func:`_search_lines`).
         Each bound is widened by the rounding margin of the passes after it, so a skipped
         slice holds no value ≥ the maximum, however it were transformed: the result is the
         exact maximiser of the values computed.  A slice's values differ from those of
@@ -864,10 +873,10 @@ class LandscapePlan:
         through the whole pass over m2, slices); a slice has M columns."""
         n = Xc.shape[0]
         M, ns = self.M, self.n_slices
-        src = self._step3_source(Xc)
         if norms is not None:
             _check_norms(norms, (n, self.table.shape[1], self.L + 1))
-        if norms is None or not self.prunes:
+        if norms is None:
+            src = self._step3_source(Xc)
             work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M),
                                 self._rt)
             out = [None] * n
@@ -889,13 +898,15 @@ class LandscapePlan:
         keys = per_slice.sum(axis=2) * (1.0 + self._margin_2d)
         tails = per_slice[:, :, self.row_split:].sum(axis=2) * (1.0 + self._margin_1d)
         order = np.argsort(-keys, axis=1, kind="stable")
-        return self._branch_and_bound(src, order, np.take_along_axis(keys, order, axis=1),
+        return self._branch_and_bound(Xc, order, np.take_along_axis(keys, order, axis=1),
                                       tails)
 
-    def _branch_and_bound(self, src, order, keys, tails):
-        """The pruned search of :meth:`step3_best` (order: each volume's slices by
-        decreasing l1 norm ``keys``; ``tails``: the norms of rows ≥ row_split)."""
-        n = src.shape[0]
+    def _branch_and_bound(self, Xc, order, keys, tails):
+        """The pruned search of :meth:`step3_best` on the spectra ``Xc`` (order: each
+        volume's slices by decreasing l1 norm ``keys``; ``tails``: the norms of rows ≥
+        row_split)."""
+        n = Xc.shape[0]
+        su, flip, sign = self._slice_src, self._slice_flip, self._mirror_sign
         M, L, ns, g, r = self.M, self.L, self.n_slices, self.fft_chunk, self.row_split
         rows, V = M // 2 + 1, SEARCH_UNIT
         cap = V * ns                                    # stage-1 slices of a unit
@@ -922,7 +933,8 @@ class LandscapePlan:
                 part = sel[c0:c0 + g]
                 k = part.size
                 buf, col, bound = whole[w], cols[w, 1, :k], bnds[w, 1, :k]
-                _stage2_inputs(head[w], part, src, a0, vq, sq, r, rows, cols[w, 0], buf, col)
+                _stage2_inputs(head[w], part, Xc, a0, vq, sq, su, flip, sign, r, rows,
+                               cols[w, 0], buf, col)
                 self._transform_m2(buf[:k, r:L + 1])
                 _column_bounds(buf[:k], r, L + 1, col, no_tail, bound)
                 counts[u, 1] += k
@@ -948,7 +960,7 @@ class LandscapePlan:
                 if K == 0:
                     break
                 new = slice(total, total + K)
-                _gather_pairs(src, a0, vq[new], sq[new], 0, r, head[w, new])
+                _gather_pairs(Xc, a0, vq[new], sq[new], su, flip, sign, 0, r, head[w, new])
                 self._transform_m2(head[w, new])
                 _column_bounds(head[w, new], 0, r, cols[w, 0, new], tails[a0 + vq[new], sq[new]],
                                part[new])
@@ -1040,7 +1052,7 @@ class LandscapePlan:
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`)."""
-        norms = self.norms_array(coef.shape[0]) if self.prunes else None
+        norms = self.norms_array(coef.shape[0])
         return self.step3_best(self.spectra(coef, norms), norms)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -462,3 +462,37 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     full = prepare(grid, B)
     with pytest.raises(InputError, match="compressed"):
         full.step1_project(c)
+
+
+def test_search_over_columns_merges_calls():
+    """_search_lines keeps a slice's first maximiser across calls: a larger maximum found
+    later replaces it, an equal one merges (first position in plain and in shifted order)."""
+    from radsvd.volumes.landscape import _search_lines
+
+    M, h = 6, 3
+    vols, slices = np.array([0]), np.array([2])
+    smax = np.full((1, 4), -np.inf)
+    top = np.full(1, -np.inf)
+    first = np.full((1, 4, 2), -1, dtype=np.int64)
+
+    def call(columns, peak):
+        vals = np.zeros((len(columns), M))
+        for n, (c, alphas) in enumerate(columns):
+            vals[n, alphas] = peak
+        where = np.array([[0, c] for c, _ in columns], dtype=np.int64)
+        _search_lines(vals, where, vols, slices, smax, top, first)
+
+    def shifted(a, c):
+        return ((a + h) % M) * M + (c + h) % M
+
+    call([(4, [5])], 2.0)                              # (α, γ) = (5, 4)
+    assert top[0] == 2.0 and tuple(first[0, 2]) == (5 * M + 4, shifted(5, 4))
+    call([(1, [3]), (5, [0])], 3.0)                    # larger: replaces
+    assert top[0] == 3.0 and smax[0, 2] == 3.0
+    assert tuple(first[0, 2]) == (min(3 * M + 1, 0 * M + 5), min(shifted(3, 1), shifted(0, 5)))
+    call([(0, [2]), (3, [4])], 3.0)                    # equal: merges
+    k = [3 * M + 1, 5, 2 * M + 0, 4 * M + 3]
+    ks = [shifted(3, 1), shifted(0, 5), shifted(2, 0), shifted(4, 3)]
+    assert tuple(first[0, 2]) == (min(k), min(ks))
+    call([(2, [1])], 1.0)                              # smaller: no change
+    assert smax[0, 2] == 3.0 and tuple(first[0, 2]) == (min(k), min(ks))

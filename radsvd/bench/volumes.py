@@ -11,7 +11,9 @@ Records (``measure``):
   β), per pair, on the same grid as the engine.
 * ``volumes.full``: the engine's full path (best rotation per volume), per pair, ratio to
   numpy, time split over steps 1, 2 and 3 (step 3 fused with the grid search,
-  :meth:`LandscapePlan.step3_best`: the argmax is part of step 3);
+  :meth:`LandscapePlan.step3_best`: the argmax is part of step 3), the share of step 3's
+  work its branch and bound leaves (``step3_m2_fraction``: slices through the whole pass
+  over m2; ``step3_m1_fraction``: columns through the pass over m1);
   ``compressible_fraction`` = (per-target precomputation + steps 1–2) / total, the only
   part compression can shrink.
 * ``volumes.rank{H}``: compressed path at H_C = H_D = H (single-precision steps 2 and 3,
@@ -35,44 +37,53 @@ otherwise OpenBLAS worker threads spin after each GEMM and slow the numba kernel
 follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewise after
 each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
-Why the compressed path is ~1.6–1.8× (not 2.5×) faster at H = 8 (K = 48, 2 cores,
-2026-12-01, quietest of three runs: full 2.38 ms/pair = step 1 0.95, step 2 1.12 (with
-the l1 norms of the slices), step 3 + search 0.29; rank 8 1.37 ms/pair = precompute
-0.08, step 0 0.14, steps 1+1b 0.25, step 2 0.39, step 3 + search 0.51; without the
-branch and bound, same run, 2.99 and 1.59 ms/pair, 1.88×):
+Why the compressed path is ~2× (not 2.5×) faster at H = 8 (K = 48, 2 cores, 2026-12-01,
+the run with the quietest full path of three: full 2.13 ms/pair = step 1 0.94, step 2 1.01
+(with the row norms), step 3 + search 0.16; rank 8 1.08 ms/pair = precompute 0.08, step 0
+0.13, steps 1+1b 0.31, step 2 0.37, step 3 + search 0.18; 1.98–2.03× over the runs; without
+the branch and bound, same run, 3.14 and 1.71 ms/pair, 1.84×):
 1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
-   pair) does not shrink with H: unpruned 1.0–1.2 ms/pair in double and 0.75–0.85 in
-   single precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact:
-   l1 and column bounds per β slice) removes most of it from the full path, whose
-   landscapes have one peak that stands out against the l1 norms (at K = 48: 18% of
-   the chunks of slices need the pass over m2 and 11% the pass over m1), but less from
-   compressed ones (H = 8: ~59% and 25–39%; ``step3_calls_fraction`` records the share
-   of m1 passes): it made the full path 1.1–1.3× faster and rank 8 1.1–1.2×, so it
-   lowered the ratio.  ``volumes.*.unpruned`` are the same runs without it.
-2. The full path's steps 1–2 are already efficient (the numpy baseline is ~70× slower):
+   pair) does not shrink with H: unpruned 1.1–1.2 ms/pair in double and 0.85–0.9 in
+   single precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact: l1
+   norms per slice, per slice after the FFT over the rows m1 < row_split, per column after
+   the whole FFT over m2) leaves ~3% of the slices for the whole pass over m2 and 0.1–1% of
+   the columns for the pass over m1 (``step3_m2_fraction``, ``step3_m1_fraction``) on both
+   paths: step 3 is now 0.16–0.22 ms/pair on both, so the ratio is set by steps 0–2 and
+   the precomputation (``steps012_speedup_vs_full`` 2.4–2.5).  Compressed landscapes
+   stand out less against their l1 norms (40% of the slices reach the first cut against 7%
+   on the full path) but keep their mass in the lowest rows (99.9% in m1 < 16, against
+   97%), which the row split uses.  Two FFT workers gain little here: the search is fed
+   by short ducc0 calls and numpy glue under the GIL, and units of one block differ up to
+   5× in work (measured: 1 worker 0.20, 2 workers 0.17–0.21 ms/pair at H = 8).
+2. The full path's steps 1–2 are already efficient (the numpy baseline is ~100× slower):
    step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
    L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
-   (L+1)/H_D; and step 2 still writes the same (n_β/2+1)·(M/2+1)·M half-spectrum.
-   Every gain in the shared steps (the fused, chunked step 3 took 0.3 ms/pair off the
-   full path and 0.2 off rank 8; the branch and bound 0.6 and 0.2) lowers the ratio while
-   raising both speeds.
+   (L+1)/H_D; and both paths' step 2 write the same (n_β/2+1)·(M/2+1)·M half-spectrum
+   (at H = 8, blocks of 8 volumes, in isolation: sums 0.155, writing the 1.96 MB of
+   float32 spectra per volume 0.12–0.15, row norms 0.04–0.16 ms/pair).  Every gain in
+   the shared steps (the fused, chunked step 3 took 0.3 ms/pair off the full path and
+   0.2 off rank 8; the branch and bound 1.0 and 0.7) lowers the ratio while raising both
+   speeds.
 3. What is left in the compressed path is near what these kernels reach here: step 0
-   reads the volumes' coefficients (0.94 MB per volume) at the machine's ~7 GB/s; steps
-   1+1b and 2 run ~8 GFMA/s per core in numba (the fastest of the variants below).
+   reads the volumes' coefficients (0.94 MB per volume) from memory at ~7 GB/s (two
+   concurrent BLAS calls with one BLAS thread each: no faster, 0.13–0.14 ms/pair; a numba
+   prange kernel 0.35); the precomputation reads the 32 MB Wigner table once for the
+   [vᵀd] tables (5 ms); steps 1+1b and 2 run ~5–8 GFMA/s per core in numba.
    Tried and dropped (no gain or slower; 2026-11-25 and 2026-12-01): a column layout
    [m1, j, β, m2] with m2 innermost; 2- and 4-way unrolled sums over rows or shells;
    register tiles of 8 β with scalar accumulators (not vectorised by LLVM: 2× slower);
    volumes innermost; β padded to 56 or 64; batched float32 GEMMs for step 2 (2× faster
    sums, but their pair-major output makes the FFT 2.7× slower); step 2 and 3 in β
-   chunks (no gain); blocks of 4–32 volumes (8–16 best); step 0 split over two threads
-   (OpenBLAS contention: up to 6× slower at H = 12) or as a numba kernel (no gain); one
-   ducc0 call per volume with two ducc0 threads (slower than two volumes at once).
-   Measured 2026-12-01 and dropped too: step 2 as an elementwise sum per (volume, β) in
-   the step-3 input layout, fused with the FFT (2.5× slower: the [vᵀd] table is re-read
-   for every volume); step 0 as two concurrent BLAS calls (0.08 instead of 0.13 ms/pair
-   at H ≤ 8, slower at H = 12, where OpenBLAS threads each call itself); FFTW (pyfftw,
-   FFTW_MEASURE) for step 3 (22 µs per 98×98 slice against ducc0's 21).  M = 100 would
-   make ducc0 ~14% faster per slice (radix 4 and 5 instead of 7) for both paths alike.
+   chunks (no gain); blocks of 4–32 volumes (8–16 best); one ducc0 call per volume with
+   two ducc0 threads (slower than two volumes at once); step 2 as an elementwise sum per
+   (volume, β) in the step-3 input layout, fused with the FFT (2.5× slower: the [vᵀd]
+   table is re-read for every volume); FFTW (pyfftw, FFTW_MEASURE) for step 3 (22 µs per
+   98×98 slice against ducc0's 21); steps 1+1b in float32 (~10% faster, not worth the
+   precision); degree blocks padded to 8 lanes in step 1 (slower: 0.43 against 0.34
+   ms/pair); the row norms with float32 square roots (slower); a triangle-inequality
+   bound Σ|[vᵀd]||Y| on the slices' l1 norms (a cheap GEMM, but 1.8–2.3× the l1 norm:
+   no use as a first cut).  M = 100 would make ducc0 ~14% faster per slice (radix 4 and
+   5 instead of 7) for both paths alike.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

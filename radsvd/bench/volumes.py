@@ -82,7 +82,11 @@ the branch and bound, same run, 3.14 and 1.71 ms/pair, 1.84×):
    precision); degree blocks padded to 8 lanes in step 1 (slower: 0.43 against 0.34
    ms/pair); the row norms with float32 square roots (slower); a triangle-inequality
    bound Σ|[vᵀd]||Y| on the slices' l1 norms (a cheap GEMM, but 1.8–2.3× the l1 norm:
-   no use as a first cut).  M = 100 would make ducc0 ~14% faster per slice (radix 4 and
+   no use as a first cut); step 2 for the rows m1 < 12 only, the other rows bounded by
+   that GEMM (1.2–2.2× their norms) and summed in step 3 for the slices that need them
+   (step 2 1.01 → 0.79 and 0.37 → 0.24 ms/pair, but step 3 0.16 → 0.37 and 0.18 → 0.26:
+   a full-path slice's other rows need 1.2 MB of operands; and 70 ms of tables per full
+   plan: no gain on the full path, 0.06 ms/pair at H = 8).  M = 100 would make ducc0 ~14% faster per slice (radix 4 and
    5 instead of 7) for both paths alike.
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)

@@ -289,7 +289,9 @@ def _gather_columns(buf, col, vols, top, widen, lead_only, lines, where):  # pra
     """Columns γ of the slices in ``buf`` (after the whole pass over m2) that the pass
     over m1 needs: those whose column norm col[i, γ]·widen is ≥ the running maximum
     top[vols[i]], copied as lines[n] = buf[i, :, γ] with where[n] = (i, γ); returns n.
-    lead_only: per volume only its column of the largest norm (a first maximum)."""
+    lead_only: only for volumes without a maximum yet (top = -inf), the column of the
+    largest norm of their first slice here (a first maximum; the leads' calls hold one
+    slice per volume)."""
     n = 0
     rows, Mc = buf.shape[1], buf.shape[2]
     for i in range(buf.shape[0]):

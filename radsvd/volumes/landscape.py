@@ -675,11 +675,14 @@ class LandscapePlan:
         # widened by its margin, is below a value already found cannot hold the maximum of
         # the computed landscape (:meth:`step3_best`): the column bounds of
         # :func:`_column_bounds` precede one pass (1d; the row norms they leave out, the
-        # other pass too), the l1 norms of :meth:`step2` both passes (2d)
+        # other pass too), the l1 norms of :meth:`step2` both passes (2d).  The bounds
+        # themselves are double sums of ≤ M + L + 1 non-negative terms (moduli by sqrt):
+        # each is at most 2(M + L + 5)·u64 below its exact value, added to both margins
         u = float(np.finfo(rt).eps) / 2.0
         levels = float(np.ceil(np.log2(self.M)))
-        self._margin_1d = (8.0 * levels + 4.0) * u
-        self._margin_2d = (16.0 * levels + 4.0) * u
+        sums = 2.0 * (self.M + L + 5) * float(np.finfo(np.float64).eps) / 2.0
+        self._margin_1d = (8.0 * levels + 4.0) * u + sums
+        self._margin_2d = (16.0 * levels + 4.0) * u + sums
         # distinct β (column of step 2's output) that each step-3 slice transforms
         self._slice_src = np.arange(nu) if self.M % 2 == 0 else self.src.copy()
         # slices per step-3 call: input + output of a call within ~1 MB of L2 cache

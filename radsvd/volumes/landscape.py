@@ -664,8 +664,8 @@ class LandscapePlan:
             m2s = np.where(idx <= L, idx, idx - self.M)                  # signed m2 of a column
             m1s = np.arange(self.M // 2 + 1)
             sign = (-1.0) ** (m1s[:, None] - m2s[None, :])               # (-1)^{m1-m2}
-            self._bsign = np.where(self.flip[:, None, None], sign[None], 1.0).astype(rt)
-        # the pruned search folds the sign in as it gathers the slices it transforms
+        # odd M: the mirrored slices (_slice_flip) get the sign (-1)^{m1-m2} (_mirror_sign),
+        # folded in by _step3_source, or by the pruned search as it gathers slices
         self._slice_flip = self.flip.copy() if self.M % 2 else np.zeros(nu, dtype=np.bool_)
         self._mirror_sign = (sign.astype(rt) if self.M % 2
                              else np.ones((self.M // 2 + 1, self.M), dtype=rt))
@@ -787,7 +787,8 @@ class LandscapePlan:
         if self.M % 2 == 0:
             return Xc
         src = self._buffer("signed", (Xc.shape[0], self.n_beta) + Xc.shape[2:], self._ct)
-        np.multiply(Xc[:, self.src], self._bsign, out=src)
+        np.take(Xc, self.src, axis=1, out=src)
+        src[:, self._slice_flip] *= self._mirror_sign
         return src
 
     def _transform_m2(self, src_a: np.ndarray) -> None:
@@ -799,10 +800,10 @@ class LandscapePlan:
 
     def _transform_m1(self, y_a: np.ndarray, out_a: np.ndarray) -> None:
         """Second pass: half-complex-to-real over m1, X(α, γ) = Re Σ_{m1} Y(m1, γ) e^{-i m1 α}
-        (count, M, M) into ``out_a``; ``y_a`` is overwritten.  The two passes, one ducc0
-        call each, give the same bits as one 2D c2r call.  One thread, on chunks of
-        ``fft_chunk`` slices (:meth:`_chunks`): the same lines and SIMD grouping for any
-        block or thread count."""
+        (count, M, M) into ``out_a`` (or, on columns γ gathered as (count, M//2+1), their
+        (count, M) values over α); ``y_a`` is overwritten.  The two passes, one ducc0 call
+        each, give the same bits as one 2D c2r call.  One thread, so that the lines and
+        their SIMD grouping depend only on the call, not on the thread count."""
         import ducc0
 
         ducc0.fft.c2r(y_a, axes=(1,), lastsize=self.M, forward=False, inorm=0, out=out_a,
@@ -810,8 +811,8 @@ class LandscapePlan:
 
     def _chunks(self):
         """(s0, s1) of the step-3 calls: ``fft_chunk`` slices each, the one source of the
-        call boundaries for :meth:`step3` and :meth:`step3_best` (their values then agree
-        to the last bit)."""
+        call boundaries for :meth:`step3` and :meth:`step3_best` without norms (their
+        values then agree to the last bit)."""
         ns, ch = self.n_slices, self.fft_chunk
         return [(s0, min(s0 + ch, ns)) for s0 in range(0, ns, ch)]
 
@@ -878,8 +879,6 @@ class LandscapePlan:
         through the whole pass over m2, slices); a slice has M columns."""
         n = Xc.shape[0]
         M, ns = self.M, self.n_slices
-        if norms is not None:
-            _check_norms(norms, (n, self.table.shape[1], self.L + 1))
         if norms is None:
             src = self._step3_source(Xc)
             work = self._buffer("search", (min(fft_workers(), n), self.fft_chunk, M, M),
@@ -899,6 +898,7 @@ class LandscapePlan:
             self._per_volume(run, n)
             self.step3_calls = (n * ns * M, n * ns, n * ns)
             return _stack_best(out)
+        _check_norms(norms, (n, self.table.shape[1], self.L + 1))
         per_slice = norms[:, self._slice_src]
         keys = per_slice.sum(axis=2) * (1.0 + self._margin_2d)
         tails = per_slice[:, :, self.row_split:].sum(axis=2) * (1.0 + self._margin_1d)

@@ -66,36 +66,44 @@ SMALL_RANK = 16
 # (LandscapePlan.step3_best): fewer, larger ducc0 calls and less Python per volume
 SEARCH_UNIT = 4
 
+# neighbouring distinct β that share one bound of the rows step 2 leaves to the pruned
+# search of compressed plans (LandscapePlan._tail_tables; K = 48, rank 8: the bounds are
+# ~2× the row norms, and 4.6% instead of 3.1% of the slices get the whole pass over m2)
+TAIL_GROUP = 5
+
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
 
 # ----------------------------------------------------------------------------- kernels
 @jit(parallel=True)
-def _contract_rows(Z, row_start, table, L, order, out, norms, want_norms):  # pragma: no cover
+def _contract_rows(Z, first, count, step, table, L, order, out, norms,
+                   want_norms):  # pragma: no cover
     """Step 2: out[a, u, m1, m2 mod M] = conj(Σ_{rows of p} Z[a, row] table[row, u]), and
     if ``want_norms`` the row norms norms[a, u, m1] = w_{m1} Σ_{m2} |out[a, u, m1, m2]|
     (w_0 = 1, w_{m1>0} = 2; in double, for the bounds of :meth:`LandscapePlan.step3_best`).
 
-    Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows row_start[p]..row_start[p+1] of
-    ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
-    ``order``): it reads its contiguous block of table rows once for all volumes, sums into a
+    Pairs p = (m1, m2), 0 ≤ m1 ≤ L, |m2| ≤ L, own the rows first[p] + i·step, i < count[p],
+    of ``Z`` (volumes × rows) and ``table`` (rows × distinct β).  One task per m1 (visited in
+    ``order``): it reads its block of table rows once for all volumes, sums into a
     local buffer (in the table's precision), and writes the rows out[a, u, m1, :] (the
     Hermitian half-spectrum layout of step 3; columns of unused m2, |m2| > L, are zeroed),
     column by column so that the buffer is read contiguously and the stores gather in L1.
-    Rows m1 > L of ``out`` are not touched (the caller zeroes them).
+    Only the rows m1 in ``order`` are formed (all m1 ≤ L, or the first rows for the pruned
+    search of compressed plans); rows m1 > L of ``out`` are not touched (the caller zeroes
+    them).
     """
     n_a = Z.shape[0]
     nu = table.shape[1]
     P = 2 * L + 1
     Mout = out.shape[3]
-    for t in prange(L + 1):
+    for t in prange(order.size):
         m1 = order[t]
         buf_r = np.empty((P, n_a, nu), dtype=table.dtype)
         buf_i = np.empty((P, n_a, nu), dtype=table.dtype)
         acc = np.zeros((n_a, nu))
         for k in range(P):
             p = m1 * P + k
-            r0 = row_start[p]                      # every pair has ≥ 1 row (l = L)
+            r0 = first[p]                          # every pair has ≥ 1 row (l = L)
             d = table[r0]
             for a in range(n_a):
                 zr = Z[a, r0].real
@@ -105,7 +113,8 @@ def _contract_rows(Z, row_start, table, L, order, out, norms, want_norms):  # pr
                 for u in range(nu):
                     br[u] = d[u] * zr
                     bi[u] = d[u] * zm
-            for row in range(r0 + 1, row_start[p + 1]):
+            for i in range(1, count[p]):
+                row = r0 + i * step
                 d = table[row]
                 for a in range(n_a):
                     zr = Z[a, row].real
@@ -268,12 +277,11 @@ def _search_update(flat, vols, slices, smax, top, first):  # pragma: no cover
 
 
 @jit
-def _stage2_inputs(head, part, Xc, a0, vols, slices, slice_u, flip, sign, r, rows, col_head,
-                   out, col):  # pragma: no cover
+def _stage2_inputs(head, part, r, col_head, out, col):  # pragma: no cover
     """Inputs of the rest of the pass over m2 for the stage-1 batch positions ``part``:
-    out[i, :r] = head[part[i]] (rows done), out[i, r:rows] = the slice's other rows (as
-    :func:`_gather_pairs`), col[i] = col_head[part[i]] (their column norms so far)."""
-    Mc = Xc.shape[3]
+    out[i, :r] = head[part[i]] (rows done) and col[i] = col_head[part[i]] (their column
+    norms so far); the other rows come from :func:`_gather_pairs` or :func:`_tail_rows`."""
+    Mc = out.shape[2]
     for i in range(part.size):
         q = part[i]
         for m1 in range(r):
@@ -281,7 +289,124 @@ def _stage2_inputs(head, part, Xc, a0, vols, slices, slice_u, flip, sign, r, row
                 out[i, m1, c] = head[q, m1, c]
         for c in range(Mc):
             col[i, c] = col_head[q, c]
-    _gather_pairs(Xc, a0, vols[part], slices[part], slice_u, flip, sign, r, rows, out)
+
+
+@jit
+def _tail_rows(Z, a0, vols, slices, slice_u, flip, sign, table_t, r, L, out):  # pragma: no cover
+    """out[q, r:] = the rows m1 ≥ r of the step-3 input of slice slices[q] of volume
+    a0 + vols[q], formed here (compressed plans whose step 2 made only the rows m1 < r):
+    conj Σ_j Y_j(m1, m2) t_j(m1, m2; β_u), Y_j(m1, m2) = Z[a, (m1 H_D + j) P + m2 + L]
+    (P = 2L+1), t from the β-major table table_t[u, m1 - r, j, m2 + L]
+    (:func:`_tail_tables`), summed over j in the table's precision in the order of
+    :func:`_contract_rows` (the same values); times the mirror sign where flip[s]; zero
+    for m1 > L and |m2| > L.  A volume's operands are split into real and imaginary
+    parts once for its consecutive slices (the sums then run on contiguous vectors)."""
+    P = 2 * L + 1
+    Mc = out.shape[2]
+    HD = table_t.shape[2]
+    nr = L + 1 - r
+    acc_r = np.empty(P, dtype=table_t.dtype)
+    acc_i = np.empty(P, dtype=table_t.dtype)
+    y_r = np.empty((nr, HD, P), dtype=table_t.dtype)
+    y_i = np.empty((nr, HD, P), dtype=table_t.dtype)
+    flat_r = y_r.reshape(nr * HD * P)
+    flat_i = y_i.reshape(nr * HD * P)
+    last = -1
+    for q in range(vols.size):
+        s = slices[q]
+        if vols[q] != last:
+            z = Z[a0 + vols[q]]
+            o = r * HD * P
+            for k in range(nr * HD * P):
+                flat_r[k] = z[o + k].real
+                flat_i[k] = z[o + k].imag
+            last = vols[q]
+        for m1 in range(r, out.shape[1]):
+            row = out[q, m1]
+            if m1 > L:
+                row[:] = 0.0
+                continue
+            t = table_t[slice_u[s], m1 - r]
+            yr = y_r[m1 - r]
+            yi = y_i[m1 - r]
+            for k in range(P):
+                acc_r[k] = t[0, k] * yr[0, k]
+                acc_i[k] = t[0, k] * yi[0, k]
+            for j in range(1, HD):
+                tj = t[j]
+                yrj = yr[j]
+                yij = yi[j]
+                for k in range(P):
+                    acc_r[k] += tj[k] * yrj[k]
+                    acc_i[k] += tj[k] * yij[k]
+            for c in range(L + 1, Mc - L):
+                row[c] = 0.0
+            for k in range(P):
+                c = k - L if k >= L else k - L + Mc          # column of m2 = k - L
+                x = complex(acc_r[k], -acc_i[k])
+                row[c] = x * sign[m1, c] if flip[s] else x
+
+
+@jit(parallel=True)
+def _tail_row_bounds(Z, r, L, tail_max, group_of, widen, norms):  # pragma: no cover
+    """Bounds of the row norms step 2 leaves out (rows m1 ≥ r of compressed plans):
+    norms[a, u, m1] = widen · w_{m1} Σ_{j, m2} ρ(Y_j(m1, m2)) tail_max[group_of[u], q - q0]
+    ≥ w_{m1} Σ_{m2} |X̂(m1, m2; β_u)| (triangle inequality over j; Y_j(m1, m2) = Z[a, q],
+    q = (m1 H_D + j)(2L+1) + m2 + L, q0 = r H_D (2L+1); tail_max: the largest
+    |t_j(m1, m2; β)| over a group of β; ρ(x) = max(|re|, |im|) + (√2-1) min(|re|, |im|)
+    ≥ |x|, at most 8.3% above it; ``widen`` covers the rounding of the values as
+    :func:`_tail_rows` forms them and of these double sums)."""
+    n_a = Z.shape[0]
+    P = 2 * L + 1
+    HD = Z.shape[1] // ((L + 1) * P)
+    G = tail_max.shape[0]
+    nrow = L + 1 - r
+    n8 = (HD * P) // 8 * 8
+    for t in prange(nrow):                    # one m1 for all volumes: its tail_max once
+        m1 = r + t
+        o = t * HD * P
+        w = (1.0 if m1 == 0 else 2.0) * widen
+        rho = np.empty(HD * P)
+        acc = np.empty(G)
+        lanes = np.empty(8)
+        for a in range(n_a):
+            z = Z[a, m1 * HD * P:(m1 + 1) * HD * P]
+            for q in range(HD * P):
+                xr = abs(np.float64(z[q].real))
+                xi = abs(np.float64(z[q].imag))
+                rho[q] = max(xr, xi) + 0.41421357 * min(xr, xi)
+            for g in range(G):
+                tm = tail_max[g, o:o + HD * P]
+                lanes[:] = 0.0
+                for q0 in range(0, n8, 8):             # 8 independent partial sums
+                    for k in range(8):
+                        lanes[k] += rho[q0 + k] * tm[q0 + k]
+                sm = lanes.sum()
+                for q in range(n8, HD * P):
+                    sm += rho[q] * tm[q]
+                acc[g] = sm
+            for u in range(norms.shape[1]):
+                norms[a, u, m1] = w * acc[group_of[u]]
+
+
+@jit(parallel=True)
+def _tail_tables(table, q0, group_of, out_t, out_max):  # pragma: no cover
+    """Tables of the rows q ≥ q0 of ``table`` ([v_jᵀ d], rows (m1, j, m2) × distinct β,
+    q0: the first row of m1 = r) for the pruned search: out_t[u, q - q0] = table[q, u]
+    (β-major, viewed as [u, m1 - r, j, m2 + L] by :func:`_tail_rows`) and out_max[g,
+    q - q0] = max_{u in group g} |table[q, u]| (in double, for :func:`_tail_row_bounds`).
+    Blocks of 16 rows per task: whole cache lines of out_t."""
+    nq = out_t.shape[1]
+    nu = table.shape[1]
+    for blk in prange((nq + 15) // 16):
+        for q in range(16 * blk, min(nq, 16 * blk + 16)):
+            row = table[q0 + q]
+            out_max[:, q] = 0.0
+            for u in range(nu):
+                x = row[u]
+                out_t[u, q] = x
+                g = group_of[u]
+                out_max[g, q] = max(out_max[g, q], abs(np.float64(x)))
 
 
 @jit
@@ -402,7 +527,7 @@ def _step1_small(A, m_start, tg_re, tg_im, base, L, out):  # pragma: no cover
 
 @jit(parallel=True)
 def _degree_project(T, base, V, L, out):  # pragma: no cover
-    """Step 1b: out[a, m1 M + m2 + L, j] = Σ_{l ≥ max(m1,|m2|)} V[l, j] T_l(m1, m2)[a].
+    """Step 1b: out[a, m1, j, m2 + L] = Σ_{l ≥ max(m1,|m2|)} V[l, j] T_l(m1, m2)[a].
 
     T_l(m1, m2)[a] = T[a, base[l] + m1 (2l+1) + m2 + l].  One task per (volume, m1); reads T
     sequentially along m2."""
@@ -412,21 +537,19 @@ def _degree_project(T, base, V, L, out):  # pragma: no cover
     for t in prange(n_a * (L + 1)):
         a = t // (L + 1)
         m1 = t % (L + 1)
-        for k in range(M):
-            for j in range(HD):
-                out[a, m1 * M + k, j] = 0.0
+        o = out[a, m1]
+        o[:, :] = 0.0
         for l in range(m1, L + 1):
             row0 = base[l] + m1 * (2 * l + 1)
             for m2 in range(-l, l + 1):
                 z = T[a, row0 + m2 + l]
-                p = m1 * M + m2 + L
                 for j in range(HD):
-                    out[a, p, j] += V[l, j] * z
+                    o[j, m2 + L] += V[l, j] * z
 
 
 @jit(parallel=True)
 def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
-    """Steps 1 + 1b fused (few radial functions): out[a, m1 M + m2 + L, j] =
+    """Steps 1 + 1b fused (few radial functions): out[a, m1, j, m2 + L] =
     Σ_{l ≥ max(m1,|m2|)} V[l, j] Σ_r conj(A[a, r, m_start[m1] + l - m1]) tg[r, l² + m2 + l].
 
     One task per (volume, m1); the degree-l row T_l(m1, ·) lives in a local buffer and is
@@ -453,14 +576,15 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
                     v = V[l, j]
                     y_r[p, j] += v * zr
                     y_i[p, j] += v * zi
-        for p in range(M):
-            for j in range(HD):
-                out[a, m1 * M + p, j] = complex(y_r[p, j], y_i[p, j])
+        for j in range(HD):
+            for p in range(M):
+                out[a, m1, j, p] = complex(y_r[p, j], y_i[p, j])
 
 
 @jit(parallel=True)
 def _degree_tables(table, row_start, V, L, tiny, out):  # pragma: no cover
-    """[v_jᵀ d]: out[p * H_D + j, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u], summed in
+    """[v_jᵀ d]: out[(m1 H_D + j) M + m2 + L, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u]
+    (p = (m1, m2), M = 2L+1: the degree sums of one m1 and j are contiguous in m2), summed in
     double and stored in out's precision; |values| < ``tiny`` are stored as 0 (no subnormal
     float32 operands in step 2)."""
     HD = V.shape[1]
@@ -479,7 +603,7 @@ def _degree_tables(table, row_start, V, L, tiny, out):  # pragma: no cover
                 d = table[row]
                 for u in range(nu):
                     acc[u] += v * d[u]
-            o = out[p * HD + j]
+            o = out[(m1 * HD + j) * M + m2 + L]
             for u in range(nu):
                 o[u] = acc[u] if abs(acc[u]) >= tiny else 0.0
 
@@ -614,7 +738,10 @@ class LandscapePlan:
             self.H_C, self.H_D = grid.R, L + 1
             self.radial = None
             self.table = d
-            self.rows = self.row_start
+            # rows of pair p: row_start[p] + i, i < l-count (l innermost)
+            self._row_first = self.row_start[:-1]
+            self._row_count = np.diff(self.row_start)
+            self._row_step = 1
             self.weights = grid.w
             tgt = b[0]
         else:
@@ -639,7 +766,12 @@ class LandscapePlan:
             self.table = np.empty((n_pairs * self.H_D, unique.size), dtype=rt)
             _degree_tables(d, self.row_start, self.V, L,
                            float(np.finfo(rt).tiny) if rt == np.float32 else 0.0, self.table)
-            self.rows = np.arange(n_pairs + 1, dtype=np.int64) * self.H_D
+            # rows of pair p = (m1, m2): (m1 H_D + j) M + m2 + L, j < H_D (M = 2L+1)
+            P = 2 * L + 1
+            pairs = np.arange(n_pairs)
+            self._row_first = (pairs // P) * P * self.H_D + pairs % P
+            self._row_count = np.full(n_pairs, self.H_D, dtype=np.int64)
+            self._row_step = P
             self.weights = np.ones(self.H_C)
             tgt = self.radial.T @ b[0]
         # target per degree, all orders m2 = -l..l, weights folded in: (n_rad, 2l+1)
@@ -693,7 +825,28 @@ class LandscapePlan:
         # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
         # path's and 99.9% of rank 8's in m1 < 12 = (M/2+1)/4)
         self.row_split = max(1, (M // 2 + 1) // 4)
+        if self.compressed:
+            self._tail_tables()
         self.precompute_seconds = time.perf_counter() - t0
+
+    def _tail_tables(self) -> None:
+        """Compressed plans: tables of the rows m1 ≥ row_split that step 2 leaves to the
+        pruned search (:meth:`best_rotations`): the [vᵀd] values β-major (one slice's rows
+        contiguous) and their largest moduli over groups of TAIL_GROUP neighbouring β (the
+        row-norm bounds), and the factor that widens those bounds over the rounding of the
+        values (2 H_D u in the table's precision) and of their own double sums."""
+        L, HD, r = self.L, self.H_D, self.row_split
+        nu = self.table.shape[1]
+        P = 2 * L + 1
+        self._group_of = np.arange(nu, dtype=np.int64) // TAIL_GROUP
+        nq = (L + 1 - r) * HD * P
+        self._table_tail = np.empty((nu, L + 1 - r, HD, P), dtype=self.table.dtype)
+        self._tail_max = np.empty((int(self._group_of[-1]) + 1, nq))
+        _tail_tables(self.table, r * HD * P, self._group_of, self._table_tail.reshape(nu, nq),
+                     self._tail_max)
+        u = float(np.finfo(self.table.dtype).eps) / 2.0
+        u64 = float(np.finfo(np.float64).eps) / 2.0
+        self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * ((2 * L + 1) * HD + 4) * u64
 
     # ------------------------------------------------------------------ steps
     def _buffer(self, name, shape, dtype):
@@ -736,9 +889,8 @@ class LandscapePlan:
         return T
 
     def step1b(self, T: np.ndarray) -> np.ndarray:
-        """Y[a, p H_D + j] = Σ_l v_j[l] T_l(m1, m2) (eq. 117 step 1b)."""
-        n_pairs = (self.L + 1) * (2 * self.L + 1)
-        Y = np.empty((T.shape[0], n_pairs, self.H_D), dtype=np.complex128)
+        """Y[a, (m1 H_D + j) (2L+1) + m2 + L] = Σ_l v_j[l] T_l(m1, m2) (eq. 117 step 1b)."""
+        Y = np.empty((T.shape[0], self.L + 1, self.H_D, 2 * self.L + 1), dtype=np.complex128)
         _degree_project(T, self.base, self.V, self.L, Y)
         return Y.reshape(T.shape[0], -1)
 
@@ -750,13 +902,20 @@ class LandscapePlan:
             raise InputError("step1_project: only for compressed plans (use step1)")
         if coef.shape[1] > SMALL_RANK:
             return self.step1b(self.step1(coef))
-        n_pairs = (self.L + 1) * (2 * self.L + 1)
-        Y = np.empty((coef.shape[0], n_pairs, self.H_D), dtype=self._zt)
+        Y = np.empty((coef.shape[0], self.L + 1, self.H_D, 2 * self.L + 1), dtype=self._zt)
         _step1_project(np.ascontiguousarray(coef, dtype=np.complex128), self.grid.m_start,
                        self._tg_re, self._tg_im, self.V, self.L, Y)
         return Y.reshape(coef.shape[0], -1)
 
-    def step2(self, Z: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
+    def _operands(self, Z: np.ndarray) -> np.ndarray:
+        """Step 2's operand rows from step 1 (full: reordered to (m1, m2, l)) or step 1b,
+        C-contiguous in the step-2 precision."""
+        if not self.compressed:
+            Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
+        return np.ascontiguousarray(Z, dtype=self._zt)
+
+    def step2(self, Z: np.ndarray, norms: np.ndarray | None = None,
+              head_only: bool = False) -> np.ndarray:
         """conj X̂(m1, m2; β_u) for the distinct β_u: (n, n_u, M//2+1 [m1], M [m2 mod M]),
         the Hermitian half-spectrum in m1 (zero for m1 > L and |m2| > L).
 
@@ -764,21 +923,35 @@ class LandscapePlan:
         Σ_{m2} |X̂(m1, m2; β_u)| (w_0 = 1, else 2; summed while the values are in registers).
         Their sum over m1, the l1 norm of the whole spectrum, bounds every value of that β's
         landscape slice; partial sums bound what the rows left out can add
-        (:meth:`step3_best`)."""
+        (:meth:`step3_best`).
+
+        head_only (compressed plans, with norms): only the rows m1 < row_split are formed,
+        (n, n_u, row_split, M); the norms of the other rows are replaced by bounds
+        (triangle inequality over the H_D terms, :func:`_tail_row_bounds`), and
+        :meth:`step3_best` forms those rows for the few slices that need them."""
         n = Z.shape[0]
         nu = self.table.shape[1]
         M = self.M
-        out = self._buffer("xhat", (n, nu, M // 2 + 1, M), self._ct)
-        out[:, :, self.L + 1:] = 0.0
-        if not self.compressed:
-            Z = np.take(Z, self.tidx, axis=1)        # rows (m1, m2, l): l innermost
-        Z = np.ascontiguousarray(Z, dtype=self._zt)
+        if head_only and not (self.compressed and norms is not None):
+            raise InputError("step2: head_only needs a compressed plan and norms")
+        Z = self._operands(Z)
         want = norms is not None
         if want:
             _check_norms(norms, (n, nu, self.L + 1))
         else:
             norms = np.empty((1, 1, 1))
-        _contract_rows(Z, self.rows, self.table, self.L, self.order, out, norms, want)
+        if head_only:
+            r = self.row_split
+            out = self._buffer("xhead", (n, nu, r, M), self._ct)
+            _contract_rows(Z, self._row_first, self._row_count, self._row_step, self.table,
+                           self.L, self.order[self.order < r], out, norms, True)
+            _tail_row_bounds(Z, r, self.L, self._tail_max, self._group_of, self._tail_widen,
+                             norms)
+            return out
+        out = self._buffer("xhat", (n, nu, M // 2 + 1, M), self._ct)
+        out[:, :, self.L + 1:] = 0.0
+        _contract_rows(Z, self._row_first, self._row_count, self._row_step, self.table,
+                       self.L, self.order, out, norms, want)
         return out
 
     def _step3_source(self, Xc: np.ndarray) -> np.ndarray:
@@ -847,7 +1020,8 @@ class LandscapePlan:
         self._per_volume(run, n)
         return S
 
-    def step3_best(self, Xc: np.ndarray, norms: np.ndarray | None = None):
+    def step3_best(self, Xc: np.ndarray, norms: np.ndarray | None = None,
+                   Z: np.ndarray | None = None):
         """Step 3 fused with :meth:`best`: the slices are transformed a few at a time into
         per-thread buffers and searched there while in cache, so they never reach memory.
         Returns (b, i, j, score), the grid maximiser of the landscape as :meth:`best`
@@ -875,7 +1049,9 @@ class LandscapePlan:
         vector differently, and the calls here gather other lines), so scores agree with
         ``best(step3(Xc))`` to that rounding, and positions unless two grid values are that
         close.  The calls depend only on the values of a unit: the same result for any
-        thread count.  ``step3_calls`` records (columns γ through the pass over m1, slices
+        thread count.  With spectra of the first rows only (``step2(..., head_only=True)``),
+        ``Z`` must be the operands step 2 was given: the other rows are formed from them for
+        the slices that get the rest of the pass over m2.  ``step3_calls`` records (columns γ through the pass over m1, slices
         through the whole pass over m2, slices); a slice has M columns."""
         n = Xc.shape[0]
         M, ns = self.M, self.n_slices
@@ -899,17 +1075,28 @@ class LandscapePlan:
             self.step3_calls = (n * ns * M, n * ns, n * ns)
             return _stack_best(out)
         _check_norms(norms, (n, self.table.shape[1], self.L + 1))
+        if Xc.shape[2] != M // 2 + 1:                 # first rows only: the rest from Z
+            if not self.compressed or Xc.shape[2] != self.row_split or Z is None:
+                raise InputError(f"step3_best: spectra with {Xc.shape[2]} rows need a "
+                                 f"compressed plan (row_split = {self.row_split}) and Z, "
+                                 "the operands of step2(..., head_only=True)")
+            Z = self._operands(Z)
+            if Z.shape != (n, self.table.shape[0]):
+                raise InputError(f"step3_best: Z has shape {Z.shape}, expected "
+                                 f"{(n, self.table.shape[0])}")
+        else:
+            Z = None
         per_slice = norms[:, self._slice_src]
         keys = per_slice.sum(axis=2) * (1.0 + self._margin_2d)
         tails = per_slice[:, :, self.row_split:].sum(axis=2) * (1.0 + self._margin_1d)
         order = np.argsort(-keys, axis=1, kind="stable")
         return self._branch_and_bound(Xc, order, np.take_along_axis(keys, order, axis=1),
-                                      tails)
+                                      tails, Z)
 
-    def _branch_and_bound(self, Xc, order, keys, tails):
+    def _branch_and_bound(self, Xc, order, keys, tails, Z=None):
         """The pruned search of :meth:`step3_best` on the spectra ``Xc`` (order: each
         volume's slices by decreasing l1 norm ``keys``; ``tails``: the norms of rows ≥
-        row_split)."""
+        row_split; ``Z``: the step-2 operands when ``Xc`` holds the first rows only)."""
         n = Xc.shape[0]
         su, flip, sign = self._slice_src, self._slice_flip, self._mirror_sign
         M, L, ns, g, r = self.M, self.L, self.n_slices, self.fft_chunk, self.row_split
@@ -938,8 +1125,12 @@ class LandscapePlan:
                 part = sel[c0:c0 + g]
                 k = part.size
                 buf, col, bound = whole[w], cols[w, 1, :k], bnds[w, 1, :k]
-                _stage2_inputs(head[w], part, Xc, a0, vq, sq, su, flip, sign, r, rows,
-                               cols[w, 0], buf, col)
+                _stage2_inputs(head[w], part, r, cols[w, 0], buf, col)
+                if Z is None:
+                    _gather_pairs(Xc, a0, vq[part], sq[part], su, flip, sign, r, rows, buf)
+                else:
+                    _tail_rows(Z, a0, vq[part], sq[part], su, flip, sign, self._table_tail,
+                               r, L, buf[:k])
                 self._transform_m2(buf[:k, r:L + 1])
                 _column_bounds(buf[:k], r, L + 1, col, no_tail, bound)
                 counts[u, 1] += k
@@ -1058,7 +1249,10 @@ class LandscapePlan:
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`)."""
         norms = self.norms_array(coef.shape[0])
-        return self.step3_best(self.spectra(coef, norms), norms)
+        if not self.compressed:
+            return self.step3_best(self.spectra(coef, norms), norms)
+        Z = self._operands(self.step1_project(self.radial_compress(coef)))
+        return self.step3_best(self.step2(Z, norms, head_only=True), norms, Z)
 
     def __call__(self, coef: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Landscapes of a block of volumes (n, R, n_lm) → (n, n_β, M, M) (into ``out`` if

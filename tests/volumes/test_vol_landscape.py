@@ -189,8 +189,26 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
         for x, y in zip(runs[0][:3], ref[:3]):
             np.testing.assert_array_equal(x, y)
         assert np.all(np.abs(runs[0][3] - ref[3]) <= _rounding(plan, norms))
-        for x, y in zip(plan.best_rotations(A), runs[0]):
-            np.testing.assert_array_equal(x, y)
+        got = plan.best_rotations(A)
+        if plan.compressed:
+            # step 2 forms the first rows only (bounds for the others): other calls, the
+            # same maximisers, scores to the rounding of step 3; the same bits per thread
+            # count as the explicit steps
+            Z = plan._operands(plan.step1_project(plan.radial_compress(A)))
+            head = []
+            for n in (1, 2):
+                with threads(n):
+                    hn = np.empty_like(norms)
+                    head.append(plan.step3_best(plan.step2(Z, hn, head_only=True).copy(), hn, Z))
+            for x, y, z in zip(got, *head):
+                np.testing.assert_array_equal(x, y)
+                np.testing.assert_array_equal(x, z)
+            for x, y in zip(got[:3], ref[:3]):
+                np.testing.assert_array_equal(x, y)
+            assert np.all(np.abs(got[3] - ref[3]) <= _rounding(plan, norms))
+        else:
+            for x, y in zip(got, runs[0]):
+                np.testing.assert_array_equal(x, y)
 
 
 def test_column_bound_holds_and_is_attained():
@@ -270,6 +288,51 @@ def test_step2_row_norms_bound_the_slices():
         plan.step2(Z, np.empty((2, Xc.shape[1], plan.L + 1)))
     with pytest.raises(InputError, match="norms"):
         plan.step3_best(Xc.copy(), np.empty((3, Xc.shape[1])))
+
+
+@pytest.mark.parametrize("M", [14, 13])
+def test_head_only_step2_bounds_and_forms_the_other_rows(M):
+    """Compressed plans, step2(..., head_only=True): the rows m1 < row_split and their norms
+    are those of the whole step 2, bit for bit; the other rows get bounds ≥ their norms;
+    step 3 forms those rows (_tail_rows) to the values of the whole step 2 (the same sums);
+    bad calls are refused by name."""
+    from radsvd.volumes.landscape import _tail_rows
+
+    grid = ShellGrid(K=6, R=4, L=6)
+    A, B = _coefficients(grid, 3, 52), _coefficients(grid, 1, 53)
+    basis = volume_svd(B, grid)
+    for precision in ("single", "double"):
+        plan = prepare(grid, B, basis, ranks=(2, 3), n_beta=10, M=M, precision=precision)
+        L, r, nu = plan.L, plan.row_split, plan.table.shape[1]
+        Z = plan._operands(plan.step1_project(plan.radial_compress(A)))
+        norms = np.empty((3, nu, L + 1))
+        Xc = plan.step2(Z, norms).copy()
+        hn = np.full_like(norms, np.nan)
+        Xh = plan.step2(Z, hn, head_only=True)
+        assert Xh.shape == (3, nu, r, M)
+        np.testing.assert_array_equal(Xh, Xc[:, :, :r])
+        np.testing.assert_array_equal(hn[:, :, :r], norms[:, :, :r])
+        assert np.all(hn[:, :, r:] >= norms[:, :, r:])
+        # all slices of all volumes, the mirror sign of odd M included
+        ns = plan.n_slices
+        vols = np.repeat(np.arange(3), ns)
+        slices = np.tile(np.arange(ns), 3)
+        out = np.zeros((vols.size, M // 2 + 1, M), dtype=plan._ct)
+        _tail_rows(Z, 0, vols, slices, plan._slice_src, plan._slice_flip, plan._mirror_sign,
+                   plan._table_tail, r, L, out)
+        src = plan._step3_source(Xc.copy()).reshape(vols.size, M // 2 + 1, M)
+        eps = float(np.finfo(plan.table.dtype).eps)
+        scale = plan.H_D * np.abs(plan.table).max() * np.abs(Z).max()
+        np.testing.assert_allclose(out[:, r:], src[:, r:], rtol=0, atol=4 * eps * scale)
+    full = prepare(grid, B, n_beta=10, M=M)
+    with pytest.raises(InputError, match="head_only"):
+        full.step2(full.step1(A), np.empty((3, nu, L + 1)), head_only=True)
+    with pytest.raises(InputError, match="head_only"):
+        plan.step2(Z, head_only=True)
+    with pytest.raises(InputError, match="operands of step2"):
+        plan.step3_best(Xh.copy(), hn)
+    with pytest.raises(InputError, match="Z has shape"):
+        plan.step3_best(Xh.copy(), hn, Z[:2])
 
 
 def test_full_ranks_equal_full_and_low_ranks_differ():
@@ -441,7 +504,7 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
     plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4), precision="double")
     c = plan.radial_compress(A)
-    Y = plan.step1_project(c).reshape(3, L + 1, 2 * L + 1, 4)
+    Y = plan.step1_project(c).reshape(3, L + 1, 4, 2 * L + 1)       # [a, m1, j, m2 + L]
     # single-precision plans store the same sums rounded once to complex64
     single = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
     Y32 = single.step1_project(c).reshape(Y.shape)
@@ -451,7 +514,7 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     ref = np.zeros_like(Y)
     for l in range(L + 1):
         Tl = T[:, plan.base[l]:plan.base[l + 1]].reshape(3, l + 1, 2 * l + 1)
-        ref[:, :l + 1, L - l:L + l + 1] += Tl[..., None] * plan.V[l]
+        ref[:, :l + 1, :, L - l:L + l + 1] += Tl[:, :, None, :] * plan.V[l][:, None]
     monkeypatch.setattr(land, "SMALL_RANK", 0)
     Y_blas = plan.step1_project(c).reshape(Y.shape)
     # same ≤ H_C·(L+1) products summed in another order: rounding ~ H_C (L+1) ε of Σ|a||b||v|

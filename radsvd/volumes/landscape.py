@@ -67,7 +67,7 @@ SMALL_RANK = 16
 SEARCH_UNIT = 4
 
 # neighbouring distinct β that share one bound of the rows step 2 leaves to the pruned
-# search of compressed plans (LandscapePlan._tail_tables; K = 48, rank 8: the bounds are
+# search of compressed plans (LandscapePlan._degree_tables; K = 48, rank 8: the bounds are
 # ~2× the row norms, and 4.6% instead of 3.1% of the slices get the whole pass over m2)
 TAIL_GROUP = 5
 
@@ -297,7 +297,7 @@ def _tail_rows(Z, a0, vols, slices, slice_u, flip, sign, table_t, r, L, out):  #
     a0 + vols[q], formed here (compressed plans whose step 2 made only the rows m1 < r):
     conj Σ_j Y_j(m1, m2) t_j(m1, m2; β_u), Y_j(m1, m2) = Z[a, (m1 H_D + j) P + m2 + L]
     (P = 2L+1), t from the β-major table table_t[u, m1 - r, j, m2 + L]
-    (:func:`_tail_tables`), summed over j in the table's precision in the order of
+    (:func:`_degree_tables`), summed over j in the table's precision in the order of
     :func:`_contract_rows` (the same values); times the mirror sign where flip[s]; zero
     for m1 > L and |m2| > L.  A volume's operands are split into real and imaginary
     parts once for its consecutive slices (the sums then run on contiguous vectors)."""
@@ -387,26 +387,6 @@ def _tail_row_bounds(Z, r, L, tail_max, group_of, widen, norms):  # pragma: no c
                 acc[g] = sm
             for u in range(norms.shape[1]):
                 norms[a, u, m1] = w * acc[group_of[u]]
-
-
-@jit(parallel=True)
-def _tail_tables(table, q0, group_of, out_t, out_max):  # pragma: no cover
-    """Tables of the rows q ≥ q0 of ``table`` ([v_jᵀ d], rows (m1, j, m2) × distinct β,
-    q0: the first row of m1 = r) for the pruned search: out_t[u, q - q0] = table[q, u]
-    (β-major, viewed as [u, m1 - r, j, m2 + L] by :func:`_tail_rows`) and out_max[g,
-    q - q0] = max_{u in group g} |table[q, u]| (in double, for :func:`_tail_row_bounds`).
-    Blocks of 16 rows per task: whole cache lines of out_t."""
-    nq = out_t.shape[1]
-    nu = table.shape[1]
-    for blk in prange((nq + 15) // 16):
-        for q in range(16 * blk, min(nq, 16 * blk + 16)):
-            row = table[q0 + q]
-            out_max[:, q] = 0.0
-            for u in range(nu):
-                x = row[u]
-                out_t[u, q] = x
-                g = group_of[u]
-                out_max[g, q] = max(out_max[g, q], abs(np.float64(x)))
 
 
 @jit
@@ -582,11 +562,14 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
-def _degree_tables(table, row_start, V, L, tiny, out):  # pragma: no cover
-    """[v_jᵀ d]: out[(m1 H_D + j) M + m2 + L, u] = Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u]
-    (p = (m1, m2), M = 2L+1: the degree sums of one m1 and j are contiguous in m2), summed in
-    double and stored in out's precision; |values| < ``tiny`` are stored as 0 (no subnormal
-    float32 operands in step 2)."""
+def _degree_tables(table, row_start, V, L, tiny, r, group_of, out, out_t,
+                   out_max):  # pragma: no cover
+    """[v_jᵀ d]: Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u] for the pairs p = (m1, m2) and
+    j < H_D, summed in double (four rows of ``table`` per pass, in row order) and stored in
+    out's precision; |values| < ``tiny`` are stored as 0 (no subnormal float32 operands in
+    step 2).  Rows m1 < r into out[(m1 H_D + j) M + m2 + L, u] (M = 2L+1: the sums of one
+    m1 and j contiguous in m2), the others β-major into out_t[u, q], q = ((m1 - r) H_D + j)
+    M + m2 + L, with out_max[g, q] = max_{u in group g} |value| (in double)."""
     HD = V.shape[1]
     nu = table.shape[1]
     M = 2 * L + 1
@@ -594,18 +577,40 @@ def _degree_tables(table, row_start, V, L, tiny, out):  # pragma: no cover
         m1 = p // M
         m2 = p % M - L
         l0 = max(m1, abs(m2))
-        acc = np.empty(nu)
-        for j in range(HD):
-            for u in range(nu):
-                acc[u] = 0.0
-            for row in range(row_start[p], row_start[p + 1]):
-                v = V[l0 + row - row_start[p], j]
-                d = table[row]
+        acc = np.zeros((HD, nu))
+        r0, r1 = row_start[p], row_start[p + 1]
+        row = r0
+        while row + 4 <= r1:
+            d0, d1, d2, d3 = table[row], table[row + 1], table[row + 2], table[row + 3]
+            i = l0 + row - r0
+            for j in range(HD):
+                v0, v1, v2, v3 = V[i, j], V[i + 1, j], V[i + 2, j], V[i + 3, j]
+                a = acc[j]
                 for u in range(nu):
-                    acc[u] += v * d[u]
-            o = out[(m1 * HD + j) * M + m2 + L]
+                    a[u] = a[u] + v0 * d0[u] + v1 * d1[u] + v2 * d2[u] + v3 * d3[u]
+            row += 4
+        while row < r1:
+            d = table[row]
+            v_row = V[l0 + row - r0]
+            for j in range(HD):
+                v = v_row[j]
+                a = acc[j]
+                for u in range(nu):
+                    a[u] += v * d[u]
+            row += 1
+        for j in range(HD):
+            a = acc[j]
+            if m1 < r:
+                o = out[(m1 * HD + j) * M + m2 + L]
+                for u in range(nu):
+                    o[u] = a[u] if abs(a[u]) >= tiny else 0.0
+                continue
+            q = ((m1 - r) * HD + j) * M + m2 + L
+            out_max[:, q] = 0.0
             for u in range(nu):
-                o[u] = acc[u] if abs(acc[u]) >= tiny else 0.0
+                out_t[u, q] = a[u] if abs(a[u]) >= tiny else 0.0
+                g = group_of[u]
+                out_max[g, q] = max(out_max[g, q], abs(np.float64(out_t[u, q])))
 
 
 # ----------------------------------------------------------------------------- grids
@@ -717,6 +722,11 @@ class LandscapePlan:
         # full path's Wigner table stays double)
         self._zt = ct if (ranks is not None and precision == "single") else np.complex128
         self.betas = beta_grid(self.n_beta)
+        # rows m1 < row_split get the pass over m2 before the others in the pruned search:
+        # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
+        # path's and 97.4% of rank 8's in m1 < 12 = (M/2+1)/4); compressed plans form only
+        # those rows in step 2 for it (:meth:`step2`, head_only)
+        self.row_split = max(1, (self.M // 2 + 1) // 4)
         self.alphas = 2.0 * np.pi * np.arange(self.M) / self.M
         self.gammas = self.alphas.copy()
         unique, self.src, self.flip = _beta_sources(self.betas)
@@ -737,7 +747,7 @@ class LandscapePlan:
             self.compressed = False
             self.H_C, self.H_D = grid.R, L + 1
             self.radial = None
-            self.table = d
+            self._rows, self._tail_ready = d, True
             # rows of pair p: row_start[p] + i, i < l-count (l innermost)
             self._row_first = self.row_start[:-1]
             self._row_count = np.diff(self.row_start)
@@ -763,9 +773,7 @@ class LandscapePlan:
             self.V = basis.degree_matrix(self.H_D)
             n_pairs = (L + 1) * (2 * L + 1)
             # single precision: step 2 runs on float32 tables and degree sums as well
-            self.table = np.empty((n_pairs * self.H_D, unique.size), dtype=rt)
-            _degree_tables(d, self.row_start, self.V, L,
-                           float(np.finfo(rt).tiny) if rt == np.float32 else 0.0, self.table)
+            self._degree_tables(d, rt)
             # rows of pair p = (m1, m2): (m1 H_D + j) M + m2 + L, j < H_D (M = 2L+1)
             P = 2 * L + 1
             pairs = np.arange(n_pairs)
@@ -821,32 +829,41 @@ class LandscapePlan:
         # (measured at K = 48: 10 single / 5 double slices were 10–30% faster than all 50)
         per_slice = (M // 2 + 1) * M * np.dtype(ct).itemsize + M * M * np.dtype(rt).itemsize
         self.fft_chunk = int(max(1, min(self.n_slices, (1 << 20) // per_slice)))
-        # rows m1 < row_split get the pass over m2 before the others in the pruned search:
-        # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
-        # path's and 99.9% of rank 8's in m1 < 12 = (M/2+1)/4)
-        self.row_split = max(1, (M // 2 + 1) // 4)
-        if self.compressed:
-            self._tail_tables()
         self.precompute_seconds = time.perf_counter() - t0
 
-    def _tail_tables(self) -> None:
-        """Compressed plans: tables of the rows m1 ≥ row_split that step 2 leaves to the
-        pruned search (:meth:`best_rotations`): the [vᵀd] values β-major (one slice's rows
-        contiguous) and their largest moduli over groups of TAIL_GROUP neighbouring β (the
-        row-norm bounds), and the factor that widens those bounds over the rounding of the
-        values (2 H_D u in the table's precision) and of their own double sums."""
+    def _degree_tables(self, d: np.ndarray, rt) -> None:
+        """Compressed plans: the [vᵀd] tables of step 2 in precision ``rt``.  Rows m1 <
+        row_split row-major (``_rows``); the others β-major (``_table_tail``: one slice's
+        rows contiguous, for the pruned search, :meth:`best_rotations`) with their largest
+        moduli over groups of TAIL_GROUP neighbouring β (``_tail_max``, the row-norm
+        bounds), and the factor that widens those bounds over the rounding of the values
+        (2 H_D u in the table's precision) and of their own double sums.  The row-major
+        copy of the other rows is made on first use of :attr:`table`."""
         L, HD, r = self.L, self.H_D, self.row_split
-        nu = self.table.shape[1]
-        P = 2 * L + 1
+        nu, P = d.shape[1], 2 * L + 1
         self._group_of = np.arange(nu, dtype=np.int64) // TAIL_GROUP
         nq = (L + 1 - r) * HD * P
-        self._table_tail = np.empty((nu, L + 1 - r, HD, P), dtype=self.table.dtype)
+        self._rows = np.empty(((L + 1) * P * HD, nu), dtype=rt)
+        self._table_tail = np.empty((nu, L + 1 - r, HD, P), dtype=rt)
         self._tail_max = np.empty((int(self._group_of[-1]) + 1, nq))
-        _tail_tables(self.table, r * HD * P, self._group_of, self._table_tail.reshape(nu, nq),
-                     self._tail_max)
-        u = float(np.finfo(self.table.dtype).eps) / 2.0
+        tiny = float(np.finfo(rt).tiny) if rt == np.float32 else 0.0
+        _degree_tables(d, self.row_start, self.V, L, tiny, r, self._group_of, self._rows,
+                       self._table_tail.reshape(nu, nq), self._tail_max)
+        self._tail_ready = False
+        u = float(np.finfo(rt).eps) / 2.0
         u64 = float(np.finfo(np.float64).eps) / 2.0
-        self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * ((2 * L + 1) * HD + 4) * u64
+        self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * (P * HD + 4) * u64
+
+    @property
+    def table(self) -> np.ndarray:
+        """Step 2's table, rows × distinct β: the Wigner-d table (full) or the [vᵀd] tables
+        (compressed; rows (m1, j, m2), their rows m1 ≥ row_split copied from the β-major
+        tail table on first use: the pruned search needs only that one)."""
+        if not self._tail_ready:
+            q0 = self.row_split * self.H_D * (2 * self.L + 1)
+            self._rows[q0:] = self._table_tail.reshape(self._rows.shape[1], -1).T
+            self._tail_ready = True
+        return self._rows
 
     # ------------------------------------------------------------------ steps
     def _buffer(self, name, shape, dtype):
@@ -930,7 +947,7 @@ class LandscapePlan:
         (triangle inequality over the H_D terms, :func:`_tail_row_bounds`), and
         :meth:`step3_best` forms those rows for the few slices that need them."""
         n = Z.shape[0]
-        nu = self.table.shape[1]
+        nu = self._rows.shape[1]
         M = self.M
         if head_only and not (self.compressed and norms is not None):
             raise InputError("step2: head_only needs a compressed plan and norms")
@@ -943,7 +960,7 @@ class LandscapePlan:
         if head_only:
             r = self.row_split
             out = self._buffer("xhead", (n, nu, r, M), self._ct)
-            _contract_rows(Z, self._row_first, self._row_count, self._row_step, self.table,
+            _contract_rows(Z, self._row_first, self._row_count, self._row_step, self._rows,
                            self.L, self.order[self.order < r], out, norms, True)
             _tail_row_bounds(Z, r, self.L, self._tail_max, self._group_of, self._tail_widen,
                              norms)
@@ -1074,16 +1091,16 @@ class LandscapePlan:
             self._per_volume(run, n)
             self.step3_calls = (n * ns * M, n * ns, n * ns)
             return _stack_best(out)
-        _check_norms(norms, (n, self.table.shape[1], self.L + 1))
+        _check_norms(norms, (n, self._rows.shape[1], self.L + 1))
         if Xc.shape[2] != M // 2 + 1:                 # first rows only: the rest from Z
             if not self.compressed or Xc.shape[2] != self.row_split or Z is None:
                 raise InputError(f"step3_best: spectra with {Xc.shape[2]} rows need a "
                                  f"compressed plan (row_split = {self.row_split}) and Z, "
                                  "the operands of step2(..., head_only=True)")
             Z = self._operands(Z)
-            if Z.shape != (n, self.table.shape[0]):
+            if Z.shape != (n, self._rows.shape[0]):
                 raise InputError(f"step3_best: Z has shape {Z.shape}, expected "
-                                 f"{(n, self.table.shape[0])}")
+                                 f"{(n, self._rows.shape[0])}")
         else:
             Z = None
         per_slice = norms[:, self._slice_src]
@@ -1238,7 +1255,7 @@ class LandscapePlan:
     def norms_array(self, n: int) -> np.ndarray:
         """A reusable (n, n_u, L+1) array for the row norms of :meth:`step2` (owned by the
         plan)."""
-        return self._buffer("norms", (n, self.table.shape[1], self.L + 1), np.float64)
+        return self._buffer("norms", (n, self._rows.shape[1], self.L + 1), np.float64)
 
     def slices(self, coef: np.ndarray) -> np.ndarray:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""

@@ -66,10 +66,10 @@ SMALL_RANK = 16
 # (LandscapePlan.step3_best): fewer, larger ducc0 calls and less Python per volume
 SEARCH_UNIT = 4
 
-# neighbouring distinct β that share one bound of the rows step 2 leaves to the pruned
-# search of compressed plans (LandscapePlan._degree_tables; K = 48, rank 8: the bounds are
-# ~2× the row norms, and 4.6% instead of 3.1% of the slices get the whole pass over m2)
-TAIL_GROUP = 5
+# blocks of m2 over which the rows step 2 leaves to the pruned search of compressed plans
+# are bounded by Cauchy-Schwarz (LandscapePlan._tail_bounds; K = 48, rank 8: the bounds
+# are ~2× the sum of the rows' norms)
+TAIL_BLOCKS = 8
 
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
@@ -348,45 +348,36 @@ def _tail_rows(Z, a0, vols, slices, slice_u, flip, sign, table_t, r, L, out):  #
 
 
 @jit(parallel=True)
-def _tail_row_bounds(Z, r, L, tail_max, group_of, widen, norms):  # pragma: no cover
-    """Bounds of the row norms step 2 leaves out (rows m1 ≥ r of compressed plans):
-    norms[a, u, m1] = widen · w_{m1} Σ_{j, m2} ρ(Y_j(m1, m2)) tail_max[group_of[u], q - q0]
-    ≥ w_{m1} Σ_{m2} |X̂(m1, m2; β_u)| (triangle inequality over j; Y_j(m1, m2) = Z[a, q],
-    q = (m1 H_D + j)(2L+1) + m2 + L, q0 = r H_D (2L+1); tail_max: the largest
-    |t_j(m1, m2; β)| over a group of β; ρ(x) = max(|re|, |im|) + (√2-1) min(|re|, |im|)
-    ≥ |x|, at most 8.3% above it; ``widen`` covers the rounding of the values as
-    :func:`_tail_rows` forms them and of these double sums)."""
-    n_a = Z.shape[0]
-    P = 2 * L + 1
-    HD = Z.shape[1] // ((L + 1) * P)
-    G = tail_max.shape[0]
-    nrow = L + 1 - r
-    n8 = (HD * P) // 8 * 8
-    for t in prange(nrow):                    # one m1 for all volumes: its tail_max once
-        m1 = r + t
-        o = t * HD * P
-        w = (1.0 if m1 == 0 else 2.0) * widen
-        rho = np.empty(HD * P)
-        acc = np.empty(G)
-        lanes = np.empty(8)
-        for a in range(n_a):
-            z = Z[a, m1 * HD * P:(m1 + 1) * HD * P]
-            for q in range(HD * P):
-                xr = abs(np.float64(z[q].real))
-                xi = abs(np.float64(z[q].imag))
-                rho[q] = max(xr, xi) + 0.41421357 * min(xr, xi)
-            for g in range(G):
-                tm = tail_max[g, o:o + HD * P]
-                lanes[:] = 0.0
-                for q0 in range(0, n8, 8):             # 8 independent partial sums
-                    for k in range(8):
-                        lanes[k] += rho[q0 + k] * tm[q0 + k]
-                sm = lanes.sum()
-                for q in range(n8, HD * P):
-                    sm += rho[q] * tm[q]
-                acc[g] = sm
-            for u in range(norms.shape[1]):
-                norms[a, u, m1] = w * acc[group_of[u]]
+def _tail_block_norms(Z, q0, M, B, out):  # pragma: no cover
+    """out[a, c B + b] = (Σ_{k in block b} |Z[a, q0 + c M + k]|²)^½ (in double; block b of
+    k < M as in :func:`_degree_tables`): with q0 the first row m1 = r, row c = (m1 - r) H_D
+    + j holds Y_j(m1, ·), for the bounds of :meth:`LandscapePlan._tail_bounds`."""
+    for a in prange(Z.shape[0]):
+        z = Z[a]
+        o = out[a]
+        for c in range(out.shape[1] // B):
+            base = q0 + c * M
+            for b in range(B):
+                s = 0.0
+                for k in range((b * M + B - 1) // B, ((b + 1) * M + B - 1) // B):
+                    xr = np.float64(z[base + k].real)       # k B // M = b
+                    xi = np.float64(z[base + k].imag)
+                    s += xr * xr + xi * xi
+                o[c * B + b] = np.sqrt(s)
+
+
+@jit(parallel=True)
+def _tail_bound_sums(yb, tb, out):  # pragma: no cover
+    """out[a, u] = Σ_c yb[a, c] tb[c, u] (in double, c in order)."""
+    nu = tb.shape[1]
+    for a in prange(yb.shape[0]):
+        acc = out[a]
+        acc[:] = 0.0
+        for c in range(yb.shape[1]):
+            y = yb[a, c]
+            t = tb[c]
+            for u in range(nu):
+                acc[u] += y * t[u]
 
 
 @jit
@@ -562,55 +553,64 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
-def _degree_tables(table, row_start, V, L, tiny, r, group_of, out, out_t,
-                   out_max):  # pragma: no cover
+def _degree_tables(table, row_start, V, L, tiny, r, order, out, out_t,
+                   out_sq):  # pragma: no cover
     """[v_jᵀ d]: Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u] for the pairs p = (m1, m2) and
     j < H_D, summed in double (four rows of ``table`` per pass, in row order) and stored in
     out's precision; |values| < ``tiny`` are stored as 0 (no subnormal float32 operands in
     step 2).  Rows m1 < r into out[(m1 H_D + j) M + m2 + L, u] (M = 2L+1: the sums of one
     m1 and j contiguous in m2), the others β-major into out_t[u, q], q = ((m1 - r) H_D + j)
-    M + m2 + L, with out_max[g, q] = max_{u in group g} |value| (in double)."""
+    M + m2 + L, and their squares summed over blocks b of m2 (B = out_sq.shape[0] /
+    ((L+1-r) H_D) blocks, b = (m2 + L) B // M) into out_sq[((m1 - r) H_D + j) B + b, u]
+    (in double).  One task per m1, in ``order``."""
     HD = V.shape[1]
     nu = table.shape[1]
     M = 2 * L + 1
-    for p in prange((L + 1) * M):
-        m1 = p // M
-        m2 = p % M - L
-        l0 = max(m1, abs(m2))
-        acc = np.zeros((HD, nu))
-        r0, r1 = row_start[p], row_start[p + 1]
-        row = r0
-        while row + 4 <= r1:
-            d0, d1, d2, d3 = table[row], table[row + 1], table[row + 2], table[row + 3]
-            i = l0 + row - r0
+    B = out_sq.shape[0] // max(1, (L + 1 - r) * HD)
+    for t in prange(order.size):
+        m1 = order[t]
+        if m1 >= r:
+            for c in range(((m1 - r) * HD) * B, ((m1 - r) * HD + HD) * B):
+                out_sq[c, :] = 0.0
+        acc = np.empty((HD, nu))
+        for k in range(M):
+            p = m1 * M + k
+            l0 = max(m1, abs(k - L))
+            acc[:, :] = 0.0
+            r0, r1 = row_start[p], row_start[p + 1]
+            row = r0
+            while row + 4 <= r1:
+                d0, d1, d2, d3 = table[row], table[row + 1], table[row + 2], table[row + 3]
+                i = l0 + row - r0
+                for j in range(HD):
+                    v0, v1, v2, v3 = V[i, j], V[i + 1, j], V[i + 2, j], V[i + 3, j]
+                    a = acc[j]
+                    for u in range(nu):
+                        a[u] = a[u] + v0 * d0[u] + v1 * d1[u] + v2 * d2[u] + v3 * d3[u]
+                row += 4
+            while row < r1:
+                d = table[row]
+                v_row = V[l0 + row - r0]
+                for j in range(HD):
+                    v = v_row[j]
+                    a = acc[j]
+                    for u in range(nu):
+                        a[u] += v * d[u]
+                row += 1
             for j in range(HD):
-                v0, v1, v2, v3 = V[i, j], V[i + 1, j], V[i + 2, j], V[i + 3, j]
                 a = acc[j]
+                if m1 < r:
+                    o = out[(m1 * HD + j) * M + k]
+                    for u in range(nu):
+                        o[u] = a[u] if abs(a[u]) >= tiny else 0.0
+                    continue
+                q = ((m1 - r) * HD + j) * M + k
+                sq = out_sq[((m1 - r) * HD + j) * B + (k * B) // M]
                 for u in range(nu):
-                    a[u] = a[u] + v0 * d0[u] + v1 * d1[u] + v2 * d2[u] + v3 * d3[u]
-            row += 4
-        while row < r1:
-            d = table[row]
-            v_row = V[l0 + row - r0]
-            for j in range(HD):
-                v = v_row[j]
-                a = acc[j]
-                for u in range(nu):
-                    a[u] += v * d[u]
-            row += 1
-        for j in range(HD):
-            a = acc[j]
-            if m1 < r:
-                o = out[(m1 * HD + j) * M + m2 + L]
-                for u in range(nu):
-                    o[u] = a[u] if abs(a[u]) >= tiny else 0.0
-                continue
-            q = ((m1 - r) * HD + j) * M + m2 + L
-            out_max[:, q] = 0.0
-            for u in range(nu):
-                out_t[u, q] = a[u] if abs(a[u]) >= tiny else 0.0
-                g = group_of[u]
-                out_max[g, q] = max(out_max[g, q], abs(np.float64(out_t[u, q])))
+                    out_t[u, q] = a[u] if abs(a[u]) >= tiny else 0.0
+                    x = np.float64(out_t[u, q])
+                    sq[u] += x * x
+
 
 
 # ----------------------------------------------------------------------------- grids
@@ -834,25 +834,41 @@ class LandscapePlan:
     def _degree_tables(self, d: np.ndarray, rt) -> None:
         """Compressed plans: the [vᵀd] tables of step 2 in precision ``rt``.  Rows m1 <
         row_split row-major (``_rows``); the others β-major (``_table_tail``: one slice's
-        rows contiguous, for the pruned search, :meth:`best_rotations`) with their largest
-        moduli over groups of TAIL_GROUP neighbouring β (``_tail_max``, the row-norm
-        bounds), and the factor that widens those bounds over the rounding of the values
-        (2 H_D u in the table's precision) and of their own double sums.  The row-major
-        copy of the other rows is made on first use of :attr:`table`."""
+        rows contiguous, for the pruned search, :meth:`best_rotations`) with their l2 norms
+        over TAIL_BLOCKS blocks of m2 (``_tail_norms``, for :meth:`_tail_bounds`), and the
+        factor that widens those bounds over the rounding of the values (2 H_D u in the
+        table's precision) and of their own double sums.  The row-major copy of the other
+        rows is made on first use of :attr:`table`."""
         L, HD, r = self.L, self.H_D, self.row_split
         nu, P = d.shape[1], 2 * L + 1
-        self._group_of = np.arange(nu, dtype=np.int64) // TAIL_GROUP
         nq = (L + 1 - r) * HD * P
         self._rows = np.empty(((L + 1) * P * HD, nu), dtype=rt)
         self._table_tail = np.empty((nu, L + 1 - r, HD, P), dtype=rt)
-        self._tail_max = np.empty((int(self._group_of[-1]) + 1, nq))
+        self._tail_blocks = TAIL_BLOCKS
+        sq = np.empty(((L + 1 - r) * HD * TAIL_BLOCKS, nu))
         tiny = float(np.finfo(rt).tiny) if rt == np.float32 else 0.0
-        _degree_tables(d, self.row_start, self.V, L, tiny, r, self._group_of, self._rows,
-                       self._table_tail.reshape(nu, nq), self._tail_max)
+        _degree_tables(d, self.row_start, self.V, L, tiny, r, self.order, self._rows,
+                       self._table_tail.reshape(nu, nq), sq)
+        self._tail_norms = np.sqrt(sq)
         self._tail_ready = False
         u = float(np.finfo(rt).eps) / 2.0
         u64 = float(np.finfo(np.float64).eps) / 2.0
-        self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * (P * HD + 4) * u64
+        self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * (sq.shape[0] + P + 8) * u64
+
+    def _tail_bounds(self, Z: np.ndarray, norms: np.ndarray) -> None:
+        """norms[a, u, row_split] = a bound of Σ_{m1 ≥ row_split} w_{m1} Σ_{m2}
+        |X̂(m1, m2; β_u)| for step 2 with head_only (norms of the later rows = 0): by the
+        triangle inequality over j and Cauchy-Schwarz over each block of m2, ≤ 2 Σ_{m1, j,
+        blocks} ‖Y_j(m1, ·)‖ ‖t_j(m1, ·; β_u)‖ (``_tail_widen`` covers the rounding of the
+        values as :func:`_tail_rows` forms them and of these double sums)."""
+        r, B = self.row_split, self._tail_blocks
+        q0 = r * self.H_D * (2 * self.L + 1)
+        yb = self._buffer("tail_yb", (Z.shape[0], self._tail_norms.shape[0]), np.float64)
+        _tail_block_norms(Z, q0, 2 * self.L + 1, B, yb)
+        bound = self._buffer("tail_bound", (Z.shape[0], self._rows.shape[1]), np.float64)
+        _tail_bound_sums(yb, self._tail_norms, bound)
+        norms[:, :, r] = (2.0 * self._tail_widen) * bound
+        norms[:, :, r + 1:] = 0.0
 
     @property
     def table(self) -> np.ndarray:
@@ -943,8 +959,9 @@ class LandscapePlan:
         (:meth:`step3_best`).
 
         head_only (compressed plans, with norms): only the rows m1 < row_split are formed,
-        (n, n_u, row_split, M); the norms of the other rows are replaced by bounds
-        (triangle inequality over the H_D terms, :func:`_tail_row_bounds`), and
+        (n, n_u, row_split, M); the norms of the other rows are replaced by one bound of
+        their sum in norms[:, :, row_split] (triangle inequality over the H_D terms,
+        :meth:`_tail_bounds`; 0 in the later rows), and
         :meth:`step3_best` forms those rows for the few slices that need them."""
         n = Z.shape[0]
         nu = self._rows.shape[1]
@@ -962,8 +979,7 @@ class LandscapePlan:
             out = self._buffer("xhead", (n, nu, r, M), self._ct)
             _contract_rows(Z, self._row_first, self._row_count, self._row_step, self._rows,
                            self.L, self.order[self.order < r], out, norms, True)
-            _tail_row_bounds(Z, r, self.L, self._tail_max, self._group_of, self._tail_widen,
-                             norms)
+            self._tail_bounds(Z, norms)
             return out
         out = self._buffer("xhat", (n, nu, M // 2 + 1, M), self._ct)
         out[:, :, self.L + 1:] = 0.0

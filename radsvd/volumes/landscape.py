@@ -726,7 +726,7 @@ class LandscapePlan:
         # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
         # path's and 97.4% of rank 8's in m1 < 12 = (M/2+1)/4); compressed plans form only
         # those rows in step 2 for it (:meth:`step2`, head_only)
-        self.row_split = max(1, (self.M // 2 + 1) // 4)
+        self.row_split = min(L + 1, max(1, (self.M // 2 + 1) // 4))
         self.alphas = 2.0 * np.pi * np.arange(self.M) / self.M
         self.gammas = self.alphas.copy()
         unique, self.src, self.flip = _beta_sources(self.betas)
@@ -862,6 +862,8 @@ class LandscapePlan:
         blocks} ‖Y_j(m1, ·)‖ ‖t_j(m1, ·; β_u)‖ (``_tail_widen`` covers the rounding of the
         values as :func:`_tail_rows` forms them and of these double sums)."""
         r, B = self.row_split, self._tail_blocks
+        if r > self.L:                                   # every row formed in step 2
+            return
         q0 = r * self.H_D * (2 * self.L + 1)
         yb = self._buffer("tail_yb", (Z.shape[0], self._tail_norms.shape[0]), np.float64)
         _tail_block_norms(Z, q0, 2 * self.L + 1, B, yb)
@@ -1164,7 +1166,8 @@ class LandscapePlan:
                 else:
                     _tail_rows(Z, a0, vq[part], sq[part], su, flip, sign, self._table_tail,
                                r, L, buf[:k])
-                self._transform_m2(buf[:k, r:L + 1])
+                if r <= L:                                # rows left after stage 1
+                    self._transform_m2(buf[:k, r:L + 1])
                 _column_bounds(buf[:k], r, L + 1, col, no_tail, bound)
                 counts[u, 1] += k
                 vp, sp = vq[part], sq[part]

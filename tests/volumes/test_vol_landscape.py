@@ -290,12 +290,13 @@ def test_step2_row_norms_bound_the_slices():
         plan.step3_best(Xc.copy(), np.empty((3, Xc.shape[1])))
 
 
-@pytest.mark.parametrize("M", [14, 13])
+@pytest.mark.parametrize("M", [14, 13, 64])
 def test_head_only_step2_bounds_and_forms_the_other_rows(M):
     """Compressed plans, step2(..., head_only=True): the rows m1 < row_split and their norms
-    are those of the whole step 2, bit for bit; the other rows get bounds ≥ their norms;
-    step 3 forms those rows (_tail_rows) to the values of the whole step 2 (the same sums);
-    bad calls are refused by name."""
+    are those of the whole step 2, bit for bit; the other rows get a bound of their norms'
+    sum; step 3 forms those rows (_tail_rows) to the values of the whole step 2 (the same
+    sums), and the search finds the maximiser of every slice's values (M = 64: row_split
+    = L + 1, no rows left out); bad calls are refused by name."""
     from radsvd.volumes.landscape import _tail_rows
 
     grid = ShellGrid(K=6, R=4, L=6)
@@ -325,7 +326,14 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
         eps = float(np.finfo(plan.table.dtype).eps)
         scale = plan.H_D * np.abs(plan.table).max() * np.abs(Z).max()
         np.testing.assert_allclose(out[:, r:], src[:, r:], rtol=0, atol=4 * eps * scale)
+        ref = plan.step3_best(Xc.copy())
+        got = plan.step3_best(Xh.copy(), hn, Z)
+        for x, y in zip(got[:3], ref[:3]):
+            np.testing.assert_array_equal(x, y)
+        assert np.all(np.abs(got[3] - ref[3]) <= _rounding(plan, norms))
     full = prepare(grid, B, n_beta=10, M=M)
+    for x, y in zip(full.best_rotations(A)[:3], full.step3_best(full.spectra(A))[:3]):
+        np.testing.assert_array_equal(x, y)
     with pytest.raises(InputError, match="head_only"):
         full.step2(full.step1(A), np.empty((3, nu, L + 1)), head_only=True)
     with pytest.raises(InputError, match="head_only"):

@@ -40,7 +40,13 @@ instead of L+1-max(m1,|m2|); float32 tables and sums in single precision), step 
 unchanged.  For H_C ≤ SMALL_RANK steps 1 and 1b run
 fused in one kernel (:meth:`LandscapePlan.step1_project`): each row T_l(m1, ·) is projected
 onto the degree vectors as soon as it is formed, so T never reaches memory.  Full ranks
-(R, L+1) reproduce the full landscape to rounding.
+(R, L+1) reproduce the full landscape to rounding.  For the best rotations alone, step 2 of
+compressed plans forms only the rows m1 < row_split (``step2(..., head_only=True)``) and
+bounds the others by Cauchy-Schwarz over blocks of m2 (~2× their l1 norm: those rows hold
+~3% of a compressed landscape's l1 mass at K = 48); the pruned search forms them for the
+~4% of the slices that need them, from a β-major copy of their [vᵀd] tables.  (The full
+path keeps its whole step 2: there those rows hold ~10% of the mass, their bound is a sum
+over up to L+1-r degrees, 3.5× loose, and forming them costs 1.2 MB of operands per slice.)
 """
 
 from __future__ import annotations
@@ -1283,7 +1289,8 @@ class LandscapePlan:
     def best_rotations(self, coef: np.ndarray):
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
-        (:meth:`step3_best`)."""
+        (:meth:`step3_best`; compressed plans: step 2 of the first rows only, the others
+        formed in step 3 where needed)."""
         norms = self.norms_array(coef.shape[0])
         if not self.compressed:
             return self.step3_best(self.spectra(coef, norms), norms)

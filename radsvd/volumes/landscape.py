@@ -618,7 +618,6 @@ def _degree_tables(table, row_start, V, L, tiny, r, order, out, out_t,
                     sq[u] += x * x
 
 
-
 # ----------------------------------------------------------------------------- grids
 def beta_grid(n_beta: int) -> np.ndarray:
     """β_b = -π + 2πb/n_β, b = 0..n_β-1 (the reference's linspace(-π, π, n_β+1)[:-1])."""
@@ -729,8 +728,8 @@ class LandscapePlan:
         self._zt = ct if (ranks is not None and precision == "single") else np.complex128
         self.betas = beta_grid(self.n_beta)
         # rows m1 < row_split get the pass over m2 before the others in the pruned search:
-        # landscapes of molecules keep most of their l1 mass there (K = 48: 97% of the full
-        # path's and 97.4% of rank 8's in m1 < 12 = (M/2+1)/4); compressed plans form only
+        # landscapes of molecules keep most of their l1 mass there (K = 48: 90% of the full
+        # path's and 97% of rank 8's in m1 < 12 = (M/2+1)/4); compressed plans form only
         # those rows in step 2 for it (:meth:`step2`, head_only)
         self.row_split = min(L + 1, max(1, (self.M // 2 + 1) // 4))
         self.alphas = 2.0 * np.pi * np.arange(self.M) / self.M

@@ -77,6 +77,11 @@ SEARCH_UNIT = 4
 # are ~2× the sum of the rows' norms)
 TAIL_BLOCKS = 8
 
+# smallest degree L at which best_rotations of compressed plans forms only the first rows
+# in step 2 (steps 0–3 against the whole step 2, ranks 4 and 8, 32 volumes, 2 threads:
+# K = 16 25–35% slower, K = 24 equal, K = 32 14–18% and K = 48 20–27% faster)
+HEAD_ONLY_MIN_L = 32
+
 __all__ = ["LandscapePlan", "prepare", "landscapes", "beta_grid", "default_M"]
 
 
@@ -559,16 +564,16 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
-def _degree_tables(table, row_start, V, L, tiny, r, order, out, out_t,
+def _degree_tables(table, row_start, V, L, tiny, r, all_rows, order, out, out_t,
                    out_sq):  # pragma: no cover
     """[v_jᵀ d]: Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u] for the pairs p = (m1, m2) and
     j < H_D, summed in double (four rows of ``table`` per pass, in row order) and stored in
     out's precision; |values| < ``tiny`` are stored as 0 (no subnormal float32 operands in
     step 2).  Rows m1 < r into out[(m1 H_D + j) M + m2 + L, u] (M = 2L+1: the sums of one
-    m1 and j contiguous in m2), the others β-major into out_t[u, q], q = ((m1 - r) H_D + j)
-    M + m2 + L, and their squares summed over blocks b of m2 (B = out_sq.shape[0] /
-    ((L+1-r) H_D) blocks, b = (m2 + L) B // M) into out_sq[((m1 - r) H_D + j) B + b, u]
-    (in double).  One task per m1, in ``order``."""
+    m1 and j contiguous in m2; every row if ``all_rows``), the others β-major into
+    out_t[u, q], q = ((m1 - r) H_D + j) M + m2 + L, and their squares summed over blocks b
+    of m2 (B = out_sq.shape[0] / ((L+1-r) H_D) blocks, b = (m2 + L) B // M) into
+    out_sq[((m1 - r) H_D + j) B + b, u] (in double).  One task per m1, in ``order``."""
     HD = V.shape[1]
     nu = table.shape[1]
     M = 2 * L + 1
@@ -605,10 +610,11 @@ def _degree_tables(table, row_start, V, L, tiny, r, order, out, out_t,
                 row += 1
             for j in range(HD):
                 a = acc[j]
-                if m1 < r:
+                if m1 < r or all_rows:
                     o = out[(m1 * HD + j) * M + k]
                     for u in range(nu):
                         o[u] = a[u] if abs(a[u]) >= tiny else 0.0
+                if m1 < r:
                     continue
                 q = ((m1 - r) * HD + j) * M + k
                 sq = out_sq[((m1 - r) * HD + j) * B + (k * B) // M]
@@ -750,6 +756,7 @@ class LandscapePlan:
             if basis is not None:
                 raise InputError("basis given without ranks: pass ranks=(H_C, H_D)")
             self.compressed = False
+            self._head_only = False
             self.H_C, self.H_D = grid.R, L + 1
             self.radial = None
             self._rows, self._tail_ready = d, True
@@ -772,6 +779,7 @@ class LandscapePlan:
             self.H_C = _rank(H_C, grid.R, "radial rank H_C")
             self.H_D = _rank(H_D, L + 1, "degree rank H_D")
             self.compressed = True
+            self._head_only = L >= HEAD_ONLY_MIN_L
             self.radial = basis.radial_matrix(self.H_C)
             self._radial_T = np.ascontiguousarray(self.radial.T, dtype=np.complex128)
             self._radial_Tr = np.ascontiguousarray(self.radial.T.real)
@@ -843,7 +851,8 @@ class LandscapePlan:
         over TAIL_BLOCKS blocks of m2 (``_tail_norms``, for :meth:`_tail_bounds`), and the
         factor that widens those bounds over the rounding of the values (2 H_D u in the
         table's precision) and of their own double sums.  The row-major copy of the other
-        rows is made on first use of :attr:`table`."""
+        rows is made on first use of :attr:`table` (in this pass, for plans whose
+        :meth:`best_rotations` does not use the head-only step 2)."""
         L, HD, r = self.L, self.H_D, self.row_split
         nu, P = d.shape[1], 2 * L + 1
         nq = (L + 1 - r) * HD * P
@@ -852,10 +861,10 @@ class LandscapePlan:
         self._tail_blocks = TAIL_BLOCKS
         sq = np.empty(((L + 1 - r) * HD * TAIL_BLOCKS, nu))
         tiny = float(np.finfo(rt).tiny) if rt == np.float32 else 0.0
-        _degree_tables(d, self.row_start, self.V, L, tiny, r, self.order, self._rows,
-                       self._table_tail.reshape(nu, nq), sq)
+        _degree_tables(d, self.row_start, self.V, L, tiny, r, not self._head_only, self.order,
+                       self._rows, self._table_tail.reshape(nu, nq), sq)
         self._tail_norms = np.sqrt(sq)
-        self._tail_ready = False
+        self._tail_ready = not self._head_only
         u = float(np.finfo(rt).eps) / 2.0
         u64 = float(np.finfo(np.float64).eps) / 2.0
         self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * (sq.shape[0] + P + 8) * u64
@@ -1288,10 +1297,10 @@ class LandscapePlan:
     def best_rotations(self, coef: np.ndarray):
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
-        (:meth:`step3_best`; compressed plans: step 2 of the first rows only, the others
-        formed in step 3 where needed)."""
+        (:meth:`step3_best`; compressed plans with L ≥ HEAD_ONLY_MIN_L: step 2 of the
+        first rows only, the others formed in step 3 where needed)."""
         norms = self.norms_array(coef.shape[0])
-        if not self.compressed:
+        if not self._head_only:
             return self.step3_best(self.spectra(coef, norms), norms)
         Z = self._operands(self.step1_project(self.radial_compress(coef)))
         return self.step3_best(self.step2(Z, norms, head_only=True), norms, Z)

@@ -41,7 +41,8 @@ unchanged.  For H_C ≤ SMALL_RANK steps 1 and 1b run
 fused in one kernel (:meth:`LandscapePlan.step1_project`): each row T_l(m1, ·) is projected
 onto the degree vectors as soon as it is formed, so T never reaches memory.  Full ranks
 (R, L+1) reproduce the full landscape to rounding.  For the best rotations alone, step 2 of
-compressed plans forms only the rows m1 < row_split (``step2(..., head_only=True)``) and
+compressed plans with L ≥ HEAD_ONLY_MIN_L = 32 forms only the rows m1 < row_split
+(``step2(..., head_only=True)``) and
 bounds the others by Cauchy-Schwarz over blocks of m2 (~2× their l1 norm: those rows hold
 ~3% of a compressed landscape's l1 mass at K = 48); the pruned search forms them for the
 ~4% of the slices that need them, from a β-major copy of their [vᵀd] tables.  (The full

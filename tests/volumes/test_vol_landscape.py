@@ -162,16 +162,23 @@ def _peaked(grid, B, n, seed):
 
 
 @pytest.mark.parametrize("M", [16, 17])
-def test_pruned_search_skips_work_and_finds_the_maximum(M):
+def test_pruned_search_skips_work_and_finds_the_maximum(M, monkeypatch):
     """Branch and bound in step3_best skips most of step 3 on peaked landscapes and finds
     the maximiser of the search over every slice, its score to the rounding of step 3
-    (full and compressed plans, even and odd M); the same bits for 1 and 2 threads."""
+    (full and compressed plans, even and odd M); the same bits for 1 and 2 threads.
+    best_rotations runs these steps; for compressed plans from L = HEAD_ONLY_MIN_L (here
+    lowered to 0) with step 2 of the first rows only."""
+    import radsvd.volumes.landscape as land
+
     grid = ShellGrid(K=8, R=5, L=7)
     B = _coefficients(grid, 1, 30)
     A = _peaked(grid, B, 9, 31)                        # 3 units of the pruned search
     basis = volume_svd(B, grid)
+    monkeypatch.setattr(land, "HEAD_ONLY_MIN_L", 0)
+    head_only = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)
+    monkeypatch.undo()
     for plan in (prepare(grid, B, n_beta=16, M=M),
-                 prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)):
+                 prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M), head_only):
         plan.fft_chunk = 1
         norms = np.empty((A.shape[0], plan.table.shape[1], plan.L + 1))
         Xc = plan.spectra(A, norms)
@@ -190,7 +197,7 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
             np.testing.assert_array_equal(x, y)
         assert np.all(np.abs(runs[0][3] - ref[3]) <= _rounding(plan, norms))
         got = plan.best_rotations(A)
-        if plan.compressed:
+        if plan is head_only:
             # step 2 forms the first rows only (bounds for the others): other calls, the
             # same maximisers, scores to the rounding of step 3; the same bits per thread
             # count as the explicit steps
@@ -209,6 +216,12 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
         else:
             for x, y in zip(got, runs[0]):
                 np.testing.assert_array_equal(x, y)
+    assert head_only._head_only
+    grid32 = ShellGrid(K=5, R=2, L=land.HEAD_ONLY_MIN_L)
+    B32 = _coefficients(grid32, 1, 32)
+    small = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)
+    large = prepare(grid32, B32, volume_svd(B32, grid32), ranks=(2, 2), n_beta=4)
+    assert not small._head_only and large._head_only
 
 
 def test_column_bound_holds_and_is_attained():

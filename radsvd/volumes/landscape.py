@@ -42,12 +42,12 @@ fused in one kernel (:meth:`LandscapePlan.step1_project`): each row T_l(m1, ·) 
 onto the degree vectors as soon as it is formed, so T never reaches memory.  Full ranks
 (R, L+1) reproduce the full landscape to rounding.  For the best rotations alone, step 2 of
 compressed plans with L ≥ HEAD_ONLY_MIN_L = 32 forms only the rows m1 < row_split
-(``step2(..., head_only=True)``) and
-bounds the others by Cauchy-Schwarz over blocks of m2 (~2× their l1 norm: those rows hold
-~3% of a compressed landscape's l1 mass at K = 48); the pruned search forms them for the
-~4% of the slices that need them, from a β-major copy of their [vᵀd] tables.  (The full
-path keeps its whole step 2: there those rows hold ~10% of the mass, their bound is a sum
-over up to L+1-r degrees, 3.5× loose, and forming them costs 1.2 MB of operands per slice.)
+(``step2(..., head_only=True)``) and bounds the others by Cauchy-Schwarz over blocks of m2
+(~2× their l1 norm: those rows hold ~3% of a compressed landscape's l1 mass at K = 48); the
+pruned search forms them for the ~4% of the slices that need them, from a β-major copy of
+their [vᵀd] tables.  (The full path keeps its whole step 2: there those rows hold ~10% of
+the mass, their bound is a sum over up to L+1-r degrees, 3.5× loose, and forming them
+costs 1.2 MB of operands per slice.)
 """
 
 from __future__ import annotations

@@ -38,10 +38,10 @@ follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewi
 each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
 Where the time goes at H = 8 (K = 48, 2 cores, 2026-12-01, the run with the quietest full
-path of three): full 2.09 ms/pair = step 1 0.93, step 2 0.98 (with the row norms), step 3 +
+path of six): full 2.09 ms/pair = step 1 0.93, step 2 0.98 (with the row norms), step 3 +
 search 0.16; rank 8 0.79 ms/pair = precompute 0.07, step 0 0.13, steps 1+1b 0.25, step 2
-0.14, step 3 + search 0.20; 2.63–2.73× over the runs (2.46–2.55× with the Wigner table
-added to both sides); without the branch and bound 2.99 and 1.71 ms/pair, 1.75–1.80×:
+0.14, step 3 + search 0.20; 2.46–2.77× over six runs (2.28–2.59× with the Wigner table
+added to both sides); without the branch and bound 2.99 and 1.71 ms/pair, 1.70–1.80×:
 1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
    pair) does not shrink with H: unpruned 1.1 ms/pair in double and 0.84 in single
    precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact: l1 norms

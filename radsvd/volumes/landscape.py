@@ -977,8 +977,8 @@ class LandscapePlan:
 
         head_only (compressed plans, with norms): only the rows m1 < row_split are formed,
         (n, n_u, row_split, M); the norms of the other rows are replaced by one bound of
-        their sum in norms[:, :, row_split] (triangle inequality over the H_D terms,
-        :meth:`_tail_bounds`; 0 in the later rows), and
+        their sum in norms[:, :, row_split] (triangle inequality over the H_D terms and
+        Cauchy-Schwarz over blocks of m2, :meth:`_tail_bounds`; 0 in the later rows), and
         :meth:`step3_best` forms those rows for the few slices that need them."""
         n = Z.shape[0]
         nu = self._rows.shape[1]
@@ -1101,8 +1101,9 @@ class LandscapePlan:
         close.  The calls depend only on the values of a unit: the same result for any
         thread count.  With spectra of the first rows only (``step2(..., head_only=True)``),
         ``Z`` must be the operands step 2 was given: the other rows are formed from them for
-        the slices that get the rest of the pass over m2.  ``step3_calls`` records (columns γ through the pass over m1, slices
-        through the whole pass over m2, slices); a slice has M columns."""
+        the slices that get the rest of the pass over m2.  ``step3_calls`` records (columns
+        γ through the pass over m1, slices through the whole pass over m2, slices); a slice
+        has M columns."""
         n = Xc.shape[0]
         M, ns = self.M, self.n_slices
         if norms is None:

@@ -361,21 +361,21 @@ def _tail_rows(Z, a0, vols, slices, slice_u, flip, sign, table_t, r, L, out):  #
 
 @jit(parallel=True)
 def _tail_block_norms(Z, q0, M, B, out):  # pragma: no cover
-    """out[a, c B + b] = (Σ_{k in block b} |Z[a, q0 + c M + k]|²)^½ (in double; block b of
-    k < M as in :func:`_degree_tables`): with q0 the first row m1 = r, row c = (m1 - r) H_D
-    + j holds Y_j(m1, ·), for the bounds of :meth:`LandscapePlan._tail_bounds`."""
+    """out[a, c B + b] = (Σ_{k B // M = b} |Z[a, q0 + c M + k]|²)^½ (in double; the blocks
+    of :func:`_degree_tables`): with q0 the first row m1 = r, row c = (m1 - r) H_D + j holds
+    Y_j(m1, ·), for the bounds of :meth:`LandscapePlan._tail_bounds`."""
     for a in prange(Z.shape[0]):
         z = Z[a]
         o = out[a]
+        o[:] = 0.0
         for c in range(out.shape[1] // B):
             base = q0 + c * M
-            for b in range(B):
-                s = 0.0
-                for k in range((b * M + B - 1) // B, ((b + 1) * M + B - 1) // B):
-                    xr = np.float64(z[base + k].real)       # k B // M = b
-                    xi = np.float64(z[base + k].imag)
-                    s += xr * xr + xi * xi
-                o[c * B + b] = np.sqrt(s)
+            for k in range(M):
+                xr = np.float64(z[base + k].real)
+                xi = np.float64(z[base + k].imag)
+                o[c * B + (k * B) // M] += xr * xr + xi * xi
+        for i in range(out.shape[1]):
+            o[i] = np.sqrt(o[i])
 
 
 @jit(parallel=True)
@@ -565,25 +565,22 @@ def _step1_project(A, m_start, tg_re, tg_im, V, L, out):  # pragma: no cover
 
 
 @jit(parallel=True)
-def _degree_tables(table, row_start, V, L, tiny, r, all_rows, order, out, out_t,
+def _degree_tables(table, row_start, V, L, tiny, r, order, out, out_t,
                    out_sq):  # pragma: no cover
     """[v_jᵀ d]: Σ_{l ≥ l0(p)} V[l, j] table[row(p, l), u] for the pairs p = (m1, m2) and
     j < H_D, summed in double (four rows of ``table`` per pass, in row order) and stored in
     out's precision; |values| < ``tiny`` are stored as 0 (no subnormal float32 operands in
     step 2).  Rows m1 < r into out[(m1 H_D + j) M + m2 + L, u] (M = 2L+1: the sums of one
-    m1 and j contiguous in m2; every row if ``all_rows``), the others β-major into
-    out_t[u, q], q = ((m1 - r) H_D + j) M + m2 + L, and their squares summed over blocks b
-    of m2 (B = out_sq.shape[0] / ((L+1-r) H_D) blocks, b = (m2 + L) B // M) into
-    out_sq[((m1 - r) H_D + j) B + b, u] (in double).  One task per m1, in ``order``."""
+    m1 and j contiguous in m2), the others β-major into out_t[u, q], q = ((m1 - r) H_D + j)
+    M + m2 + L, and their squares summed over blocks b of m2 (B = out_sq.shape[0] /
+    ((L+1-r) H_D) blocks, b = (m2 + L) B // M) into out_sq[((m1 - r) H_D + j) B + b, u]
+    (in double; ``out_sq`` zeroed by the caller).  One task per m1, in ``order``."""
     HD = V.shape[1]
     nu = table.shape[1]
     M = 2 * L + 1
     B = out_sq.shape[0] // max(1, (L + 1 - r) * HD)
     for t in prange(order.size):
         m1 = order[t]
-        if m1 >= r:
-            for c in range(((m1 - r) * HD) * B, ((m1 - r) * HD + HD) * B):
-                out_sq[c, :] = 0.0
         acc = np.empty((HD, nu))
         for k in range(M):
             p = m1 * M + k
@@ -611,11 +608,10 @@ def _degree_tables(table, row_start, V, L, tiny, r, all_rows, order, out, out_t,
                 row += 1
             for j in range(HD):
                 a = acc[j]
-                if m1 < r or all_rows:
+                if m1 < r:
                     o = out[(m1 * HD + j) * M + k]
                     for u in range(nu):
                         o[u] = a[u] if abs(a[u]) >= tiny else 0.0
-                if m1 < r:
                     continue
                 q = ((m1 - r) * HD + j) * M + k
                 sq = out_sq[((m1 - r) * HD + j) * B + (k * B) // M]
@@ -787,7 +783,10 @@ class LandscapePlan:
             self.V = basis.degree_matrix(self.H_D)
             n_pairs = (L + 1) * (2 * L + 1)
             # single precision: step 2 runs on float32 tables and degree sums as well
-            self._degree_tables(d, rt)
+            self._rows = np.empty((n_pairs * self.H_D, unique.size), dtype=rt)
+            self._table_tail = None
+            self._degree_tables(self.row_split if self._head_only else L + 1)
+            self._tail_ready = not self._head_only
             # rows of pair p = (m1, m2): (m1 H_D + j) M + m2 + L, j < H_D (M = 2L+1)
             P = 2 * L + 1
             pairs = np.arange(n_pairs)
@@ -845,30 +844,39 @@ class LandscapePlan:
         self.fft_chunk = int(max(1, min(self.n_slices, (1 << 20) // per_slice)))
         self.precompute_seconds = time.perf_counter() - t0
 
-    def _degree_tables(self, d: np.ndarray, rt) -> None:
-        """Compressed plans: the [vᵀd] tables of step 2 in precision ``rt``.  Rows m1 <
-        row_split row-major (``_rows``); the others β-major (``_table_tail``: one slice's
-        rows contiguous, for the pruned search, :meth:`best_rotations`) with their l2 norms
-        over TAIL_BLOCKS blocks of m2 (``_tail_norms``, for :meth:`_tail_bounds`), and the
-        factor that widens those bounds over the rounding of the values (2 H_D u in the
-        table's precision) and of their own double sums.  The row-major copy of the other
-        rows is made on first use of :attr:`table` (in this pass, for plans whose
-        :meth:`best_rotations` does not use the head-only step 2)."""
-        L, HD, r = self.L, self.H_D, self.row_split
-        nu, P = d.shape[1], 2 * L + 1
-        nq = (L + 1 - r) * HD * P
-        self._rows = np.empty(((L + 1) * P * HD, nu), dtype=rt)
-        self._table_tail = np.empty((nu, L + 1 - r, HD, P), dtype=rt)
-        self._tail_blocks = TAIL_BLOCKS
-        sq = np.empty(((L + 1 - r) * HD * TAIL_BLOCKS, nu))
+    def _degree_tables(self, r: int) -> None:
+        """Compressed plans: the [vᵀd] tables of step 2 in the plan's table precision, rows
+        m1 < r row-major into ``_rows``; for r = row_split the others β-major
+        (``_table_tail``: one slice's rows contiguous, for the pruned search,
+        :meth:`best_rotations`) with their l2 norms over TAIL_BLOCKS blocks of m2
+        (``_tail_norms``, for :meth:`_tail_bounds`), and the factor that widens those bounds
+        over the rounding of the values (2 H_D u in the table's precision) and of their own
+        double sums.  The plan forms r = row_split if its best_rotations uses the head-only
+        step 2 (the row-major copy of the other rows is made on first use of :attr:`table`),
+        else r = L + 1 (:meth:`_tail_tables` forms the tail on request)."""
+        L, HD = self.L, self.H_D
+        d = self.wigner.data.reshape(-1, self.wigner.betas.size)
+        nu, P, rt = d.shape[1], 2 * L + 1, self._rows.dtype
+        n_tail = max(0, L + 1 - r) * HD                     # rows (m1, j) of the tail
+        tail = np.empty((nu, n_tail // HD, HD, P), dtype=rt)
+        sq = np.zeros((n_tail * TAIL_BLOCKS, nu))
         tiny = float(np.finfo(rt).tiny) if rt == np.float32 else 0.0
-        _degree_tables(d, self.row_start, self.V, L, tiny, r, not self._head_only, self.order,
-                       self._rows, self._table_tail.reshape(nu, nq), sq)
-        self._tail_norms = np.sqrt(sq)
-        self._tail_ready = not self._head_only
+        _degree_tables(d, self.row_start, self.V, L, tiny, r, self.order, self._rows,
+                       tail.reshape(nu, n_tail * P), sq)
+        if r != self.row_split:                             # every row row-major
+            return
+        self._table_tail, self._tail_norms = tail, np.sqrt(sq)
         u = float(np.finfo(rt).eps) / 2.0
         u64 = float(np.finfo(np.float64).eps) / 2.0
         self._tail_widen = 1.0 + 2.0 * HD * u + 2.0 * (sq.shape[0] + P + 8) * u64
+
+    def _tail_tables(self) -> np.ndarray:
+        """The β-major [vᵀd] rows m1 ≥ row_split (formed on first request for plans whose
+        best_rotations keeps the whole step 2: the same kernel and sums; the rows m1 <
+        row_split it writes again are the same values)."""
+        if self._table_tail is None:
+            self._degree_tables(self.row_split)
+        return self._table_tail
 
     def _tail_bounds(self, Z: np.ndarray, norms: np.ndarray) -> None:
         """norms[a, u, row_split] = a bound of Σ_{m1 ≥ row_split} w_{m1} Σ_{m2}
@@ -876,10 +884,12 @@ class LandscapePlan:
         triangle inequality over j and Cauchy-Schwarz over each block of m2, ≤ 2 Σ_{m1, j,
         blocks} ‖Y_j(m1, ·)‖ ‖t_j(m1, ·; β_u)‖ (``_tail_widen`` covers the rounding of the
         values as :func:`_tail_rows` forms them and of these double sums)."""
-        r, B = self.row_split, self._tail_blocks
+        r = self.row_split
         if r > self.L:                                   # every row formed in step 2
             return
+        self._tail_tables()
         q0 = r * self.H_D * (2 * self.L + 1)
+        B = self._tail_norms.shape[0] // ((self.L + 1 - r) * self.H_D)
         yb = self._buffer("tail_yb", (Z.shape[0], self._tail_norms.shape[0]), np.float64)
         _tail_block_norms(Z, q0, 2 * self.L + 1, B, yb)
         bound = self._buffer("tail_bound", (Z.shape[0], self._rows.shape[1]), np.float64)
@@ -1164,6 +1174,7 @@ class LandscapePlan:
         bnds = self._buffer("bounds", (workers, 2, cap), np.float64)
         idx = self._buffer("index", (workers, 4, cap), np.int64)
         no_tail = np.zeros(g)
+        table_tail = None if Z is None else self._tail_tables()
         widen = 1.0 + self._margin_1d
         out = [None] * n
         counts = np.zeros((len(units), 2), dtype=np.int64)
@@ -1176,17 +1187,16 @@ class LandscapePlan:
                 part = sel[c0:c0 + g]
                 k = part.size
                 buf, col, bound = whole[w], cols[w, 1, :k], bnds[w, 1, :k]
+                vp, sp = vq[part], sq[part]
                 _stage2_inputs(head[w], part, r, cols[w, 0], buf, col)
                 if Z is None:
-                    _gather_pairs(Xc, a0, vq[part], sq[part], su, flip, sign, r, rows, buf)
+                    _gather_pairs(Xc, a0, vp, sp, su, flip, sign, r, rows, buf)
                 else:
-                    _tail_rows(Z, a0, vq[part], sq[part], su, flip, sign, self._table_tail,
-                               r, L, buf[:k])
+                    _tail_rows(Z, a0, vp, sp, su, flip, sign, table_tail, r, L, buf[:k])
                 if r <= L:                                # rows left after stage 1
                     self._transform_m2(buf[:k, r:L + 1])
                 _column_bounds(buf[:k], r, L + 1, col, no_tail, bound)
                 counts[u, 1] += k
-                vp, sp = vq[part], sq[part]
                 for lead_only in (True, False):
                     nl = _gather_columns(buf[:k], col, vp, search.top, widen, lead_only,
                                          lines[w], where[w])

@@ -334,7 +334,7 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
         slices = np.tile(np.arange(ns), 3)
         out = np.zeros((vols.size, M // 2 + 1, M), dtype=plan._ct)
         _tail_rows(Z, 0, vols, slices, plan._slice_src, plan._slice_flip, plan._mirror_sign,
-                   plan._table_tail, r, L, out)
+                   plan._tail_tables(), r, L, out)
         src = plan._step3_source(Xc.copy()).reshape(vols.size, M // 2 + 1, M)
         eps = float(np.finfo(plan.table.dtype).eps)
         scale = plan.H_D * np.abs(plan.table).max() * np.abs(Z).max()

@@ -210,10 +210,11 @@ def _run(plan, vols, block=BLOCK, prune=True):
         # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
         Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
         t2 = t3 = time.perf_counter()
-        # pruned: step 2 also sums the row norms that bound every β slice (compressed:
-        # forms only the first rows, bounds the others, as best_rotations does)
+        # pruned: step 2 also sums the row norms that bound every β slice (compressed plans
+        # with L ≥ HEAD_ONLY_MIN_L: forms only the first rows and bounds the others, the
+        # steps of best_rotations)
         norms = plan.norms_array(a1 - a0) if prune else None
-        Xc = plan.step2(Z, norms, head_only=prune and plan.compressed)
+        Xc = plan.step2(Z, norms, head_only=prune and plan._head_only)
         t4 = time.perf_counter()
         # step 3 and the grid search fused per volume (reported as step 3)
         b, i, j, best_v[a0:a1] = plan.step3_best(Xc, norms, Z)

@@ -109,7 +109,7 @@ import numpy as np
 
 from radsvd.volumes.align import landscape_blocks
 from radsvd.volumes.basis import volume_svd
-from radsvd.volumes.landscape import beta_grid, default_M, prepare
+from radsvd.volumes.landscape import STEPS, beta_grid, default_M, prepare
 from radsvd.volumes.shells import ShellGrid, sht
 from radsvd.volumes.wigner import WignerTable, rotate
 
@@ -195,35 +195,19 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
 
 # ----------------------------------------------------------------------------- engine runs
 def _run(plan, vols, block=BLOCK, prune=True):
-    """Best rotation per volume through the plan, with per-step timers (``calls``: step 3's
-    columns through the pass over m1, slices through the whole pass over m2, and slices
-    in all, as :attr:`LandscapePlan.step3_calls`)."""
-    tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0)
+    """Best rotation per volume by :meth:`LandscapePlan.best_rotations` (the path users get),
+    with its per-step timers (``calls``: step 3's columns through the pass over m1, slices
+    through the whole pass over m2, and slices in all, as
+    :attr:`LandscapePlan.step3_calls`)."""
+    tm = dict.fromkeys(STEPS, 0.0)
     calls = np.zeros(3, dtype=np.int64)
     best_i = np.empty(vols.shape[0], dtype=np.int64)
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
         a1 = min(a0 + block, vols.shape[0])
-        t = time.perf_counter()
-        c = plan.radial_compress(vols[a0:a1])
-        t1 = time.perf_counter()
-        # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
-        Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
-        t2 = t3 = time.perf_counter()
-        # pruned: step 2 also sums the row norms that bound every β slice (compressed plans
-        # with L ≥ HEAD_ONLY_MIN_L: forms only the first rows and bounds the others, the
-        # steps of best_rotations)
-        norms = plan.norms_array(a1 - a0) if prune else None
-        Xc = plan.step2(Z, norms, head_only=prune and plan._head_only)
-        t4 = time.perf_counter()
-        # step 3 and the grid search fused per volume (reported as step 3)
-        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, norms, Z)
+        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], times=tm, prune=prune)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
-        t5 = time.perf_counter()
-        for k, dt in zip(("s0", "s1", "s1b", "s2", "s3"),
-                         (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            tm[k] += dt
     return best_i, best_v, tm, calls
 
 
@@ -246,7 +230,7 @@ def _same_best(r1, r2) -> float:
     calls than the unpruned one (other SIMD grouping: the last bits differ), each value
     within margin_2d·l1 of the exact one, and l1 ≤ 2·score for these peaked landscapes
     (the best slice's peak is 0.83–0.89 of its l1 norm at K = 48)."""
-    tol = 2.0 * r1["plan"]._margin_2d * 2.0
+    tol = 2.0 * r1["plan"].margins.two_passes * 2.0
     return float(np.array_equal(r1["best_i"], r2["best_i"])
                  and np.allclose(r1["best_v"], r2["best_v"], rtol=tol, atol=0.0))
 
@@ -350,13 +334,13 @@ def measure(quick: bool = False) -> list[dict]:
     total_f, plan_f, tm_f, pre_f = rf["total"], rf["plan"], rf["tm"], rf["pre"]
     agree = np.allclose(rf["best_v"][:n_np], np_v, rtol=1e-9,
                         atol=1e-12 * np.abs(np_v).max())
-    steps_f = tm_f["s1"] + tm_f["s2"]
+    steps_f = tm_f["step1"] + tm_f["step2"]
     recs.append(dict(name="volumes.full", seconds=total_f, per_pair_ms=1e3 * total_f / n_vol,
                      ratio_vs_numpy=t_np * n_vol / total_f,
                      ratio_vs_numpy_with_wigner=t_np * n_vol / (total_f + t_w),
                      precompute_seconds=pre_f, wigner_seconds=t_w,
-                     step1_seconds=tm_f["s1"], step2_seconds=tm_f["s2"],
-                     step3_seconds=tm_f["s3"], step3_m1_fraction=rf["step3_fraction"],
+                     step1_seconds=tm_f["step1"], step2_seconds=tm_f["step2"],
+                     step3_seconds=tm_f["step3"], step3_m1_fraction=rf["step3_fraction"],
                      step3_m2_fraction=rf["step3_m2_fraction"],
                      compressible_fraction=(pre_f + steps_f) / total_f,
                      best_scores_match_numpy=float(agree),
@@ -372,11 +356,11 @@ def measure(quick: bool = False) -> list[dict]:
             speedup_vs_full_with_wigner=(total_f + t_w) / (total_c + t_w),
             ideal_speedup=K / H,
             steps012_speedup_vs_full=steps_f / (
-                tm_c["s0"] + tm_c["s1"] + tm_c["s1b"] + tm_c["s2"]),
-            bound_speedup_if_steps012_free=total_f / tm_c["s3"],
+                tm_c["step0"] + tm_c["step1"] + tm_c["step1b"] + tm_c["step2"]),
+            bound_speedup_if_steps012_free=total_f / tm_c["step3"],
             precompute_seconds=rc["pre"], kernels_eigen_seconds=rc["t_basis"],
-            step0_seconds=tm_c["s0"], step1_seconds=tm_c["s1"], step1b_seconds=tm_c["s1b"],
-            step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"],
+            step0_seconds=tm_c["step0"], step1_seconds=tm_c["step1"], step1b_seconds=tm_c["step1b"],
+            step2_seconds=tm_c["step2"], step3_seconds=tm_c["step3"],
             step3_m1_fraction=rc["step3_fraction"],
             step3_m2_fraction=rc["step3_m2_fraction"],
             rel_frobenius=met["rel_frobenius"], correlation=met["correlation"], f=met["f"],
@@ -390,27 +374,27 @@ def measure(quick: bool = False) -> list[dict]:
     # the paper's odd grid M = 2L+1 (prime at L = 48): every β transformed, slower FFT
     ro_f, ro_c = best["full.odd"], best["rank.odd"]
     recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=ro_f["total"],
-                     per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["s1"],
-                     step2_seconds=ro_f["tm"]["s2"], step3_seconds=ro_f["tm"]["s3"],
+                     per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["step1"],
+                     step2_seconds=ro_f["tm"]["step2"], step3_seconds=ro_f["tm"]["step3"],
                      step3_m1_fraction=ro_f["step3_fraction"],
                      params=dict(params, M=M_odd, step3=ro_f["plan"].transform,
                                  n_slices=ro_f["plan"].n_slices)))
     recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=ro_c["total"],
                      per_pair_ms=1e3 * ro_c["total"] / n_vol,
                      speedup_vs_full=ro_f["total"] / ro_c["total"],
-                     step3_seconds=ro_c["tm"]["s3"], step3_m1_fraction=ro_c["step3_fraction"],
+                     step3_seconds=ro_c["tm"]["step3"], step3_m1_fraction=ro_c["step3_fraction"],
                      params=dict(params, M=M_odd, H_C=H2, H_D=H2,
                                  step3=ro_c["plan"].transform)))
     # every step-3 call made (no branch and bound): what the pruning saves on each path
     ru_f, ru_c = best["full.unpruned"], best["rank.unpruned"]
     recs.append(dict(name="volumes.full.unpruned", seconds=ru_f["total"],
-                     per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["s3"],
+                     per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["step3"],
                      pruning_speedup=ru_f["total"] / total_f,
                      same_best_as_pruned=_same_best(ru_f, rf),
                      params=dict(params, prune=False)))
     rc = best[f"rank{H2}"]
     recs.append(dict(name=f"volumes.rank{H2}.unpruned", seconds=ru_c["total"],
-                     per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["s3"],
+                     per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["step3"],
                      pruning_speedup=ru_c["total"] / rc["total"],
                      speedup_vs_full_unpruned=ru_f["total"] / ru_c["total"],
                      same_best_as_pruned=_same_best(ru_c, rc),

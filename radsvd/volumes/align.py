@@ -147,7 +147,7 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     n = a.shape[0]
     tau = np.empty((n, 3))
     score = np.empty(n)
-    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan._rt)
+    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan.real_dtype)
             if return_landscapes else None)
     bar = None
     if progress:

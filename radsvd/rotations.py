@@ -9,6 +9,10 @@ i.e. the projection along z of the volume rotated by R^T (V'(x) = V(R x)).  RELI
 angles (rot, tilt, psi), ZYZ, in degrees, give R = Rz(rot) Ry(tilt) Rz(psi) (active rotations),
 which is the transpose of RELION's ``Euler_angles2matrix`` matrix A; R e_z = (sin tilt cos rot,
 sin tilt sin rot, cos tilt) is the viewing direction.
+
+A ground-layer module: the data layer (poses, projections) and the volume engine (Euler
+angles of alignments, :mod:`radsvd.volumes.wigner`) both import it.  The former path
+``radsvd.data.rotations`` re-exports it.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def make_test_volumes(reference, n_volumes: int, images_per_volume: int = 200,
                       voxel_size: float = 1.0, seed: int = 0, progress=None) -> TestVolumes:
     """``n_volumes`` imperfect reconstructions of ``reference`` (N³ map), each randomly rotated
     (see the module docstring).  ``progress``: optional callable(i, n) after each volume."""
-    from radsvd.data.rotations import euler_to_rotation, random_rotations
+    from radsvd.rotations import euler_to_rotation, random_rotations
     from radsvd.data.simulate import simulate_particles
 
     ref = real_stack(reference, "reference", ndim=3)

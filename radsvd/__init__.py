@@ -31,7 +31,7 @@ from radsvd.images import (AlignResult, RadialBasis, align_images, energy_pca,
                            to_polar)
 from radsvd.metrics import LandscapeMetrics
 from radsvd.volumes import (ShellGrid, VolumeAlignResult, VolumeBasis, align_maps,
-                            align_volumes, to_shells, volume_svd, wigner_d)
+                            align_volume_maps, align_volumes, to_shells, volume_svd, wigner_d)
 from radsvd.data import (CTFParams, GaussianMolecule, cluster_ctf, load_particles,
                          make_templates, read_mrc, read_star, shell_directions,
                          simulate_particles, synthetic_molecule, write_mrc)
@@ -45,8 +45,8 @@ __all__ = [
     "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
     "frequency_marching", "energy_pca", "align_images", "AlignResult",
     # volumes (3D)
-    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_maps",
-    "VolumeAlignResult",
+    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
+    "align_maps", "VolumeAlignResult",
     # metrics
     "LandscapeMetrics",
     # data

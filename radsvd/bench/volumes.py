@@ -245,7 +245,7 @@ def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None, prun
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t
-    plan = prepare(grid, target, basis, ranks=(H, H), M=M, precision=precision, wigner=wigner)
+    plan = prepare(grid, target, basis, rank=(H, H), M=M, precision=precision, wigner=wigner)
     return _result(plan, vols, time.perf_counter() - t, prune, t_basis=t_basis)
 
 
@@ -272,13 +272,13 @@ def measure(quick: bool = False) -> list[dict]:
     small = ShellGrid(K=4)
     st, sv = bench_volumes(small, 2)
     for plan in (prepare(small, st), prepare(small, st, volume_svd(st, small, H_C=2),
-                                             ranks=(2, 2))):
+                                             rank=(2, 2))):
         _run(plan, sv)
         plan.fft_chunk = 1                   # several step-3 calls: the pruned search
         _run(plan, sv)
     _run(prepare(small, st, M=2 * small.L + 1), sv)
-    _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), precision="double"), sv)
-    _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), M=2 * small.L + 1), sv)
+    _run(prepare(small, st, volume_svd(st, small, H_C=2), rank=(2, 2), precision="double"), sv)
+    _run(prepare(small, st, volume_svd(st, small, H_C=2), rank=(2, 2), M=2 * small.L + 1), sv)
 
     params = dict(K=K, R=grid.R, L=L, M=default_M(L), n_beta=2 * (L + 1), n_volumes=n_vol,
                   block=BLOCK, rounds=rounds)

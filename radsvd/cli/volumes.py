@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 CONVENTION = """\
-Output (.npz, written atomically), per VOLUME in command-line order:
+Output (.npz, written atomically; info_convention holds this text), per VOLUME in
+command-line order:
   euler  (n, 3)  ZYZ Euler angles (gamma, beta, alpha) in radians of the rotation R that,
                  applied to the VOLUME, best superimposes it on the TARGET;
                  R = Rz(alpha) Ry(beta) Rz(gamma): extrinsic (rotate by gamma about z, then
@@ -86,10 +88,13 @@ def run(args) -> int:
         basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
     res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
                         progress=not args.no_progress)
-    res.info.update(target=args.target, voxel_size=t_size)
+    res.info.update(target=args.target, voxel_size=t_size, convention=CONVENTION)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)
     for path, e, s in zip(args.volumes, res.euler, res.score):
         print(f"{path}\teuler(gamma,beta,alpha)={e[0]:+.6f},{e[1]:+.6f},{e[2]:+.6f}\t"
               f"score={s:.6g}")
+    what = "full" if rank == "full" else f"rank {rank}"
+    print(f"aligned {len(args.volumes)} volumes to {args.target} (K={grid.K:g}, R={grid.R}, "
+          f"L={grid.L}, {what}, {res.info['precision']}) -> {args.out}", file=sys.stderr)
     return 0

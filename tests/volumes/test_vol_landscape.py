@@ -6,7 +6,7 @@ import pytest
 
 from radsvd import threads
 from radsvd.data.molecules import GaussianMolecule
-from radsvd.volumes import (ShellGrid, align_maps, align_volumes, landscapes, prepare,
+from radsvd.volumes import (ShellGrid, align_volume_maps, align_volumes, landscapes, prepare,
                             rank_sweep, rotate, rotation_matrix, volume_svd)
 from radsvd._validate import InputError
 from radsvd.volumes.shells import coefficient_norms
@@ -118,7 +118,7 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     A, B = _coefficients(grid, 5, 22), _coefficients(grid, 1, 23)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=12, M=M),
-                 prepare(grid, B, basis, ranks=(2, 3), n_beta=12, M=M)):
+                 prepare(grid, B, basis, rank=(2, 3), n_beta=12, M=M)):
         for n, chunk in ((1, plan.n_slices), (2, plan.n_slices), (2, 1), (1, 2)):
             plan.fft_chunk = chunk             # slices per step-3 call (both paths)
             X = plan(A).reshape(A.shape[0], -1)
@@ -174,9 +174,9 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
     B = _coefficients(grid, 1, 30)
     A = _peaked(grid, B, 9, 31)                        # 3 units of the pruned search
     basis = volume_svd(B, grid)
-    head_only = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M, head_only=True)
+    head_only = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M, head_only=True)
     for plan in (prepare(grid, B, n_beta=16, M=M),
-                 prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M), head_only):
+                 prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M), head_only):
         plan.fft_chunk = 1
         norms = np.empty((A.shape[0], plan.table.shape[1], plan.L + 1))
         Xc = plan.spectra(A, norms)
@@ -217,8 +217,8 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
     assert head_only.head_only
     grid32 = ShellGrid(K=5, R=2, L=HEAD_ONLY_MIN_L)
     B32 = _coefficients(grid32, 1, 32)
-    small = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)
-    large = prepare(grid32, B32, volume_svd(B32, grid32), ranks=(2, 2), n_beta=4)
+    small = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M)
+    large = prepare(grid32, B32, volume_svd(B32, grid32), rank=(2, 2), n_beta=4)
     assert not small.head_only and large.head_only
 
 
@@ -269,7 +269,7 @@ def test_step2_row_norms_bound_the_slices():
     A, B = _coefficients(grid, 3, 50), _coefficients(grid, 1, 51)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=10, M=14), prepare(grid, B, n_beta=10, M=13),
-                 prepare(grid, B, basis, ranks=(2, 3), n_beta=10)):
+                 prepare(grid, B, basis, rank=(2, 3), n_beta=10)):
         L, r = plan.L, plan.row_split
         assert 1 <= r <= L
         c = plan.radial_compress(A)
@@ -317,7 +317,7 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
     A, B = _coefficients(grid, 3, 52), _coefficients(grid, 1, 53)
     basis = volume_svd(B, grid)
     for precision in ("single", "double"):
-        plan = prepare(grid, B, basis, ranks=(2, 3), n_beta=10, M=M, precision=precision)
+        plan = prepare(grid, B, basis, rank=(2, 3), n_beta=10, M=M, precision=precision)
         L, r, nu = plan.L, plan.row_split, plan.table.shape[1]
         Z = plan.operands(plan.step1_project(plan.radial_compress(A)))
         norms = np.empty((3, nu, L + 1))
@@ -365,15 +365,16 @@ def test_full_ranks_equal_full_and_low_ranks_differ():
     A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)
     X = landscapes(A, B, grid)
     basis = volume_svd(B, grid)
-    XH = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1), precision="double")
+    XH = landscapes(A, B, grid, basis, rank=(grid.R, grid.L + 1), precision="double")
     # u and v orthonormal to ~ε: the compressed sums equal the full ones to rounding
     np.testing.assert_allclose(XH, X, rtol=0, atol=1e3 * EPS * np.abs(X).max())
-    # default for compressed plans: single-precision steps 2 and 3, rounding
+    assert landscapes(A, B, grid, basis, rank=(2, 3)).dtype == np.float64     # the default
+    # "auto" for compressed plans: single-precision steps 2 and 3, rounding
     # ~ (L+1+M)·2⁻²⁴ of max |X|
-    X1 = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1))
+    X1 = landscapes(A, B, grid, basis, rank=(grid.R, grid.L + 1), precision="auto")
     assert X1.dtype == np.float32
     np.testing.assert_allclose(X1, X, rtol=0, atol=1e-5 * np.abs(X).max())
-    X2 = landscapes(A, B, grid, basis, ranks=(2, 3))
+    X2 = landscapes(A, B, grid, basis, rank=(2, 3))
     assert np.abs(X2 - X).max() > 1e-3 * np.abs(X).max()
 
 
@@ -408,12 +409,12 @@ def test_recovers_closed_form_rotation(rank):
     N = 32
     R_true = rotation_matrix([0.4, 1.1, -2.0])
     vol = mol.rotated(R_true).volume(N)              # vol(x) = target(R_trueᵀ x)
-    res = align_maps(mol.volume(N), vol, K=10, rank=rank)
+    res = align_volume_maps(vol, mol.volume(N), K=10, rank=rank)
     # grid spacing: α, γ step 2π/21, β step 2π/22; a grid point lies within half a step in
     # each angle, i.e. within (3/2)·(2π/21) rad of rotation angle of the truth
     spacing = np.degrees(2 * np.pi / 21)
     assert _angle_deg(res.matrix[0], R_true.T) < 1.5 * spacing
-    fine = align_maps(mol.volume(N), vol, K=10, rank=rank, refine=True)
+    fine = align_volume_maps(vol, mol.volume(N), K=10, rank=rank, refine=True)
     # off-grid refinement on the exact landscape: the maximum is the true rotation up to the
     # discretisation of the volume (the landscape is smooth, its maximum well separated)
     assert _angle_deg(fine.matrix[0], R_true.T) < 0.01
@@ -432,7 +433,7 @@ def test_recovers_real_space_resampled_rotation():
     p = np.stack([X, Y, Z], -1) @ R_true               # rows: R_trueᵀ x
     idx = p / (2.0 / N) + N // 2
     vol = map_coordinates(tgt, [idx[..., 2], idx[..., 1], idx[..., 0]], order=3, mode="constant")
-    res = align_maps(tgt, vol, K=10, rank="full", refine=True)
+    res = align_volume_maps(vol, tgt, K=10, rank="full", refine=True)
     # interpolation error leaves a small bias; within a tenth of the grid spacing (1.7°)
     assert _angle_deg(res.matrix[0], R_true.T) < 1.7
 
@@ -444,7 +445,7 @@ def test_thread_count_does_not_change_results():
     out = []
     for n in (1, 2):
         with threads(n):
-            out.append((landscapes(A, B, grid), landscapes(A, B, grid, basis, ranks=(3, 4)),
+            out.append((landscapes(A, B, grid), landscapes(A, B, grid, basis, rank=(3, 4)),
                         landscapes(A, B, grid, M=15)))
     for x1, x2 in zip(*out):
         assert np.array_equal(x1, x2)
@@ -482,7 +483,7 @@ def test_single_precision_compressed_metrics_unchanged():
     X = landscapes(A, B, grid).reshape(6, -1)
     res = []
     for precision in ("double", "single"):
-        XH = landscapes(A, B, grid, basis, ranks=(3, 3), precision=precision).reshape(6, -1)
+        XH = landscapes(A, B, grid, basis, rank=(3, 3), precision=precision).reshape(6, -1)
         m = LandscapeMetrics()
         m.update(X, XH.astype(np.float64))
         res.append(m.result())
@@ -508,7 +509,7 @@ def test_step1_kernel_equals_blas(monkeypatch):
     grid = ShellGrid(K=7, R=5, L=7)
     A, B = _coefficients(grid, 3, 24), _coefficients(grid, 1, 25)
     basis = volume_svd(B, grid)
-    for plan in (prepare(grid, B), prepare(grid, B, basis, ranks=(3, 4))):
+    for plan in (prepare(grid, B), prepare(grid, B, basis, rank=(3, 4))):
         c = plan.radial_compress(A)
         T_kernel = plan.step1(c)
         monkeypatch.setattr(land, "SMALL_RANK", 0)
@@ -527,11 +528,11 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     grid = ShellGrid(K=7, R=5, L=7)
     L = grid.L
     A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
-    plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4), precision="double")
+    plan = prepare(grid, B, volume_svd(B, grid), rank=(3, 4), precision="double")
     c = plan.radial_compress(A)
     Y = plan.step1_project(c).reshape(3, L + 1, 4, 2 * L + 1)       # [a, m1, j, m2 + L]
     # single-precision plans store the same sums rounded once to complex64
-    single = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
+    single = prepare(grid, B, volume_svd(B, grid), rank=(3, 4))
     Y32 = single.step1_project(c).reshape(Y.shape)
     assert Y32.dtype == np.complex64
     np.testing.assert_allclose(Y32, Y, rtol=2.0 ** -24, atol=0)

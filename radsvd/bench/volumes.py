@@ -37,65 +37,10 @@ otherwise OpenBLAS worker threads spin after each GEMM and slow the numba kernel
 follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewise after
 each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
-Where the time goes at H = 8 (K = 48, 2 cores, 2026-12-01, the run with the quietest full
-path of six): full 2.09 ms/pair = step 1 0.93, step 2 0.98 (with the row norms), step 3 +
-search 0.16; rank 8 0.79 ms/pair = precompute 0.07, step 0 0.13, steps 1+1b 0.25, step 2
-0.14, step 3 + search 0.20; 2.46–2.77× over six runs (2.28–2.59× with the Wigner table
-added to both sides); without the branch and bound 2.99 and 1.71 ms/pair, 1.70–1.80×:
-1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
-   pair) does not shrink with H: unpruned 1.1 ms/pair in double and 0.84 in single
-   precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact: l1 norms
-   per slice, per slice after the FFT over the rows m1 < row_split, per column after the
-   whole FFT over m2) leaves 3.1% (full) and 3.9% (rank 8) of the slices for the whole
-   pass over m2 and 0.1–1% of the columns for the pass over m1 (``step3_m2_fraction``,
-   ``step3_m1_fraction``): step 3 is 0.16–0.22 ms/pair on both paths, so the ratio is set
-   by steps 0–2 and the precomputation.  Two FFT workers gain little here: the search is
-   fed by short ducc0 calls and numpy glue under the GIL, and units of one block differ
-   up to 5× in work (measured: 1 worker 0.20, 2 workers 0.17–0.21 ms/pair at H = 8).
-2. The full path's steps 1–2 are already efficient (the numpy baseline is ~100× slower):
-   step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
-   L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
-   (L+1)/H_D, and a whole step 2 writes the same (n_β/2+1)·(M/2+1)·M half-spectrum on
-   both paths (at H = 8, in isolation: sums 0.155, writing the 1.96 MB of float32 spectra
-   per volume 0.12–0.15, row norms 0.04–0.16 ms/pair).  What took the compressed path
-   from 2.0× to 2.6×: for the best rotations its step 2 forms only the rows m1 < 12
-   (0.08 ms/pair) and bounds the others by Cauchy-Schwarz over 8 blocks of m2 (0.035
-   ms/pair, ~2× their l1 norm, which is 2.6% of the landscape's), and the pruned search
-   forms those rows for the slices that need them (18 µs per slice, from a β-major copy of
-   their [vᵀd] tables written in the same pass as the tables): step 2 0.37 → 0.14, step 3
-   0.18 → 0.20 ms/pair.  The full path cannot use it (measured on the same volumes): its
-   rows m1 ≥ 12 hold 9.6% of the l1 mass, their bound is a sum over up to 37 degrees
-   instead of 8 degree vectors (Cauchy-Schwarz over 8 blocks 3.5× loose, the exact
-   triangle inequality per row 2.35×), so the slice bounds grow by ~25–35% and many more
-   slices need those rows, which cost 1.23 MB of operands each (0.35 MB compressed) and a
-   β-major copy of 25 MB of Wigner rows.
-3. What is left in the compressed path is near what these kernels reach here: step 0
-   reads the volumes' coefficients (0.94 MB per volume) from memory at ~7 GB/s (two
-   concurrent BLAS calls with one BLAS thread each: no faster, 0.13–0.14 ms/pair; a numba
-   prange kernel 0.35); the precomputation takes 7 ms per target (the [vᵀd] tables 3.9,
-   four Wigner rows per pass; C, D and their eigenvectors 2.1); steps 1+1b and 2 run ~5–8
-   GFMA/s per core in numba.
-   Tried and dropped (no gain or slower; 2026-11-25 and 2026-12-01): a column layout
-   [m1, j, β, m2] with m2 innermost; 2- and 4-way unrolled sums over rows or shells;
-   register tiles of 8 β with scalar accumulators (not vectorised by LLVM: 2× slower);
-   volumes innermost; β padded to 56 or 64; batched float32 GEMMs for step 2 (2× faster
-   sums, but their pair-major output makes the FFT 2.7× slower); step 2 and 3 in β
-   chunks (no gain); blocks of 4–32 volumes (8–16 best); one ducc0 call per volume with
-   two ducc0 threads (slower than two volumes at once); step 2 as an elementwise sum per
-   (volume, β) in the step-3 input layout, fused with the FFT (2.5× slower: the [vᵀd]
-   table is re-read for every volume); FFTW (pyfftw, FFTW_MEASURE) for step 3 (22 µs per
-   98×98 slice against ducc0's 21); steps 1+1b in float32 (~10% faster, not worth the
-   precision); degree blocks padded to 8 lanes in step 1 (slower: 0.43 against 0.34
-   ms/pair); the row norms with float32 square roots (slower); a triangle-inequality
-   bound Σ|[vᵀd]||Y| on the slices' l1 norms (a cheap GEMM, but 1.8–2.3× the l1 norm:
-   no use as a first cut); the full path's step 2 for the rows m1 < 12 only, the others
-   bounded by such a GEMM and summed in step 3 where needed (step 2 1.01 → 0.79, step 3
-   0.16 → 0.37 ms/pair and 70 ms of tables per plan: no gain); for the compressed
-   head-only step 2, tail bounds by the triangle inequality with [vᵀd] maxima over groups
-   of 5 β (2.15× loose, 0.055 ms/pair: 10 groups of sums not vectorised) or a BLAS product
-   (0.037), and the tail operands transposed per unit of volumes (28 µs per volume).
-   M = 100 would make ducc0 ~14% faster per slice (radix 4 and 5 instead of 7) for both
-   paths alike.
+Every configuration runs :meth:`LandscapePlan.best_rotations` (the path of align_volumes),
+with its per-step timer.  Where the time goes, the decisions these records supported and
+what was tried and dropped: docs/decisions-engine.md.
+
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.

@@ -41,6 +41,8 @@ def register(sub) -> None:
                    help="maximum frequency in box units (Nyquist = pi N / 2; default 48)")
     p.add_argument("--refine", action="store_true",
                    help="polish each grid optimum off-grid on the full landscape")
+    p.add_argument("--precision", default="auto", choices=("auto", "single", "double"),
+                   help="landscape precision (auto: double for full, single for compressed)")
     p.add_argument("--out", required=True, metavar="RESULT.npz", help="output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -87,7 +89,7 @@ def run(args) -> int:
     else:
         basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
     res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, precision=args.precision)
     res.info.update(target=args.target, voxel_size=t_size, convention=CONVENTION)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)

@@ -103,6 +103,10 @@ def test_cli_align_volumes(tmp_path, capsys):
     assert "ZYZ" in str(d["info_convention"]) and "R = Rz(alpha)" in str(d["info_convention"])
     err = capsys.readouterr().err
     assert f"aligned 2 volumes to {tgt}" in err and f"-> {out}" in err
+    assert str(d["info_precision"]) == "single"                   # auto, compressed
+    assert main(["align-volumes", str(tgt), str(v1), "--rank", "4", "--K", "8", "--precision",
+                 "double", "--no-progress", "--out", str(out)]) == 0
+    assert str(np.load(out)["info_precision"]) == "double"
 
 
 def test_cli_errors(tmp_path, capsys):

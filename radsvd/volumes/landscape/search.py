@@ -52,8 +52,9 @@ SEARCH_UNIT = 4
 
 
 class Margins(NamedTuple):
-    """Relative rounding margins of the step-3 bounds: a value computed after the bound is
-    at most ``margin · bound`` above the exact value it bounds."""
+    """Relative rounding margins of the step-3 bounds (:func:`rounding_margins`): a bound
+    widened by the factor 1 + margin also bounds the values as the passes after it compute
+    them."""
 
     one_pass: float      # column bounds: after the pass over m2, before the pass over m1
     two_passes: float    # slice bounds from step 2's row norms: before both passes
@@ -218,9 +219,8 @@ class PrunedSearch:
         return _stack_best(self.best)
 
     def _worker(self, w: int) -> None:
-        for u in iter(lambda: next(self._next_unit), None):
-            if u >= len(self.units):
-                return
+        """Worker w takes the next unit until none is left (itertools.count is atomic)."""
+        while (u := next(self._next_unit)) < len(self.units):
             self._unit(w, u)
 
     def _unit(self, w: int, u: int) -> None:

@@ -59,7 +59,7 @@ def run(args) -> int:
             rank = int(rank)
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
-    target, t_size = read_mrc(args.target)
+    target, t_size = read_mrc(args.target, expect="map")
     grid = ShellGrid(K=args.K)
     cb = to_shells(target, grid)                 # checks cubic, finite, K vs Nyquist
     if rank != "full":
@@ -72,7 +72,7 @@ def run(args) -> int:
 
         paths = tqdm(paths, unit="map", desc="shells")
     for i, path in enumerate(paths):
-        v, size = read_mrc(path)
+        v, size = read_mrc(path, expect="map")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")

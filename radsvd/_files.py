@@ -130,13 +130,13 @@ def _writable_folder(folder: Path, what: str) -> None:
     """Raise InputError unless files can be created in ``folder`` (or, if it does not exist
     yet, in its nearest existing ancestor, where it would be created)."""
     probe = folder
-    while not probe.exists():
-        if probe.is_symlink():
-            raise InputError(f"{what}: {probe} is a broken symbolic link")
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"{what}: {probe} is a file, not a folder")
     try:
+        while not probe.exists():
+            if probe.is_symlink():
+                raise InputError(f"{what}: {probe} is a broken symbolic link")
+            probe = probe.parent
+        if not probe.is_dir():
+            raise InputError(f"{what}: {probe} is a file, not a folder")
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as exc:
         raise InputError(f"{what}: cannot write in {probe} ({exc.strerror or exc})") from None
@@ -148,8 +148,11 @@ def check_output_file(path, option: str = "output") -> Path:
     Refuses a folder, a path under a file, and folders that cannot be written (read-only,
     not permitted); a missing folder is fine if it can be created."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{option}: {path} is a folder; name a file")
+    try:
+        if path.is_dir():
+            raise InputError(f"{option}: {path} is a folder; name a file")
+    except OSError as exc:
+        raise InputError(f"{option}: cannot reach {path} ({exc.strerror or exc})") from None
     _writable_folder(path.parent if str(path.parent) else Path("."), option)
     return path
 
@@ -157,7 +160,10 @@ def check_output_file(path, option: str = "output") -> Path:
 def check_output_folder(path, option: str = "output folder") -> Path:
     """Check, before any work, that ``path`` is (or can be created as) a writable folder."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{option}: {path} is an existing file, not a folder")
+    try:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{option}: {path} is an existing file, not a folder")
+    except OSError as exc:
+        raise InputError(f"{option}: cannot reach {path} ({exc.strerror or exc})") from None
     _writable_folder(path, option)
     return path

@@ -98,3 +98,37 @@ def frequency_for_box(K, N: int, name: str = "K", what: str = "pixel") -> float:
         raise InputError(f"{name} = {K:g} is beyond the Nyquist frequency πN/2 = {nyquist:.4g} "
                          f"of a {N}-{what} box; lower {name} or use larger boxes")
     return K
+
+
+def degenerate_targets(coef, invariant, name: str, flat: str = "warn") -> None:
+    """Refuse targets a landscape cannot align to, before any landscape is computed.
+
+    ``coef`` (n, ..., F): each target's coefficients as the engine uses them (after any
+    compression); ``invariant`` (F,) bool: the entries no rotation changes (q = 0 in 2D,
+    l = 0 in 3D).  A target with no energy is refused (InputError): it scores 0 at every
+    rotation against every input.  One whose energy is all invariant (rotationally symmetric
+    within K) scores the same at every rotation: ``flat="warn"`` warns that angles against it
+    are arbitrary, ``flat="error"`` refuses it.  "No energy" is relative: below 1e-20 of the
+    largest target energy (amplitudes below 1e-10 of it, far under any data's noise but far
+    above the ~1e-32 of rounding)."""
+    import warnings
+
+    c = np.abs(np.asarray(coef)) ** 2
+    c = c.reshape(c.shape[0], -1, c.shape[-1])
+    total = c.sum(axis=(1, 2))
+    moving = c[..., ~np.asarray(invariant, dtype=bool)].sum(axis=(1, 2))
+    zero = np.flatnonzero(total <= 1e-20 * total.max())
+    if zero.size:
+        which = ", ".join(map(str, zero[:10])) + (" …" if zero.size > 10 else "")
+        raise InputError(f"{name}: {zero.size} of {len(total)} target(s) are zero within the "
+                         f"frequency range (index {which}, 0-based; after compression if any): "
+                         "they would score 0 at every rotation; remove them or raise K")
+    symmetric = np.flatnonzero(moving <= 1e-20 * total)
+    if symmetric.size:
+        which = ", ".join(map(str, symmetric[:10])) + (" …" if symmetric.size > 10 else "")
+        message = (f"{name}: {symmetric.size} target(s) are rotationally symmetric within the "
+                   f"frequency range (index {which}, 0-based): every rotation scores the same, "
+                   "so the angle against them is arbitrary")
+        if flat == "error":
+            raise InputError(message)
+        warnings.warn(message, InputWarning, stacklevel=3)

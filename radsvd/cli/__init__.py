@@ -55,7 +55,9 @@ def main(argv=None) -> int:
                 from radsvd._jit import set_threads
 
                 set_threads(args.threads)
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()   # a closed pipe surfaces here, inside the handler below
+            return code
         except BrokenPipeError:
             # the output's reader exited early: not an error; silence the final flush too
             with contextlib.suppress(OSError, ValueError):

@@ -58,19 +58,18 @@ def _read_stack(path: str, name: str):
 
 
 def _align_images(args) -> int:
-    from radsvd._validate import InputError, rank as check_rank
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
                                radial_svd)
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
-    try:
-        grid = PolarGrid(K=args.K)
-    except ValueError as exc:
-        raise InputError(f"--K: {exc}") from None
+    check_output_file(args.out, "--out")      # before the work, not after it
     mrc_a, imgs = _read_stack(args.images, "images")
     mrc_b, tgts = _read_stack(args.targets, "targets")
+    grid = PolarGrid(K=frequency_for_box(args.K, imgs.shape[-1], "--K"))  # K first: no hang
     try:
         for name, d in (("images", imgs), ("targets", tgts)):
             if d.shape[0] == 0:

@@ -79,6 +79,7 @@ class MRCHeader:
     compressed: bool = False
     source: str = ""
     warnings: tuple = ()
+    labels: tuple = ()         # the header's text labels (up to 10 of 80 characters)
 
     @property
     def shape(self) -> tuple:
@@ -213,9 +214,12 @@ def parse_mrc_header(raw: bytes, file_size: int | None = None, source: str = "")
             axes = (1, 2, 3)
         else:
             notes.append(f"axis order (mapc, mapr, maps) = {axes}: transposed to (z, y, x)")
+    nlabl = min(max(struct.unpack_from(order + "i", raw, 220)[0], 0), 10)
+    labels = tuple(raw[224 + 80 * i:304 + 80 * i].split(b"\0", 1)[0].decode("latin-1").rstrip()
+                   for i in range(nlabl))
     return MRCHeader(nx, ny, nz, mode, dtype, float(voxel), nsymbt, data_offset, data_bytes,
                      is_stack, ispg, axes, order, source=source,
-                     warnings=tuple(f"{where}{n}" for n in notes))
+                     warnings=tuple(f"{where}{n}" for n in notes), labels=labels)
 
 
 def _plausible(raw: bytes, order: str) -> bool:
@@ -394,10 +398,12 @@ def mrc_statistics(path, header: MRCHeader | None = None, n_sections: int | None
     return {"min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(m2 / n))}
 
 
-def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None) -> Path:
+def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None,
+              label: str | None = None) -> Path:
     """Write a map (3D) or an image stack atomically; ``.gz`` names are gzip-compressed.
 
-    ``stack`` (default: True for 2D input or a ``.mrcs`` name) marks a 3D array as images.
+    ``stack`` (default: True for 2D input or a ``.mrcs`` name) marks a 3D array as images;
+    ``label`` (≤ 80 characters) is stored as the header's first text label.
     """
     import mrcfile
 
@@ -424,6 +430,9 @@ def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None) ->
             else:
                 m.set_volume()
             m.voxel_size = float(voxel_size)
+            if label is not None:
+                m.header.label[0] = label.encode("ascii")[:80]
+                m.header.nlabl = 1
     return path
 
 
@@ -633,11 +642,51 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
                                  f"value(s), first in particle row {int(np.flatnonzero(bad)[0]) + 1}")
     out.attrs["style"] = style
     out.attrs["path"] = str(path)
+    out.attrs["write_ids"] = _write_ids(path)
     return out
 
 
-def write_star(path, table: pd.DataFrame, style: str = "3.1") -> Path:
+WRITE_ID_TAG = "radsvd-write-id"
+
+
+def _write_ids(path) -> dict:
+    """{stack name: write id} from the ``# radsvd-write-id ID STACK`` lines heading a STAR."""
+    ids = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f.read(8192).splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[:2] == ["#", WRITE_ID_TAG]:
+                ids[parts[3]] = parts[2]
+    return ids
+
+
+def check_write_ids(table: pd.DataFrame, paths: pd.Series) -> None:
+    """Refuse a STAR file and stacks written by different runs (see :func:`write_star`).
+
+    A STAR that names a write id for a stack must find the same id in that stack's header
+    label; the STAR is renamed into place last, so a run interrupted between the renames
+    leaves a new stack beside the old STAR, which this catches."""
+    for name, wid in table.attrs.get("write_ids", {}).items():
+        rows = np.flatnonzero((table["image_path"] == name).to_numpy())
+        if not rows.size:
+            continue
+        stack = paths.iloc[rows[0]]
+        found = [lab.split()[1] for lab in _read_header(stack).labels
+                 if lab.startswith(WRITE_ID_TAG) and len(lab.split()) == 2]
+        if found != [wid]:
+            raise InputError(
+                f"{table.attrs.get('path', 'STAR file')} and {stack} do not belong together: the "
+                f"STAR file expects write id {wid}, the stack carries "
+                f"{found[0] if found else 'none'} (an interrupted write, or a stack replaced "
+                "since): write them again (e.g. rerun radsvd simulate)")
+
+
+def write_star(path, table: pd.DataFrame, style: str = "3.1", write_ids: dict | None = None) \
+        -> Path:
     """Write a normalised particle table as a RELION STAR file of ``style`` "1", "3.0" or "3.1".
+
+    ``write_ids`` {stack name: id}: heads the file with ``# radsvd-write-id ID STACK`` lines
+    (comments to RELION) that :func:`load_particles` checks against the stacks' header labels.
 
     Pixel size: 3.1 writes rlnImagePixelSize per optics group (groups from ``optics_group``,
     one per distinct (voltage, cs, amplitude contrast, pixel size) if absent); 1 and 3.0
@@ -693,11 +742,12 @@ def write_star(path, table: pd.DataFrame, style: str = "3.1") -> Path:
             if f"shift_{ax}" in t.columns:
                 part[f"rlnOrigin{ax.upper()}"] = t[f"shift_{ax}"] / t["pixel_size"]
         blocks["" if style == "3.0" else "images"] = part
+    head = "".join(f"# {WRITE_ID_TAG} {wid} {name}\n" for name, wid in (write_ids or {}).items())
     with atomic_path(path, suffix=".star") as tmp:
         starfile.write(blocks, tmp, float_format="%.8g")
-        if style == "3.1":
+        if style == "3.1" or head:
             text = tmp.read_text()
-            tmp.write_text("\n# version 30001\n" + text)
+            tmp.write_text(head + ("\n# version 30001\n" if style == "3.1" else "") + text)
     return Path(path)
 
 
@@ -747,6 +797,7 @@ def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
     if len(table) == 0:
         raise InputError("load_particles: no particles selected")
     paths = resolve_stacks(table, data_dir)
+    check_write_ids(table, paths)
     images = None
     for p, rows in table.groupby(paths, sort=False).indices.items():
         block = read_stack(p, table["image_index"].to_numpy()[rows], dtype=dtype)

@@ -54,7 +54,7 @@ def test_cli_full_and_ranks(stacks, capsys):
         z = np.load(o)
         assert z["angles"].shape == (4, 3) and z["scores"].shape == (4, 3)
         assert int(z["info_rank"]) == 8
-    assert not list(d.glob(".tmp-*"))
+    assert not list(d.glob(".*radsvd-tmp*"))
 
 
 @pytest.mark.parametrize("args, match", [

@@ -193,3 +193,42 @@ def _row_best(val, idx, b0, bv, bt, bj):  # pragma: no cover - compiled
                 bv[i] = v
                 bt[i] = b0 + j
                 bj[i] = idx[i, j]
+
+
+@jit
+def _shift_row_best(val, idx, b0, img, sh, bv, bt, bj, bs):  # pragma: no cover - compiled
+    """Per image: best (score, target, shift, γ-index) over rows (image, shift) of a tile.
+
+    val, idx: (n_rows, nb) per-pair maxima over γ for targets b0 … b0+nb−1; row v is image
+    img[v] under shift sh[v].  Ties go to the lowest target, then the lowest shift, whatever
+    order the rows and tiles arrive in.
+    """
+    nv, nb = val.shape
+    for v in range(nv):
+        i = img[v]
+        s = sh[v]
+        for j in range(nb):
+            x = float(val[v, j])
+            t = b0 + j
+            if x > bv[i] or (x == bv[i] and (t < bt[i] or (t == bt[i] and s < bs[i]))):
+                bv[i] = x
+                bt[i] = t
+                bs[i] = s
+                bj[i] = idx[v, j]
+
+
+@jit
+def _shift_pair_best(val, idx, b0, img, sh, pv, pj, ps):  # pragma: no cover - compiled
+    """Per pair (image, target): best (score, shift, γ-index) over the shifts; ties go to
+    the lowest shift.  pv, pj, ps: (n_images, N_B) of one task."""
+    nv, nb = val.shape
+    for v in range(nv):
+        i = img[v]
+        s = sh[v]
+        for j in range(nb):
+            x = float(val[v, j])
+            t = b0 + j
+            if x > pv[i, t] or (x == pv[i, t] and s < ps[i, t]):
+                pv[i, t] = x
+                ps[i, t] = s
+                pj[i, t] = idx[v, j]

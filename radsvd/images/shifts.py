@@ -190,28 +190,6 @@ def refine_poses(fb_a, fb_b, grid: PolarGrid, gamma0, shift0_px, box: int, step_
 
 
 # ----------------------------------------------------------------------------- kernels
-def _pool_ctf(C: np.ndarray, grid: PolarGrid, ctf, group_sizes) -> np.ndarray:
-    """Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c over CTF groups (ring CTFs (m, R))."""
-    if ctf is None:
-        if group_sizes is not None:
-            raise InputError("group_sizes given without ctf")
-        return C
-    c = finite_array(ctf, "ctf", dtype=np.float64)
-    if c.ndim == 1:
-        c = c[None]
-    if c.ndim != 2 or c.shape[1] != grid.R or c.shape[0] == 0:
-        raise InputError(f"ctf: expected ring averages of shape (n_groups, R={grid.R}), got {c.shape}")
-    if group_sizes is None:
-        n = np.ones(c.shape[0])
-    else:
-        n = finite_array(group_sizes, "group_sizes", dtype=np.float64).ravel()
-        if n.shape != (c.shape[0],) or np.any(n < 0) or n.sum() <= 0:
-            raise InputError(f"group_sizes: need {c.shape[0]} non-negative weights with a "
-                             f"positive sum, got {n}")
-    K = np.einsum("c,cr,rs,cs->rs", n, c, C, c) / n.sum()
-    return 0.5 * (K + K.T)
-
-
 def _shift_weights(shifts_px, weights) -> tuple[np.ndarray, np.ndarray]:
     s = finite_array(shifts_px, "shifts", dtype=np.float64)
     if s.ndim != 2 or s.shape[1] != 2 or s.shape[0] == 0:
@@ -241,7 +219,7 @@ def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None,
     N = ``box`` image; ``weights`` default uniform; ``ctf``/``group_sizes`` as in
     :func:`radial_kernel`.
     """
-    from radsvd.images.basis import _fb_stack, _gram
+    from radsvd.images.basis import _fb_stack, _gram, _pool_ctf
 
     grid = grid_of(grid, PolarGrid)
     b = _fb_stack(fb_targets, grid, "fb_targets")
@@ -287,8 +265,8 @@ def map_shells(volume, grid: PolarGrid, L: int | None = None, eps: float = 1e-10
     ct = sg.cos_theta[:, None]
     st = np.sqrt(1 - ct * ct)
     ph = sg.phi[None, :]
-    n_dir = np.stack([st * np.cos(ph), st * np.sin(ph), ct * np.ones_like(ph)], -1)  # (nt, np, 3)
-    pts = grid.k[:, None, None, None] * n_dir[None]                                  # (R, nt, np, 3)
+    n_dir = np.stack([st * np.cos(ph), st * np.sin(ph), ct * np.ones_like(ph)], -1)
+    pts = grid.k[:, None, None, None] * n_dir[None]                 # (R, n_theta, n_phi, 3)
     dx = 2.0 / N
     c = [np.ascontiguousarray(pts[..., a].ravel() * dx) for a in (2, 1, 0)]
     f = finufft.nufft3d2(*c, vol.astype(np.complex128), eps=eps, isign=-1,
@@ -339,4 +317,6 @@ def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int,
     Em = gaussian_E_minus(k, sigma)
     C = gram * gaussian_E_plus(k, k, sigma) - np.outer(np.conj(b00) * Em, b00 * Em).real
     C = C * np.outer(grid.eta, grid.eta)
+    from radsvd.images.basis import _pool_ctf
+
     return _pool_ctf(0.5 * (C + C.T), grid, ctf, group_sizes)

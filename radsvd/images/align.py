@@ -334,21 +334,22 @@ def _shifted_side_a(plan: _Plan, polar: np.ndarray, phases_t: np.ndarray,
     out = np.empty((t.nf, n * S, 2 * H), dtype=plan.dtype)
     cdt = phases_t.dtype
     polar_t = np.ascontiguousarray(np.transpose(polar, (1, 0, 2)), dtype=cdt)   # (R, n, Q)
+    full = matrix_t is None
+    scale = (plan.eta if full else np.ones(R)).astype(polar_t.real.dtype)
     step = max(1, rows_per_step // S)
+    P = np.empty((R, step * S, Q), dtype=cdt)
+    perm = t.perm.astype(np.int64)
     for i0 in range(0, n, step):
         i1 = min(n, i0 + step)
-        P = polar_t[:, i0:i1, None, :] * phases_t[:, None, :, :]           # (R, ni, S, Q)
         m = (i1 - i0) * S
-        if matrix_t is None:
-            P *= plan.eta[:, None, None, None]
-            C = P.reshape(R, m, Q)
+        Pm = P[:, :m]
+        K._phase_rows(polar_t, phases_t, scale, i0, i1, Pm)
+        if full:
+            C = Pm
         else:
-            C = (matrix_t @ P.reshape(R, -1).view(matrix_t.dtype)).view(cdt)
-            C = C.reshape(H, m, Q)
-        F = scipy.fft.fft(C, axis=-1, workers=1)[:, :, t.perm] / Q             # (H, m, nf)
-        F = np.transpose(F, (2, 1, 0))                                      # (nf, m, H)
-        out[:, i0 * S:i1 * S, :H] = F.real
-        out[:, i0 * S:i1 * S, H:] = F.imag
+            C = (matrix_t @ Pm.reshape(R, -1).view(matrix_t.dtype)).view(cdt).reshape(H, m, Q)
+        F = scipy.fft.fft(C, axis=-1, workers=1, overwrite_x=True)
+        K._split_rows(F, perm, 1.0 / Q, i0 * S, out)
     return out
 
 

@@ -205,6 +205,26 @@ def _shift_weights(shifts_px, weights) -> tuple[np.ndarray, np.ndarray]:
     return s, w
 
 
+def _ring_mean_phase(dk: np.ndarray, d: np.ndarray, w: np.ndarray, grid: PolarGrid):
+    """(1/Q) Σ_j Σ_s w_s e^{i dk ê_j·δ_s} for an array of dk (real: ê_j and −ê_j pair up).
+
+    Jacobi–Anger: the mean over Q equispaced ψ_j of e^{ix cos(ψ_j − φ)} is
+    Σ_{m ≡ 0 (mod Q)} i^m J_m(x) e^{−imφ} = J_0(x) + 2 Σ_{p≥1} i^{pQ} J_{pQ}(x) cos(pQφ); for
+    x ≤ Q/4 the terms p ≥ 1 are below (e/4)^Q/√Q ≪ 1e-16 (J_n(x) ≤ (x/2)^n/n!), so
+    Σ_s w_s J_0(dk |δ_s|) is exact to rounding.  Larger x: the explicit mean over ψ_j.
+    """
+    from scipy.special import j0
+
+    rad = np.hypot(d[:, 0], d[:, 1])
+    if np.abs(dk).max(initial=0.0) * rad.max(initial=0.0) <= grid.Q / 4:
+        return np.tensordot(j0(dk[..., None] * rad), w, axes=(-1, 0))
+    proj = d @ np.stack([np.cos(grid.psi), np.sin(grid.psi)])
+    out = np.zeros(dk.shape)
+    for ws, ps in zip(w, proj):
+        out += ws * np.cos(dk[..., None] * ps).mean(axis=-1)
+    return out
+
+
 def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None, ctf=None,
                  group_sizes=None) -> np.ndarray:
     """Radial kernel of eq. 118 for a discrete shift set, averaged over the targets (eq. 85).
@@ -226,10 +246,7 @@ def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None,
     s, w = _shift_weights(shifts_px, weights)
     proj = _to_box(s, box) @ np.stack([np.cos(grid.psi), np.sin(grid.psi)])   # (S, Q)
     k = grid.k
-    dk = k[:, None] - k[None, :]
-    Phi = np.zeros((grid.R, grid.R))
-    for ws, ps in zip(w, proj):
-        Phi += ws * np.cos(dk[:, :, None] * ps[None, None, :]).mean(axis=2)    # real: ±ê
+    Phi = _ring_mean_phase(k[:, None] - k[None, :], s * (2.0 / box), w, grid)
     phi = np.einsum("s,rsj->rj", w, np.exp(-1j * k[:, None, None] * proj[None]))
     gram_all = _gram(b, grid, include_zero=True)
     b0 = b[:, :, 0] * grid.eta[None, :]

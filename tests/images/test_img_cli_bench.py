@@ -165,3 +165,22 @@ def test_cli_bad_shift_options(stacks, capsys, args, match):
                "--out", str(d / "x.npz"), "--no-progress", "--K", "16"] + args)
     assert rc == 2
     assert match in capsys.readouterr().err
+
+
+def test_numpy_baseline_with_shifts_agrees_with_engine():
+    from radsvd.bench.images import numpy_baseline_shifts, synthetic_images
+    from radsvd.images import align_images, images_to_fb
+    from radsvd.images.shifts import shift_grid
+
+    g = PolarGrid(K=12)
+    fa = images_to_fb(synthetic_images(5, 24, seed=1), g)
+    fb = images_to_fb(synthetic_images(6, 24, seed=2), g)
+    sh = shift_grid(2, 1)
+    sc, s = numpy_baseline_shifts(fa, fb, g, sh, 24, tile=(2, 4))
+    r = align_images(fa, fb, g, all_pairs=True, max_shift=2, box=24)
+    assert np.max(np.abs(sc - r.scores)) <= 1e-12 * np.max(np.abs(sc))
+    assert np.array_equal(sh[s], r.shifts)
+    timer = {}
+    align_images(fa, fb, g, max_shift=2, box=24, refine=True, timer=timer)
+    assert {"targets", "images", "pairs", "refine", "total"} <= set(timer)
+    assert all(v >= 0 for v in timer.values())

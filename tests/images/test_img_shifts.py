@@ -284,3 +284,22 @@ def test_methods_dispatch_and_aliases(data, molecule_shells):
         make_basis("shift-svd", grid, fb)
     with pytest.raises(InputError, match="unknown method"):
         canonical_method("svd")
+
+
+def test_ring_mean_of_phases_by_jacobi_anger():
+    """Σ_s w_s J0(dk|δ_s|) equals the explicit mean over the Q grid angles (x ≤ Q/4), and
+    beyond that bound the explicit mean is used."""
+    from radsvd.images.shifts import _ring_mean_phase
+
+    grid = PolarGrid(K=16)
+    d = shift_grid(4, 1) * 2 / 32
+    w = np.random.default_rng(0).random(len(d))
+    w /= w.sum()
+    dk = np.subtract.outer(grid.k, grid.k)
+    proj = d @ np.stack([np.cos(grid.psi), np.sin(grid.psi)])
+    explicit = np.einsum("s,rts->rt", w, np.cos(dk[..., None, None] * proj).mean(axis=-1))
+    assert np.abs(dk).max() * np.hypot(*d.T).max() <= grid.Q / 4
+    assert np.allclose(_ring_mean_phase(dk, d, w, grid), explicit, rtol=0, atol=1e-14)
+    far = 40 * dk
+    ex_far = np.einsum("s,rts->rt", w, np.cos(far[..., None, None] * proj).mean(axis=-1))
+    assert np.allclose(_ring_mean_phase(far, d, w, grid), ex_far, rtol=0, atol=1e-14)

@@ -19,7 +19,8 @@ import pandas as pd
 
 from radsvd._validate import InputError
 
-__all__ = ["ParticlePoses", "align_particles", "load_particle_table"]
+__all__ = ["ParticlePoses", "ParticleProblem", "align_particles", "load_particle_table",
+           "prepare_particles", "search_poses"]
 
 
 @dataclass
@@ -75,6 +76,93 @@ def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltag
     return table
 
 
+@dataclass
+class ParticleProblem:
+    """Everything the search needs: preprocessed images (n, box, box), their table, the map at
+    the box, the grid, template poses and FB templates, CTF groups (labels, ring CTFs, sizes:
+    None without CTF), pixel size p (Å) of the images and the origins they were centred by."""
+
+    images: np.ndarray
+    table: pd.DataFrame
+    volume: np.ndarray
+    grid: object
+    rotations: np.ndarray
+    templates: np.ndarray
+    labels: np.ndarray
+    rings: np.ndarray
+    counts: np.ndarray | None
+    pixel_size: float
+    origin_x: np.ndarray
+    origin_y: np.ndarray
+
+    @property
+    def box(self) -> int:
+        return int(self.images.shape[-1])
+
+    def targets(self, g: int) -> np.ndarray:
+        """Targets of CTF group g: templates × ring CTF, each scaled to unit norm (so the
+        score ranks templates by correlation rather than by their energy)."""
+        from radsvd.images.basis import _q_multiplicity
+        from radsvd.images.methods import group_targets
+
+        t = group_targets(self.templates, self.rings[g])
+        norm2 = np.einsum("nrq,r,q->n", np.abs(t) ** 2, self.grid.w,
+                          _q_multiplicity(self.grid.Q, True))
+        return t / np.sqrt(norm2)[:, None, None]
+
+
+def prepare_particles(star, map_path, K: float = 48.0, box: int | None = None,
+                      n: int | None = None, data_dir=None, invert: bool = False,
+                      ignore_origins: bool = False, no_ctf: bool = False, voltage=None,
+                      cs=None, amplitude_contrast=None, ctf_tolerance: float = 0.05,
+                      fix_edges: bool = True) -> ParticleProblem:
+    """Read, preprocess and group the particles; crop the map; make the templates (module
+    doc).  ``fix_edges``: replace padding strips and outlier pixels (off for noise-free images,
+    whose particle pixels are outliers to a noise-free background)."""
+    from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc
+    from radsvd.data.preprocess import downsample_volume, preprocess
+    from radsvd.data.templates import project_fourier
+    from radsvd.data.viewing import shell_directions
+    from radsvd.grids import PolarGrid
+    from radsvd.images.methods import ctf_groups
+    from radsvd.images.polar import to_fb
+
+    table = load_particle_table(star, n, no_ctf, voltage, cs, amplitude_contrast)
+    images, table = load_particles(table, data_dir=data_dir, dtype=np.float64,
+                                   require_ctf=False)
+    N0, p0 = images.shape[-1], float(table["pixel_size"].iloc[0])
+    box = N0 if box is None else int(box)
+    if not 8 <= box <= N0:
+        raise InputError(f"box must be in [8, {N0}] (the particles' box), got {box}")
+    origin_x = np.zeros(len(table)) if ignore_origins else table["shift_x"].to_numpy(np.float64)
+    origin_y = np.zeros(len(table)) if ignore_origins else table["shift_y"].to_numpy(np.float64)
+    images, table = preprocess(images, table, box=box, invert=invert, fix_edges=fix_edges,
+                               center_shifts=not ignore_origins)
+    volume, voxel = read_mrc(map_path)
+    if voxel <= 0:
+        raise InputError(f"{map_path}: the map header has no voxel size")
+    check_map_matches_particles(volume.shape, voxel, N0, p0)
+    if volume.shape[0] < box:
+        raise InputError(f"the map has {volume.shape[0]} voxels per side, fewer than the "
+                         f"box {box} the particles are aligned at; lower --box")
+    if volume.shape[0] > box:
+        volume = downsample_volume(volume, box)
+    try:
+        grid = PolarGrid(K=float(K))
+        grid.check_box(box)
+    except ValueError as exc:
+        raise InputError(f"K: {exc}") from None
+    rotations = shell_directions(grid.K).rotations()
+    templates = to_fb(project_fourier(volume, rotations, grid))
+    if no_ctf:
+        labels, rings, counts = np.zeros(len(table), np.int64), np.ones((1, grid.R)), None
+    else:
+        groups = ctf_groups(table, grid, box, ctf_tolerance)
+        labels, rings, counts = groups.labels, groups.rings, groups.counts
+    return ParticleProblem(images, table, volume, grid, rotations, templates, labels, rings,
+                           counts, float(table["pixel_size"].iloc[0]), origin_x, origin_y)
+
+
 def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radial-svd",
                     max_shift_A: float = 0.0, shift_step_A: float | None = None,
                     box: int | None = None, n: int | None = None, data_dir=None,
@@ -88,92 +176,65 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     ``rank``: H or None/"full"; ``max_shift_A``/``shift_step_A``: the shift disc in Å (step
     default: one pixel of the preprocessed images); ``sigma_A``: σ_δ of gaussian-shift-svd
     (default max_shift/2).  Origins already in the STAR centre the images first (unless
-    ``ignore_origins``) and are added to the shifts found.  ``fix_edges``: replace padding
-    strips and outlier pixels (off for noise-free images, whose particle pixels are outliers
-    to a noise-free background).  Every target (template × ring CTF) is scaled to unit norm,
-    so the score ranks templates by correlation rather than by their energy.
+    ``ignore_origins``) and are added to the shifts found.  Other options: see
+    :func:`prepare_particles`.
     """
-    from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc
-    from radsvd.data.poses import compose_poses
-    from radsvd.data.preprocess import downsample_volume, preprocess
-    from radsvd.data.templates import project_fourier
-    from radsvd.data.viewing import shell_directions
-    from radsvd.grids import PolarGrid
-    from radsvd.images.align import align_images
-    from radsvd.images.basis import _q_multiplicity as _q_mult
-    from radsvd.images.methods import canonical_method, group_targets, make_basis
-    from radsvd.images.methods import ctf_groups as make_groups
-    from radsvd.images.polar import images_to_fb, to_fb
-    from radsvd.images.shifts import check_shift_options, map_shells, shift_grid
+    from radsvd.images.methods import canonical_method
+
     method = canonical_method(method)
-    table = load_particle_table(star, n, no_ctf, voltage, cs, amplitude_contrast)
-    images, table = load_particles(table, data_dir=data_dir, dtype=np.float64,
-                                   require_ctf=False)
-    N0, p0 = images.shape[-1], float(table["pixel_size"].iloc[0])
-    box = N0 if box is None else int(box)
-    if not 8 <= box <= N0:
-        raise InputError(f"box must be in [8, {N0}] (the particles' box), got {box}")
-    origin_x = np.zeros(len(table)) if ignore_origins else table["shift_x"].to_numpy(np.float64)
-    origin_y = np.zeros(len(table)) if ignore_origins else table["shift_y"].to_numpy(np.float64)
-    images, table = preprocess(images, table, box=box, invert=invert, fix_edges=fix_edges,
-                               center_shifts=not ignore_origins)
-    p = float(table["pixel_size"].iloc[0])
-
-    volume, voxel = read_mrc(map_path)
-    if voxel <= 0:
-        raise InputError(f"{map_path}: the map header has no voxel size")
-    check_map_matches_particles(volume.shape, voxel, N0, p0)
-    if volume.shape[0] < box:
-        raise InputError(f"the map has {volume.shape[0]} voxels per side, fewer than the "
-                         f"box {box} the particles are aligned at; lower --box")
-    if volume.shape[0] > box:
-        volume = downsample_volume(volume, box)
-
-    try:
-        grid = PolarGrid(K=float(K))
-        grid.check_box(box)
-    except ValueError as exc:
-        raise InputError(f"K: {exc}") from None
-    step_A = p if shift_step_A is None else float(shift_step_A)
     if not (np.isfinite(max_shift_A) and max_shift_A >= 0):
         raise InputError(f"max_shift must be a finite number >= 0 (Å), got {max_shift_A!r}")
-    max_px, step_px = check_shift_options(max_shift_A / p, step_A / p, box)
+    prob = prepare_particles(star, map_path, K, box, n, data_dir, invert, ignore_origins,
+                             no_ctf, voltage, cs, amplitude_contrast, ctf_tolerance, fix_edges)
+    return search_poses(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
+                        precision, progress)
 
-    rotations = shell_directions(grid.K).rotations()
-    templates = to_fb(project_fourier(volume, rotations, grid))
-    if no_ctf:
-        labels, rings, counts = np.zeros(len(table), np.int64), np.ones((1, grid.R)), None
-    else:
-        groups = make_groups(table, grid, box, ctf_tolerance)
-        labels, rings, counts = groups.labels, groups.rings, groups.counts
+
+def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
+                 max_shift_A: float = 0.0, shift_step_A: float | None = None,
+                 refine: bool = False, sigma_A: float | None = None, precision: str = "auto",
+                 progress: bool = False) -> ParticlePoses:
+    """The rotation × shift search of a prepared :class:`ParticleProblem`, one pooled basis
+    over its CTF groups; RELION poses by :func:`radsvd.data.poses.compose_poses`."""
+    from radsvd.data.poses import compose_poses
+    from radsvd.images.align import align_images
+    from radsvd.images.methods import canonical_method, make_basis
+    from radsvd.images.polar import images_to_fb
+    from radsvd.images.shifts import check_shift_options, map_shells, shift_grid
+
+    method = canonical_method(method)
+    grid, p, box = prob.grid, prob.pixel_size, prob.box
+    step_A = p if shift_step_A is None else float(shift_step_A)
+    max_px, step_px = check_shift_options(max_shift_A / p, step_A / p, box)
     H = None if rank in (None, "full") else int(rank)
     basis = None
     if H is not None:
-        sigma_px = (max_px / 2 if sigma_A is None else float(sigma_A) / p)
-        basis = make_basis(method, grid, templates, ctf_rings=None if no_ctf else rings,
-                           group_sizes=counts, shifts=shift_grid(max_px, step_px, box),
+        sigma_px = max_px / 2 if sigma_A is None else float(sigma_A) / p
+        basis = make_basis(method, grid, prob.templates,
+                           ctf_rings=None if prob.counts is None else prob.rings,
+                           group_sizes=prob.counts, shifts=shift_grid(max_px, step_px, box),
                            box=box, sigma=sigma_px,
-                           shells=map_shells(volume, grid) if method == "gaussian-shift-svd"
-                           else None)
-    n_img = len(table)
+                           shells=map_shells(prob.volume, grid)
+                           if method == "gaussian-shift-svd" else None)
+    n_img = len(prob.table)
     best_target = np.empty(n_img, np.int64)
     angle, score = np.empty(n_img), np.empty(n_img)
     shift = np.zeros((n_img, 2))
-    for g in range(len(rings)):
-        sel = np.flatnonzero(labels == g)
+    for g in range(len(prob.rings)):
+        sel = np.flatnonzero(prob.labels == g)
         if sel.size == 0:
             continue
-        targets = group_targets(templates, rings[g])
-        targets /= np.sqrt(np.einsum("nrq,r,q->n", np.abs(targets) ** 2, grid.w,
-                                     _q_mult(grid.Q, True)))[:, None, None]
-        res = align_images(images_to_fb(images[sel], grid), targets, grid, basis=basis, rank=H, refine=refine, precision=precision,
+        res = align_images(images_to_fb(prob.images[sel], grid), prob.targets(g), grid,
+                           basis=basis, rank=H, refine=refine, precision=precision,
                            max_shift=max_px, shift_step=step_px, box=box, progress=progress)
         best_target[sel], angle[sel], score[sel] = res.best_target, res.angle, res.score
         if res.shift is not None:
             shift[sel] = res.shift
-    poses = compose_poses(rotations, best_target, angle, shift, p, origin_x, origin_y)
+    poses = compose_poses(prob.rotations, best_target, angle, shift, p, prob.origin_x,
+                          prob.origin_y)
     info = dict(K=grid.K, R=grid.R, Q=grid.Q, rank=grid.R if H is None else H,
                 method="full" if H is None else method, box=box, pixel_size=p,
-                max_shift_px=max_px, shift_step_px=step_px, n_templates=len(rotations),
-                n_ctf_groups=len(rings), refine=refine)
-    return ParticlePoses(poses, score, best_target, angle, shift, labels, rotations, info)
+                max_shift_px=max_px, shift_step_px=step_px, n_templates=len(prob.rotations),
+                n_ctf_groups=len(prob.rings), refine=refine)
+    return ParticlePoses(poses, score, best_target, angle, shift, prob.labels, prob.rotations,
+                         info)

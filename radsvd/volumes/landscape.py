@@ -516,7 +516,6 @@ def _degree_project(T, base, V, L, out):  # pragma: no cover
     sequentially along m2."""
     n_a = T.shape[0]
     HD = V.shape[1]
-    M = 2 * L + 1
     for t in prange(n_a * (L + 1)):
         a = t // (L + 1)
         m1 = t % (L + 1)

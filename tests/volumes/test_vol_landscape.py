@@ -7,7 +7,7 @@ import pytest
 from radsvd import threads
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.volumes import (ShellGrid, align_maps, align_volumes, landscapes, prepare,
-                            rank_sweep, rotate, rotation_matrix, to_shells, volume_svd)
+                            rank_sweep, rotate, rotation_matrix, volume_svd)
 from radsvd._validate import InputError
 from radsvd.volumes.shells import coefficient_norms
 

@@ -2,8 +2,8 @@
 
 Each module of this package defines one group of subcommands through
 ``register(subparsers)``; the parser sets ``func`` on its namespace, which receives the parsed
-arguments and returns an exit code.  Heavy imports happen inside ``func``, so ``radsvd --help``
-is fast.
+arguments and returns an exit code.  Heavy imports happen inside ``func`` (numpy included:
+nothing here imports it before the arguments are parsed), so ``radsvd --help`` is fast.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pkgutil
 import sys
 
 from radsvd import __version__
-from radsvd._validate import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from radsvd._validate import InputError
+
     if args.threads is not None:
         from radsvd._jit import set_threads
 

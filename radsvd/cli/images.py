@@ -39,6 +39,9 @@ def register(sub) -> None:
                    help="refine the best angle off the grid (eq. 23: parabola + Newton)")
     p.add_argument("--precision", default="auto", choices=("auto", "single", "double"),
                    help="GEMM precision (auto: double for full, single for compressed)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="NUFFT tolerance (default: 1e-6 in single precision for float32 "
+                        "stacks, 1e-12 in double for float64; below 1e-6 runs in double)")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_align_images)
@@ -100,9 +103,8 @@ def _align_images(args) -> int:
                 raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
                                  f"got {args.rank!r}") from None
             rank = check_rank(rank, grid.R, "--rank")
-        fb_a = FBSource(imgs, grid, name="images")
-        src_b = FBSource(tgts, grid, name="targets")
-        fb_b = src_b[0:len(src_b)]
+        fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
+        fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
         basis = None
         if rank is not None:
             basis = {"radial-svd": lambda: radial_svd(fb_b, grid),

@@ -39,6 +39,9 @@ def register(sub) -> None:
                    help="maximum frequency in box units (Nyquist = pi N / 2; default 48)")
     p.add_argument("--refine", action="store_true",
                    help="polish each grid optimum off-grid on the full landscape")
+    p.add_argument("--eps", type=float, default=None,
+                   help="NUFFT tolerance (default 1e-6 in single precision: MRC maps hold "
+                        "at most single precision; below 1e-6 runs in double)")
     p.add_argument("--out", required=True, metavar="RESULT.npz", help="output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -51,7 +54,7 @@ def run(args) -> int:
     from radsvd.data.io import read_mrc
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
-    from radsvd.volumes.shells import ShellGrid, to_shells
+    from radsvd.volumes.shells import ShellGrid, ShellTransform
 
     rank = args.rank
     if rank != "full":
@@ -59,9 +62,11 @@ def run(args) -> int:
             rank = int(rank)
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
-    target, t_size = read_mrc(args.target)
+    target, t_size = read_mrc(args.target, dtype=None)     # the file's precision
     grid = ShellGrid(K=args.K)
-    cb = to_shells(target, grid)                 # checks cubic, finite, K vs Nyquist
+    # one NUFFT plan for every map, at the maps' precision (or --eps)
+    transform = ShellTransform(grid, target.shape[-1], target.dtype, eps=args.eps)
+    cb = transform(target)                 # checks cubic, finite, K vs Nyquist
     if rank != "full":
         rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
     # one map in memory at a time: keep only its shell coefficients
@@ -72,14 +77,14 @@ def run(args) -> int:
 
         paths = tqdm(paths, unit="map", desc="shells")
     for i, path in enumerate(paths):
-        v, size = read_mrc(path)
+        v, size = read_mrc(path, dtype=None)
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")
         if t_size > 0 and size > 0 and not np.isclose(size, t_size, rtol=1e-4):
             raise InputError(f"{path}: voxel size {size:g} Å differs from the target's "
                              f"{t_size:g} Å; resample to a common pixel size first")
-        ca[i] = to_shells(v, grid)[0]
+        ca[i] = transform(v)[0]
     if rank == "full":
         basis, ranks = None, None
     else:

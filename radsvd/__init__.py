@@ -26,7 +26,7 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from radsvd._lazy import exports as _exports  # noqa: E402
+from radsvd._lazy import exports as _exports
 
 _EXPORTS = {
     "radsvd._jit": ("set_threads", "threads"),

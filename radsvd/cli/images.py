@@ -76,6 +76,9 @@ def _align_images(args) -> int:
     from radsvd.grids import PolarGrid
     from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
                                radial_svd)
+    from radsvd._profile import mark
+
+    mark("startup")
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
@@ -103,16 +106,20 @@ def _align_images(args) -> int:
                 raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
                                  f"got {args.rank!r}") from None
             rank = check_rank(rank, grid.R, "--rank")
+        mark("reading")
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
+        mark("transform")
         basis = None
         if rank is not None:
             basis = {"radial-svd": lambda: radial_svd(fb_b, grid),
                      "energy-pca": lambda: energy_pca(fb_b, grid),
                      "frequency-marching": lambda: frequency_marching(grid)}[args.method]()
+        mark("precomputation")
         res = align_images(fb_a, fb_b, grid, basis=basis, rank=rank, refine=args.refine,
                            all_pairs=args.all_pairs, precision=args.precision,
                            progress=not args.no_progress)
+        mark("alignment")       # with the images' transforms, streamed tile by tile
     finally:
         mrc_a.close()
         mrc_b.close()
@@ -123,4 +130,5 @@ def _align_images(args) -> int:
     print(f"aligned {len(res.best_target)} images to {tgts.shape[0]} targets "
           f"(rank {res.info['rank']} of R={grid.R}, {res.info['method']}, "
           f"{res.info['precision']}) -> {args.out}", file=sys.stderr)
+    mark("writing")
     return 0

@@ -55,6 +55,9 @@ def run(args) -> int:
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
     from radsvd.volumes.shells import ShellGrid, ShellTransform
+    from radsvd._profile import mark
+
+    mark("startup")
 
     rank = args.rank
     if rank != "full":
@@ -63,10 +66,12 @@ def run(args) -> int:
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
     target, t_size = read_mrc(args.target, dtype=None)     # the file's precision
+    mark("reading")
     grid = ShellGrid(K=args.K)
     # one NUFFT plan for every map, at the maps' precision (or --eps)
     transform = ShellTransform(grid, target.shape[-1], target.dtype, eps=args.eps)
     cb = transform(target)                 # checks cubic, finite, K vs Nyquist
+    mark("transform")
     if rank != "full":
         rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
     # one map in memory at a time: keep only its shell coefficients
@@ -78,6 +83,7 @@ def run(args) -> int:
         paths = tqdm(paths, unit="map", desc="shells")
     for i, path in enumerate(paths):
         v, size = read_mrc(path, dtype=None)
+        mark("reading")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")
@@ -85,16 +91,20 @@ def run(args) -> int:
             raise InputError(f"{path}: voxel size {size:g} Å differs from the target's "
                              f"{t_size:g} Å; resample to a common pixel size first")
         ca[i] = transform(v)[0]
+        mark("transform")
     if rank == "full":
         basis, ranks = None, None
     else:
         basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
+    mark("precomputation")
     res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
                         progress=not args.no_progress)
+    mark("alignment")
     res.info.update(target=args.target, voxel_size=t_size)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)
     for path, e, s in zip(args.volumes, res.euler, res.score):
         print(f"{path}\teuler(gamma,beta,alpha)={e[0]:+.6f},{e[1]:+.6f},{e[2]:+.6f}\t"
               f"score={s:.6g}")
+    mark("writing")
     return 0

@@ -14,9 +14,12 @@ everything after it is complex128.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.fft
 
+from radsvd import _profile
 from radsvd._jit import fft_workers
 from radsvd._nufft import Type2, transform_precision
 from radsvd._validate import InputError, grid_of, finite_array, real_stack
@@ -150,11 +153,14 @@ class FBSource:
         return t
 
     def _slice(self, a0: int, a1: int, threads: int) -> np.ndarray:
+        t0 = time.perf_counter()
         try:
             imgs = _checked_images(np.asarray(self.stack[a0:a1]), self.grid, self.precision)
-            return to_fb(_polar(self._transform(threads), imgs, self.grid))
+            fb = to_fb(_polar(self._transform(threads), imgs, self.grid))
         except InputError as exc:
             raise InputError(f"{self.name} {a0}..{a1 - 1}: {exc}") from None
+        _profile.add("transform_thread_seconds", time.perf_counter() - t0)
+        return fb
 
     def __getitem__(self, sl) -> np.ndarray:
         if not isinstance(sl, slice):

@@ -56,3 +56,21 @@ def test_star_import_still_works():
     import radsvd
 
     assert {n for n in radsvd.__all__} <= set(ns)
+
+
+def test_command_entry_freezes_the_heap_before_exit(tmp_path):
+    """The console entry leaves its objects to the OS at exit (gc.freeze): tearing numba's
+    objects down took ~1 s per command.  main() itself (in-process callers) does not."""
+    import gc
+
+    from radsvd.cli import entry, main
+
+    gc.unfreeze()
+    argv = ["bench", "--compare", str(tmp_path / "none.json")]     # a quick error: exit 2
+    assert main(argv) == 2
+    assert gc.get_freeze_count() == 0
+    try:
+        assert entry(argv) == 2
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -190,22 +190,30 @@ def sht(samples, grid: ShellGrid) -> np.ndarray:
     """Spherical-harmonic transform of samples f(θ_i, φ_j) on ``grid``'s sphere rule.
 
     ``samples``: complex (..., n_theta, n_phi) → coefficients (..., n_lm), m ≥ 0 only,
-    f_l^m = ∫ f conj(Y_l^m) dk̂ (FFT in φ, then Gauss–Legendre quadrature in cos θ).
+    f_l^m = ∫ f conj(Y_l^m) dk̂ (FFT in φ, then Gauss–Legendre quadrature in cos θ: for each
+    m one real matrix product of the weighted P̄_l^m(cos θ_i) with the real and imaginary
+    parts of every shell's order-m Fourier coefficients, laid out (m, θ, shell)).
     """
     f = np.asarray(samples, dtype=np.complex128)
     if f.shape[-2:] != (grid.n_theta, grid.n_phi):
         raise InputError(f"samples: expected trailing shape {(grid.n_theta, grid.n_phi)}, "
                          f"got {f.shape[-2:]}")
-    L = grid.L
-    F = scipy.fft.fft(f, axis=-1, workers=fft_workers())[..., : L + 1]
-    F *= 2.0 * np.pi / grid.n_phi                             # (..., n_theta, L+1)
+    L, nt = grid.L, grid.n_theta
+    lead = f.shape[:-2]
+    n = int(np.prod(lead, dtype=np.int64))
+    F = scipy.fft.fft(f.reshape(n, nt, grid.n_phi), axis=-1, workers=fft_workers())
+    # (L+1, n_theta, n) complex = (L+1, n_theta, 2n) real: one real GEMM per order m
+    G = np.ascontiguousarray(np.transpose(F[..., : L + 1], (2, 1, 0)))
+    G *= 2.0 * np.pi / grid.n_phi
+    Gr = G.view(np.float64)
     P = grid.legendre() * grid.theta_weights[None, :]      # (n_lm, n_theta)
-    out = np.empty(f.shape[:-2] + (grid.n_lm,), dtype=np.complex128)
+    out = np.empty((grid.n_lm, n), dtype=np.complex128)
+    outr = out.view(np.float64)                            # (n_lm, 2n)
     starts = grid.m_start
     for m in range(L + 1):
         a, b = starts[m], starts[m + 1]
-        out[..., a:b] = F[..., :, m] @ P[a:b].T
-    return out
+        np.matmul(P[a:b], Gr[m], out=outr[a:b])
+    return np.ascontiguousarray(out.T).reshape(lead + (grid.n_lm,))
 
 
 def isht(coefficients, grid: ShellGrid) -> np.ndarray:
@@ -260,8 +268,13 @@ class ShellTransform:
         kx, ky, kz = grid.points()
         # finufft pairs its first coordinate with the first array axis (z), the last with x.
         pts = [c.ravel() * dx for c in (kz, ky, kx)]
+        # single precision: finufft's upsampling factor 1.25 (fine grid (1.25 N)³ instead of
+        # (2N)³) halved the NUFFT of a 65³ map at K = 48 (0.071 → 0.038 s, one thread) at
+        # the same accuracy (7e-7 relative to double at 1e-12); in double at 1e-12 it is
+        # slower (0.35 against 0.28 s) and short of the tolerance
+        ups = 1.25 if self.precision == "single" else None
         self._nufft = Type2(pts, (N, N, N), self.precision, self.eps,
-                            threads or fft_workers())
+                            threads or fft_workers(), upsampfac=ups)
 
     def __call__(self, volumes) -> np.ndarray:
         vol = _volumes(volumes, dtype=self._nufft.real)

@@ -88,9 +88,10 @@ class Type2:
             self._plans[n] = plan
         return plan
 
-    def __call__(self, f) -> np.ndarray:
+    def __call__(self, f, native: bool = False) -> np.ndarray:
+        """(n, n_points) complex128 (``native``: at the transform's precision)."""
         f = np.asarray(f)
         n = f.shape[0]
         data = f.astype(self.complex)
-        out = self._plan(n).execute(data if n > 1 else data[0])
-        return out.reshape(n, -1).astype(np.complex128, copy=False)
+        out = self._plan(n).execute(data if n > 1 else data[0]).reshape(n, -1)
+        return out if native else out.astype(np.complex128, copy=False)

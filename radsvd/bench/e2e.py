@@ -184,16 +184,18 @@ def measure(quick: bool = False, baseline: str | None = None, rounds: int | None
         full = best.get((name.split(".")[0] + ".full", ""))
         if not name.endswith(".full") and full is not None:
             rec["speedup_vs_full"] = full["seconds"] / r["seconds"]
+            rec["cpu_speedup_vs_full"] = full["cpu_seconds"] / r["cpu_seconds"]
         if name.startswith("align_images.rank"):
             rec["same_best_target_as_full"] = same_images
         if baseline:
-            rec["speedup_vs_baseline"] = best[(name, "baseline")]["seconds"] / r["seconds"]
+            old = best[(name, "baseline")]
+            rec["speedup_vs_baseline"] = old["seconds"] / r["seconds"]
+            rec["cpu_speedup_vs_baseline"] = old["cpu_seconds"] / r["cpu_seconds"]
         rec["params"] = dict(params, command=name.split(".")[0].replace("_", "-"),
                              rank=name.split(".")[1])
         recs.append(rec)
         if baseline:
-            recs.append(dict(name=f"e2e.{name}.baseline",
-                             seconds=best[(name, "baseline")]["seconds"],
+            recs.append(dict(name=f"e2e.{name}.baseline", **best[(name, "baseline")],
                              params=dict(rec["params"], source=os.path.abspath(baseline))))
     recs.append(dict(name="e2e.help", seconds=help_s, python_seconds=py_s,
                      beyond_python_seconds=help_s - py_s,

@@ -37,7 +37,8 @@ _EXPORTS = {
                       "to_fb", "to_polar"),
     "radsvd.metrics": ("LandscapeMetrics",),
     "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_maps",
-                       "align_volumes", "to_shells", "volume_svd", "wigner_d"),
+                       "align_volume_maps", "align_volumes", "to_shells", "volume_svd",
+                       "wigner_d"),
     "radsvd.data": ("CTFParams", "GaussianMolecule", "cluster_ctf", "load_particles",
                     "make_templates", "read_mrc", "read_star", "shell_directions",
                     "simulate_particles", "synthetic_molecule", "write_mrc"),
@@ -52,8 +53,8 @@ __all__ = [
     "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
     "frequency_marching", "energy_pca", "align_images", "AlignResult",
     # volumes (3D)
-    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_maps",
-    "VolumeAlignResult",
+    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
+    "align_maps", "VolumeAlignResult",
     # metrics
     "LandscapeMetrics",
     # data

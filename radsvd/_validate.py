@@ -61,3 +61,13 @@ def grid_of(grid, cls, name: str = "grid"):
     if not isinstance(grid, cls):
         raise InputError(f"{name}: expected a radsvd.{cls.__name__}, got {type(grid).__name__}")
     return grid
+
+
+def all_finite(x) -> bool:
+    """True if no NaN/inf in x: a fast sum first (NaN and inf propagate), the exact
+    elementwise test only when the sum is not finite (it may just have overflowed)."""
+    r = x.view(np.float64) if np.iscomplexobj(x) and x.dtype == np.complex128 else x
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(r)):
+            return True
+    return bool(np.isfinite(r).all())

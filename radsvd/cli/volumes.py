@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 CONVENTION = """\
-Output (.npz, written atomically), per VOLUME in command-line order:
+Output (.npz, written atomically; info_convention holds this text), per VOLUME in
+command-line order:
   euler  (n, 3)  ZYZ Euler angles (gamma, beta, alpha) in radians of the rotation R that,
                  applied to the VOLUME, best superimposes it on the TARGET;
                  R = Rz(alpha) Ry(beta) Rz(gamma): extrinsic (rotate by gamma about z, then
@@ -39,6 +41,8 @@ def register(sub) -> None:
                    help="maximum frequency in box units (Nyquist = pi N / 2; default 48)")
     p.add_argument("--refine", action="store_true",
                    help="polish each grid optimum off-grid on the full landscape")
+    p.add_argument("--precision", default="auto", choices=("auto", "single", "double"),
+                   help="landscape precision (auto: double for full, single for compressed)")
     p.add_argument("--eps", type=float, default=None,
                    help="NUFFT tolerance (default 1e-6 in single precision: MRC maps hold "
                         "at most single precision; below 1e-6 runs in double)")
@@ -98,13 +102,16 @@ def run(args) -> int:
         basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
     mark("precomputation")
     res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, precision=args.precision)
     mark("alignment")
-    res.info.update(target=args.target, voxel_size=t_size)
+    res.info.update(target=args.target, voxel_size=t_size, convention=CONVENTION)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)
     for path, e, s in zip(args.volumes, res.euler, res.score):
         print(f"{path}\teuler(gamma,beta,alpha)={e[0]:+.6f},{e[1]:+.6f},{e[2]:+.6f}\t"
               f"score={s:.6g}")
+    what = "full" if rank == "full" else f"rank {rank}"
+    print(f"aligned {len(args.volumes)} volumes to {args.target} (K={grid.K:g}, R={grid.R}, "
+          f"L={grid.L}, {what}, {res.info['precision']}) -> {args.out}", file=sys.stderr)
     mark("writing")
     return 0

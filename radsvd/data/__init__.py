@@ -1,6 +1,6 @@
 """The data layer: synthetic molecules and particles, CTF, templates, real data I/O, fetching.
 
-Modules (conventions in each module's docstring; DESIGN §2–3):
+Modules (conventions in each module's docstring and in docs/design.md):
 - :mod:`~radsvd.data.rotations` – RELION ZYZ Euler angles ↔ poses R (template of pose R =
   projection along z of the map rotated by R^T; R e_z = viewing direction), Haar-random poses.
 - :mod:`~radsvd.data.molecules` – :class:`GaussianMolecule` (closed-form volume, Fourier

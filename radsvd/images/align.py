@@ -7,7 +7,7 @@ axis, y = first array axis, about pixel (N//2, N//2)).  So `angle` is the rotati
 the target to match the image; equivalently the image is the target rotated by `angle`.
 Full path: ã_r = η_r a(k_r, ·) (identity basis, H = R).  Compressed path: a RadialBasis.
 
-How it runs (DESIGN §5).  Real images need only q = 0 … Q/2.  Per tile of ta × tb pairs:
+How it runs.  Real images need only q = 0 … Q/2.  Per tile of ta × tb pairs:
 1. contraction Z(q) = Σ_h conj(ã_h(q)) b̃_h(q) as real GEMMs, [Re ã | Im ã] against
    [[Re b̃, Im b̃], [Im b̃, -Re b̃]] for every q (output rows (q, re/im), pairs contiguous);
 2. the real length-Q inverse DFT (X is real: only q = 0 … Q/2 enter) as four small real GEMMs
@@ -451,7 +451,7 @@ def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision
     """Accuracy of the compressed landscapes at several ranks, next to the full calculation.
 
     For every H in ``ranks``: relative Frobenius error, correlation and backward-error fraction
-    f of X^H against the full X (DESIGN §2), computed tile by tile (memory independent of
+    f of X^H against the full X (docs/design.md), computed tile by tile (memory independent of
     N_A × N_B × Q).  The full X is always float64; ``precision`` is that of the X^H.
     Returns {H: {'rel_frobenius', 'correlation', 'f', 'n_pairs'}}.
     """

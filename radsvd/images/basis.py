@@ -83,7 +83,7 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
     periodic frequencies (from the stored q = 0 … Q/2 by symmetry).  The constant
     (2π)³/(4σ̂²) of eq. 83 is dropped (it changes no eigenvector).
 
-    CTF groups (DESIGN §2): ``ctf`` (n_groups, R) radial CTF ring averages; the kernel is
+    CTF groups (docs/design.md): ``ctf`` (n_groups, R) radial CTF ring averages; the kernel is
     Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c with ``group_sizes`` n_c (images per group;
     equal weights if omitted).  The targets are then the CTF-free templates.
     """

@@ -1,6 +1,6 @@
 """Images ↔ polar Fourier samples ↔ Fourier–Bessel coefficients (paper §2.3, eq. 32–34).
 
-Conventions (DESIGN §2): an image is ``img[iy, ix]`` (last axis x, the MRC fast axis), on the
+Conventions (docs/design.md): an image is ``img[iy, ix]`` (last axis x, the MRC fast axis), on the
 box [-1, 1]² with dx = 2/N and pixel index N//2 at the origin, x_n = (n - N//2)·dx.
 Â(k) = dx² Σ_n A(x_n) e^{-i k·x_n} (eq. 32).  The polar node (r, j) is
 k_r (cos ψ_j, sin ψ_j) with ψ = 0 along +x and ψ increasing towards +y (the first array axis).

@@ -1,6 +1,6 @@
 """Volumes ↔ spherical-harmonic shells (paper §4.1–4.3, eq. 90, 94–96).
 
-Conventions (DESIGN §2):
+Conventions (docs/design.md):
 
 * Volumes are ``vol[iz, iy, ix]`` (the last axis is x), index N//2 is the origin, the box is
   [-1, 1]^3, dx = 2/N, and Â(k) = dx³ Σ_n A(x_n) e^{-i k·x_n}.

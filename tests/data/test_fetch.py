@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from radsvd.data.fetch import (FetchError, fetch_bytes, fetch_dataset, fetch_file,
+from radsvd.data.fetch import (FetchError, Limits, fetch_bytes, fetch_dataset, fetch_file,
                                fetch_stack_head, find_star_files, load_manifest,
                                parse_mrc_header)
 from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
@@ -84,6 +84,10 @@ def server(tmp_path):
     httpd.server_close()
 
 
+def _parts(folder):
+    return sorted(folder.glob(".*.partial"))
+
+
 def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
@@ -116,7 +120,7 @@ def test_wrong_checksum_writes_nothing(server, tmp_path):
     msg = str(err.value)
     assert "sha256" in msg and _sha(data) in msg and "0" * 64 in msg and "re-issued" in msg
     assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
-    with pytest.raises(FetchError, match="size 5000 bytes, expected 4999"):
+    with pytest.raises(FetchError, match="downloaded 5000 bytes, expected 4999"):
         fetch_file(url, dest, size=4999)
     assert list(dest.parent.iterdir()) == []
 
@@ -132,12 +136,12 @@ def test_truncated_download_resumes_with_range(server, tmp_path):
     url = _put(server, "t.bin", data)
     server.truncate["/t.bin"] = {"times": 1}
     dest = tmp_path / "t.bin"
-    fetch_file(url, dest, sha256=_sha(data), retries=2)
+    fetch_file(url, dest, sha256=_sha(data), limits=Limits(retries=2))
     assert dest.read_bytes() == data
     # first request plain, second resumes where the first stopped
     assert server.requests[0] == ("/t.bin", None)
     assert server.requests[1] == ("/t.bin", f"bytes={len(data) // 2}-")
-    assert not (tmp_path / "t.bin.part").exists()
+    assert _parts(tmp_path) == []
 
 
 def test_truncated_every_time_keeps_part_for_later(server, tmp_path):
@@ -146,22 +150,22 @@ def test_truncated_every_time_keeps_part_for_later(server, tmp_path):
     server.truncate["/t2.bin"] = {"times": 2}
     dest = tmp_path / "t2.bin"
     with pytest.raises(FetchError, match="incomplete after 2 attempts.*resume"):
-        fetch_file(url, dest, sha256=_sha(data), retries=1)
+        fetch_file(url, dest, sha256=_sha(data), limits=Limits(retries=1))
     assert not dest.exists()
-    part = tmp_path / "t2.bin.part"
+    [part] = _parts(tmp_path)
     assert 0 < part.stat().st_size < len(data)
     fetch_file(url, dest, sha256=_sha(data))  # a later run resumes and completes
-    assert dest.read_bytes() == data and not part.exists()
+    assert dest.read_bytes() == data and _parts(tmp_path) == []
 
 
 def test_complete_part_file_is_verified_not_refetched(server, tmp_path):
     data = np.random.default_rng(7).bytes(30_000)
     url = _put(server, "c.bin", data)
-    (tmp_path / "c.bin.part").write_bytes(data)  # finished earlier, never renamed
+    (tmp_path / ".c.bin.x1.partial").write_bytes(data)  # finished earlier, never renamed
     fetch_file(url, tmp_path / "c.bin", sha256=_sha(data))
     assert (tmp_path / "c.bin").read_bytes() == data
     assert server.sent == 0  # the server answered 416 (nothing left to send)
-    (tmp_path / "d.bin.part").write_bytes(data + b"junk")  # longer than the remote file
+    (tmp_path / ".d.bin.x2.partial").write_bytes(data + b"junk")  # longer than the remote
     url = _put(server, "d.bin", data)
     fetch_file(url, tmp_path / "d.bin", sha256=_sha(data))
     assert (tmp_path / "d.bin").read_bytes() == data
@@ -171,7 +175,7 @@ def test_server_without_range_support(server, tmp_path):
     data = np.random.default_rng(3).bytes(50_000)
     url = _put(server, "nr.bin", data)
     server.no_range.add("/nr.bin")
-    (tmp_path / "nr.bin.part").write_bytes(data[:1000])  # a stale partial download
+    (tmp_path / ".nr.bin.x3.partial").write_bytes(data[:1000])  # a stale partial download
     fetch_file(url, tmp_path / "nr.bin", sha256=_sha(data))
     assert (tmp_path / "nr.bin").read_bytes() == data
     assert fetch_bytes(url, 100, 200) == data[100:200]
@@ -206,7 +210,7 @@ def test_stack_head_edge_cases(server, tmp_path):
     with pytest.raises(FetchError, match="refers to image 11 but the stack holds 10"):
         fetch_stack_head(url, tmp_path / "a.mrcs", 11)
     # a longer left-over prefix from an earlier run is cut to what is needed
-    (tmp_path / "b.mrcs.head.part").write_bytes(raw[: 1024 + 6 * 12 * 12 * 4])
+    (tmp_path / ".b.mrcs.x4.partial").write_bytes(raw[: 1024 + 6 * 12 * 12 * 4])
     fetch_stack_head(url, tmp_path / "b.mrcs", 3)
     np.testing.assert_array_equal(read_stack(tmp_path / "b.mrcs"), imgs[:3])
     # gzip-compressed stacks cannot be cut: the whole file is fetched
@@ -216,7 +220,7 @@ def test_stack_head_edge_cases(server, tmp_path):
     assert rec["compressed"] and rec["images"] == 10
     np.testing.assert_array_equal(read_stack(tmp_path / "c.mrcs.gz"), imgs)
     not_mrc = _put(server, "junk.mrcs", b"\0" * 2048)
-    with pytest.raises(FetchError, match="MAP"):
+    with pytest.raises(FetchError, match="not an MRC file"):
         fetch_stack_head(not_mrc, tmp_path / "d.mrcs", 1)
     assert not (tmp_path / "d.mrcs").exists()
 
@@ -294,7 +298,8 @@ def test_fetch_dataset_explains_problems(server, tmp_path):
     vol, gz, _ = _serve_dataset(server, tmp_path)
     # a re-issued map: the checksum in the manifest no longer matches
     manifest = load_manifest(_manifest(tmp_path, server, "f" * 64))
-    with pytest.raises(FetchError, match="does not match the manifest"):
+    with pytest.raises(FetchError, match="differs from the manifest's f{64}.*re-issued.*"
+                                         "--accept-changed"):
         fetch_dataset("toy", tmp_path / "d1", manifest=manifest, base_url=server.url,
                       what=("map",), log=lambda *_: None)
     assert not (tmp_path / "d1" / "emd_1.map.gz").exists()

@@ -1,10 +1,6 @@
 """The fetcher against a local HTTP server on 127.0.0.1 (started here; nothing else is contacted)."""
 
-import hashlib
-import html
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -16,69 +12,12 @@ from radsvd.data.fetch import (FetchError, Limits, fetch_bytes, fetch_dataset, f
                                parse_mrc_header)
 from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
 
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        rng = self.headers.get("Range")
-        srv.requests.append((self.path, rng))
-        path = srv.root / self.path.lstrip("/").split("?")[0]
-        if path.is_dir():
-            links = "".join(f'<a href="{html.escape(p.name + ("/" if p.is_dir() else ""))}">'
-                            f"{html.escape(p.name)}</a>\n" for p in sorted(path.iterdir()))
-            body = f"<html><body>{links}</body></html>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data = path.read_bytes()
-        total = len(data)
-        start, stop = 0, total
-        if rng and self.path not in srv.no_range:
-            a, b = rng.split("=")[1].split("-")
-            start = int(a)
-            stop = min(total, int(b) + 1) if b else total
-            if start >= total:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{total}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{total}")
-        else:
-            self.send_response(200)
-        body = data[start:stop]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        cut = srv.truncate.get(self.path)
-        if cut is not None and cut["times"] > 0:
-            cut["times"] -= 1
-            body = body[: len(body) // 2]  # promise everything, send half, hang up
-        with srv.lock:  # counted before the write: the client may finish reading first
-            srv.sent += len(body)
-        self.wfile.write(body)
+from fetch_mirror import put, sha, start_server
 
 
 @pytest.fixture()
 def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.root, httpd.requests, httpd.sent = root, [], 0
-    httpd.no_range, httpd.truncate, httpd.lock = set(), {}, threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd = start_server(tmp_path / "www")
     yield httpd
     httpd.shutdown()
     httpd.server_close()
@@ -88,15 +27,7 @@ def _parts(folder):
     return sorted(folder.glob(".*.partial"))
 
 
-def _sha(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-def _put(server, rel, data: bytes) -> str:
-    p = server.root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return f"{server.url}/{rel}"
+_sha, _put = sha, put
 
 
 def test_good_file(server, tmp_path):

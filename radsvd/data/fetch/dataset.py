@@ -456,6 +456,8 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
 
     limits = limits or Limits(retries=retries)
     n = _check_n(n_particles)
+    if star_url is not None:
+        check_url(star_url, "--star-url")
     manifest = manifest if isinstance(manifest, dict) else load_manifest(manifest)
     key, ds = resolve_dataset(manifest, name)
     mir = mirrors(manifest, base_url)

@@ -25,8 +25,10 @@ def parse_mrc_header(header: bytes, source: str = "") -> dict:
     machine stamp means little-endian; dimensions or modes that cannot be read raise.
     """
     where = f"{source}: " if source else ""
+    hint = " (an HTML page: the server's error page?)" if header.lstrip()[:1] == b"<" else ""
     if len(header) < 1024:
-        raise InputError(f"{where}MRC header is {len(header)} bytes, expected 1024")
+        raise InputError(f"{where}not an MRC file: {len(header)} bytes, an MRC header has "
+                         f"1024{hint}")
     order = ">" if header[212:213] == b"\x11" else "<"
     nx, ny, nz, mode = struct.unpack(order + "4i", header[:16])
     mx = struct.unpack(order + "i", header[28:32])[0]
@@ -34,7 +36,6 @@ def parse_mrc_header(header: bytes, source: str = "") -> dict:
     nsymbt = struct.unpack(order + "i", header[92:96])[0]
     if mode not in MODE_BYTES or min(nx, ny, nz) < 1 or nsymbt < 0 \
             or max(nx, ny) > 1 << 16 or nz > 1 << 28:
-        hint = " (an HTML error page?)" if header.lstrip()[:1] == b"<" else ""
         raise InputError(f"{where}not an MRC file, or a corrupt header{hint}: nx={nx} ny={ny} "
                          f"nz={nz} mode={mode} nsymbt={nsymbt}")
     if header[208:212] != b"MAP ":

@@ -143,7 +143,7 @@ def _loop(block: str, columns: dict) -> list[str]:
 # Per entry: STAR folder and name under data/ (the folder is unknown to the manifest where
 # it lists only a name), its RELION style, where the image paths point (relative to the
 # STAR's folder, or "data" for data/), the stacks as the STAR names them, the served name
-# of each stack when it differs, and the CTF columns the file leaves out.
+# of each stack when it differs, and whether it lacks poses (10076: CTF only).
 LAYOUT = {
     "trpv1": dict(star="particles/tv1_relion_data.star", style="1", base="star",
                   stacks=["stack_0001.mrcs", "stack_0002.mrcs"]),
@@ -161,17 +161,26 @@ LAYOUT = {
                     stacks=["Extract/job003/Micrographs/t_001.mrcs",
                             "Extract/job003/Micrographs/t_002.mrcs"]),
     "ribosome50s": dict(star="Parameters.star", style="1-detector", base="star",
-                        stacks=["L17Combine_weight_local.mrcs"],
+                        stacks=["L17Combine_weight_local.mrcs"], no_poses=True,
                         served={"L17Combine_weight_local.mrcs": "L17Combine_weight_local.mrc"}),
 }
 
 
-def _star_text(style: str, names, table, pixel: float, stray: bool) -> str:
+def _star_text(style: str, names, table, pixel: float, stray: bool, poses: bool) -> str:
     n = len(names)
     per = {"rlnImageName": list(names),
            "rlnDefocusU": [float(v) for v in table["defocus_u"]],
            "rlnDefocusV": [float(v) for v in table["defocus_v"]],
            "rlnDefocusAngle": [float(v) for v in table["defocus_angle"]]}
+    if poses:  # refined poses (ZYZ, degrees) and origins, as a refinement writes them
+        for label, col in (("rlnAngleRot", "rot"), ("rlnAngleTilt", "tilt"),
+                           ("rlnAnglePsi", "psi")):
+            per[label] = [float(v) for v in table[col]]
+        px = style.startswith(("1", "3.0"))  # RELION < 3.1: origins in pixels
+        for ax in ("X", "Y"):
+            shift = table[f"shift_{ax.lower()}"].to_numpy(float)
+            per[f"rlnOrigin{ax}" if px else f"rlnOrigin{ax}Angst"] = \
+                [float(v) for v in (shift / pixel if px else shift)]
     ctf = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1}
     if style in ("1", "3.0", "1-detector"):
         mag = 38168.0 if style == "1-detector" else 10000.0
@@ -242,7 +251,8 @@ def build_mirror(root: Path, manifest: dict, n: int = 24, box: int = 32, seed: i
             (root.parent / ".stack.mrcs").replace(target)
             names += [f"{j + 1:06d}@{stack}" for j in range(len(idx))]
         star_path.parent.mkdir(parents=True, exist_ok=True)
-        star_path.write_text(_star_text(lay["style"], names, table, pixel, lay.get("stray")))
+        star_path.write_text(_star_text(lay["style"], names, table, pixel, lay.get("stray"),
+                                        not lay.get("no_poses")))
         if key == "tmem16f":  # a second STAR of the entry, which the manifest also names
             (star_path.parent / "Final.star").write_text(star_path.read_text())
         truth[key] = {"images": served_images, "map": map_bytes, "star": star_path,

@@ -209,6 +209,16 @@ def test_two_fetches_into_one_place(server, tmp_path):
     assert len([r for r in server.requests if r[0] == "/big.bin"]) == 2
 
 
+def test_partial_files_of_other_names_are_left_alone(server, tmp_path):
+    data = b"m" * 3000
+    url = put(server, "emd.map", data)
+    other = tmp_path / ".emd.map.gz.abc123.partial"  # a partial download of emd.map.gz
+    other.write_bytes(b"\x1f\x8b partial")
+    fetch_file(url, tmp_path / "emd.map", sha256=sha(data), limits=FAST)
+    assert other.read_bytes() == b"\x1f\x8b partial"
+    assert (tmp_path / "emd.map").read_bytes() == data
+
+
 def test_a_partial_file_in_use_is_not_taken_over(server, tmp_path):
     data = np.random.default_rng(5).bytes(20_000)
     url = put(server, "u.bin", data)

@@ -335,8 +335,11 @@ class _Part:
 
     def _claim(self):
         """An abandoned partial file of an earlier run (regular file, lock free)."""
-        pattern = glob.escape(str(self.dest.parent / f".{self.dest.name}.")) + "*" + PART_SUFFIX
+        prefix = f".{self.dest.name}."
+        pattern = glob.escape(str(self.dest.parent / prefix)) + "*" + PART_SUFFIX
         for cand in sorted(glob.glob(pattern)):
+            if "." in Path(cand).name[len(prefix):-len(PART_SUFFIX)]:
+                continue  # another file's (".a.map.gz.X.partial" is not a part of "a.map")
             try:
                 fd = os.open(cand, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
             except OSError:  # gone, a symlink (ELOOP) or unreadable: not ours

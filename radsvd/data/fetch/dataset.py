@@ -290,7 +290,7 @@ def _entry_root(ds: dict, mir: dict) -> str | None:
     return None
 
 
-def _fetch_star(key, ds, mir, dest, ledger, star_url, limits, log, accept_changed, record):
+def _fetch_star(key, ds, mir, dest, ledger, star_url, limits, log, accept_changed):
     f = ds["files"]["star"]
     candidates = [check_url(star_url, "--star-url")] if star_url else \
         [expand(u, mir) for u in f.get("urls", [])]
@@ -486,7 +486,7 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
     if "particles" in what and "star" in files:
         n = n or int((ds.get("particles") or {}).get("first", 1024))
         star_local, used, entry = _fetch_star(key, ds, mir, dest, ledger, star_url, limits,
-                                              log, accept_changed, record)
+                                              log, accept_changed)
         table = read_star(star_local, require_ctf=False)
         sub = table.iloc[:n]
         entry["style"] = table.attrs.get("style")

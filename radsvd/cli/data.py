@@ -66,9 +66,11 @@ def register(sub) -> None:
 def _simulate(args) -> int:
     import math
 
+    from radsvd._files import check_output_folder
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 
+    check_output_folder(args.out, "--out")   # before the work, not after it
     mol = synthetic_molecule(args.molecule)
     snr = None if (args.snr == 0 or math.isinf(args.snr)) else args.snr
     scope = Microscope(defocus_range=tuple(args.defocus), astigmatism=args.astigmatism,

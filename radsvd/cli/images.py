@@ -45,43 +45,31 @@ def register(sub) -> None:
 
 
 def _read_stack(path: str, name: str):
+    """(closer, images): the stack memory-mapped (plain) or streamed (gzip) by the MRC policy of
+    :func:`radsvd.data.io.parse_mrc_header`, which also refuses complex and corrupt files."""
+    import contextlib
     import os
 
-    import mrcfile
-
-    from radsvd._validate import InputError
+    from radsvd.data.io import mrc_data, mrc_header
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{name}: no such file: {path}")
-    try:
-        mrc = mrcfile.mmap(path, mode="r", permissive=False)
-        data = mrc.data
-    except Exception as exc:  # mrcfile raises ValueError/OSError for malformed files
-        raise InputError(f"{name}: {path} is not a readable MRC file ({exc})") from None
-    if data is None or data.ndim not in (2, 3):
-        raise InputError(f"{name}: {path} holds no image stack (data shape "
-                         f"{None if data is None else data.shape})")
-    if data.ndim == 2:
-        data = data[None]
-    if data.dtype.kind not in "fiu":
-        raise InputError(f"{name}: {path} has unsupported data type {data.dtype}")
-    return mrc, data
+    return contextlib.ExitStack(), mrc_data(path, mrc_header(path))
 
 
 def _align_images(args) -> int:
-    from radsvd._validate import InputError, rank as check_rank
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
                                radial_svd)
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
-    try:
-        grid = PolarGrid(K=args.K)
-    except ValueError as exc:
-        raise InputError(f"--K: {exc}") from None
+    check_output_file(args.out, "--out")      # before the work, not after it
     mrc_a, imgs = _read_stack(args.images, "images")
     mrc_b, tgts = _read_stack(args.targets, "targets")
+    grid = PolarGrid(K=frequency_for_box(args.K, imgs.shape[-1], "--K"))  # K first: no hang
     try:
         for name, d in (("images", imgs), ("targets", tgts)):
             if d.shape[0] == 0:

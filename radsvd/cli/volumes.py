@@ -47,7 +47,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from radsvd._validate import InputError, rank as check_rank
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.data.io import read_mrc
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
@@ -59,8 +60,9 @@ def run(args) -> int:
             rank = int(rank)
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
-    target, t_size = read_mrc(args.target)
-    grid = ShellGrid(K=args.K)
+    check_output_file(args.out, "--out")      # before the work, not after it
+    target, t_size = read_mrc(args.target, expect="map")
+    grid = ShellGrid(K=frequency_for_box(args.K, target.shape[-1], "--K", "voxel"))
     cb = to_shells(target, grid)                 # checks cubic, finite, K vs Nyquist
     if rank != "full":
         rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
@@ -72,7 +74,7 @@ def run(args) -> int:
 
         paths = tqdm(paths, unit="map", desc="shells")
     for i, path in enumerate(paths):
-        v, size = read_mrc(path)
+        v, size = read_mrc(path, expect="map")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")

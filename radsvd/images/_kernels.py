@@ -84,6 +84,8 @@ def _refine(Z, qs, cw, idx, Q, gam, val):  # pragma: no cover - compiled
             g = g0
             f = f0
         g = g % (2.0 * math.pi)
+        if g >= 2.0 * math.pi:  # -tiny % 2π rounds to 2π: keep the documented [0, 2π)
+            g = 0.0
         gam[p] = g
         val[p] = f
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radsvd._files import save_npz
-from radsvd._validate import InputError, grid_of, rank as _rank
+from radsvd._validate import InputError, degenerate_targets, grid_of, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
 from radsvd.images._pool import all_finite, pool_map
@@ -316,6 +316,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
         raise InputError(f"tile sizes must be positive, got {tile}")
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
     cb_all = plan.coeffs(_load(fb_b, 0, NB, "fb_b"))
+    degenerate_targets(cb_all, np.arange(cb_all.shape[-1]) == 0, "targets (fb_b)")
     b_tiles = [(b0, b1, plan.side_b(cb_all[b0:b1])) for b0, b1 in _tile_ranges(NB, tb)]
     Q = plan.grid.Q
     dg = 2.0 * np.pi / Q

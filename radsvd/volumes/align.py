@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from radsvd._validate import InputError
+from radsvd._validate import InputError, degenerate_targets
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
 from radsvd.volumes.shells import ShellGrid, to_shells
@@ -139,6 +139,8 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     precision: "double", "single" or None (step-3 transform; None: double for the full
     path, single for compressed plans; see :func:`prepare`).
     """
+    degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
+                       "coef_target", flat="error")
     if plan is None:
         plan = prepare(grid, coef_target, basis, ranks, n_beta, M, precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")

@@ -29,7 +29,7 @@ import scipy.fft
 from scipy.special import roots_legendre
 
 from radsvd._jit import fft_workers
-from radsvd._validate import InputError, real_stack
+from radsvd._validate import InputError, frequency, real_stack
 from radsvd.grids import default_R, radial_quadrature
 
 __all__ = ["ShellGrid", "to_shells", "from_shells", "sht", "isht", "legendre_table",
@@ -85,8 +85,7 @@ class ShellGrid:
     w: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if not (np.isfinite(self.K) and self.K > 0):
-            raise InputError(f"K must be a positive finite frequency, got {self.K!r}")
+        frequency(self.K)  # before any size is derived from it (an absurd K would hang)
         R = default_R(self.K) if self.R is None else self.R
         L = int(round(self.K)) if self.L is None else self.L
         if isinstance(L, bool) or int(L) != L or L < 1:

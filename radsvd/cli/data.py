@@ -92,8 +92,14 @@ def _fetch(args) -> int:
     from pathlib import Path
 
     from radsvd._validate import InputError
-    from radsvd.data.fetch import (FetchError, Limits, fetch_dataset, load_manifest, mirrors,
-                                   resolve_dataset)
+    from radsvd.data.fetch import (
+        FetchError,
+        Limits,
+        fetch_dataset,
+        load_manifest,
+        mirrors,
+        resolve_dataset,
+    )
 
     manifest = load_manifest(args.manifest)
     if args.list or not args.dataset:

@@ -144,24 +144,30 @@ def _loop(block: str, columns: dict) -> list[str]:
 # STAR's folder, or "data" for data/), the stacks as the STAR names them, the served name
 # of each stack when it differs, and whether it lacks poses (10076: CTF only).
 LAYOUT = {
-    "trpv1": dict(star="particles/tv1_relion_data.star", style="1", base="star",
-                  stacks=["stack_0001.mrcs", "stack_0002.mrcs"]),
-    "ribosome80s": dict(star="Particles/shiny_2sets.star", style="3.0", base="data",
-                        stacks=["Particles/MRC_0601/001_particles_shiny_nb50_new.mrcs",
-                                "Particles/MRC_1901/002_particles_shiny_nb50_new.mrcs"],
-                        stray=True),
-    "proteasome": dict(star="T1/T1.star", style="3.1", base="star",
-                       stacks=["Particles/p_001.mrcs", "Particles/p_002.mrcs"]),
-    "mlafedb": dict(star="Empiar_10536_00_to_23.star", style="3.1-noctf", base="star",
-                    stacks=["Extract/job010/mics/m_001.mrcs", "Extract/job010/mics/m_002.mrcs"]),
-    "iswi_ncp": dict(star="ADPBeF/ADPBeF.star", style="3.1", base="star",
-                     stacks=["Extract/job204/mics/a_001.mrcs", "Extract/job204/mics/a_002.mrcs"]),
-    "tmem16f": dict(star="TMEM16F/All.star", style="3.1", base="star",
-                    stacks=["Extract/job003/Micrographs/t_001.mrcs",
-                            "Extract/job003/Micrographs/t_002.mrcs"]),
-    "ribosome50s": dict(star="Parameters.star", style="1-detector", base="star",
-                        stacks=["L17Combine_weight_local.mrcs"], no_poses=True,
-                        served={"L17Combine_weight_local.mrcs": "L17Combine_weight_local.mrc"}),
+    "trpv1": {
+        "star": "particles/tv1_relion_data.star", "style": "1", "base": "star",
+        "stacks": ["stack_0001.mrcs", "stack_0002.mrcs"]},
+    "ribosome80s": {
+        "star": "Particles/shiny_2sets.star", "style": "3.0", "base": "data", "stray": True,
+        "stacks": ["Particles/MRC_0601/001_particles_shiny_nb50_new.mrcs",
+                   "Particles/MRC_1901/002_particles_shiny_nb50_new.mrcs"]},
+    "proteasome": {
+        "star": "T1/T1.star", "style": "3.1", "base": "star",
+        "stacks": ["Particles/p_001.mrcs", "Particles/p_002.mrcs"]},
+    "mlafedb": {
+        "star": "Empiar_10536_00_to_23.star", "style": "3.1-noctf", "base": "star",
+        "stacks": ["Extract/job010/mics/m_001.mrcs", "Extract/job010/mics/m_002.mrcs"]},
+    "iswi_ncp": {
+        "star": "ADPBeF/ADPBeF.star", "style": "3.1", "base": "star",
+        "stacks": ["Extract/job204/mics/a_001.mrcs", "Extract/job204/mics/a_002.mrcs"]},
+    "tmem16f": {
+        "star": "TMEM16F/All.star", "style": "3.1", "base": "star",
+        "stacks": ["Extract/job003/Micrographs/t_001.mrcs",
+                   "Extract/job003/Micrographs/t_002.mrcs"]},
+    "ribosome50s": {
+        "star": "Parameters.star", "style": "1-detector", "base": "star", "no_poses": True,
+        "stacks": ["L17Combine_weight_local.mrcs"],
+        "served": {"L17Combine_weight_local.mrcs": "L17Combine_weight_local.mrc"}},
 }
 
 

@@ -6,13 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from radsvd.data.fetch import (FetchError, Limits, fetch_bytes, fetch_dataset, fetch_file,
-                               fetch_stack_head, find_star_files, load_manifest,
-                               parse_mrc_header)
-from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
-
 from fetch_mirror import put, sha, start_server
+
+from radsvd.data.fetch import (
+    FetchError,
+    Limits,
+    fetch_bytes,
+    fetch_dataset,
+    fetch_file,
+    fetch_stack_head,
+    find_star_files,
+    load_manifest,
+    parse_mrc_header,
+)
+from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
 
 
 @pytest.fixture()
@@ -122,12 +129,12 @@ def test_range_request_for_first_particles(server, tmp_path):
     imgs, raw = _stack_bytes(tmp_path)
     url = _put(server, "stacks/s.mrcs", raw)
     head = parse_mrc_header(raw[:1024])
-    assert (head["nx"], head["ny"], head["nz"], head["mode"]) == (12, 12, 40, 2)
+    assert (head.nx, head.ny, head.nz, head.mode) == (12, 12, 40, 2)
     rec = fetch_stack_head(url, tmp_path / "local" / "s.mrcs", 7)
     got = read_stack(tmp_path / "local" / "s.mrcs")
     np.testing.assert_array_equal(got, imgs[:7])
     assert rec["images"] == 7 and rec["images_in_remote"] == 40
-    needed = 1024 + head["nsymbt"] + 7 * 12 * 12 * 4
+    needed = 1024 + head.nsymbt + 7 * 12 * 12 * 4
     assert rec["bytes"] == needed
     assert server.sent == 1024 + needed  # the header probe, then exactly the needed bytes
     assert all(r is not None for _, r in server.requests)  # every request was a Range
@@ -151,7 +158,7 @@ def test_stack_head_edge_cases(server, tmp_path):
     assert rec["compressed"] and rec["images"] == 10
     np.testing.assert_array_equal(read_stack(tmp_path / "c.mrcs.gz"), imgs)
     not_mrc = _put(server, "junk.mrcs", b"\0" * 2048)
-    with pytest.raises(FetchError, match="not an MRC file"):
+    with pytest.raises(FetchError, match="not a readable MRC file"):
         fetch_stack_head(not_mrc, tmp_path / "d.mrcs", 1)
     assert not (tmp_path / "d.mrcs").exists()
 
@@ -197,12 +204,12 @@ def test_fetch_dataset_end_to_end(server, tmp_path):
     rec = fetch_dataset("EMPIAR-1", dest, manifest=manifest, base_url=server.url,
                         log=lambda *_: None)
     assert rec["dataset"] == "toy"
-    got, vs = read_mrc(rec["files"]["map"]["path"])
+    got, _vs = read_mrc(rec["files"]["map"]["path"])
     np.testing.assert_array_equal(got, vol)
     # the first 5 particles: all 4 of mic1 and only the first image of mic2
     assert rec["particles"]["first"] == 5
     assert rec["particles"]["stacks"]["Particles/mic2.mrcs"]["images"] == 1
-    images, table = load_particles(rec["files"]["star"]["path"], n=5)
+    images, _table = load_particles(rec["files"]["star"]["path"], n=5)
     np.testing.assert_array_equal(images[:4], stacks["Particles/mic1.mrcs"])
     np.testing.assert_array_equal(images[4], stacks["Particles/mic2.mrcs"][0])
     assert json.loads((dest / "fetched.json").read_text())["dataset"] == "toy"
@@ -226,7 +233,7 @@ def test_stack_paths_relative_to_project_directory(server, tmp_path):
 
 
 def test_fetch_dataset_explains_problems(server, tmp_path):
-    vol, gz, _ = _serve_dataset(server, tmp_path)
+    _vol, _gz, _ = _serve_dataset(server, tmp_path)
     # a re-issued map: the checksum in the manifest no longer matches
     manifest = load_manifest(_manifest(tmp_path, server, "f" * 64))
     with pytest.raises(FetchError, match="differs from the manifest's f{64}.*re-issued.*"
@@ -304,3 +311,17 @@ def test_base_url_from_environment(server, tmp_path, monkeypatch):
     rec = fetch_dataset("toy", tmp_path / "env", manifest=manifest, what=("map",),
                         log=lambda *_: None)
     assert rec["files"]["map"]["url"].startswith(server.url)
+
+
+def test_relion_stack_without_map_id_is_fetched(server, tmp_path):
+    """RELION 3.1 writes stacks with no 'MAP ' id and a blank machine stamp: fetched with a
+    warning, read as little-endian."""
+    imgs, raw = _stack_bytes(tmp_path, n=5)
+    raw = bytearray(raw)
+    raw[208:216] = bytes(8)  # no map id, no machine stamp
+    url = _put(server, "relion.mrcs", bytes(raw))
+    with pytest.warns(UserWarning, match="MAP"):
+        rec = fetch_stack_head(url, tmp_path / "r.mrcs", 3)
+    assert rec["images"] == 3
+    with pytest.warns(UserWarning):
+        np.testing.assert_array_equal(read_stack(tmp_path / "r.mrcs"), imgs[:3])

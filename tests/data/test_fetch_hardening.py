@@ -11,13 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fetch_mirror import put, sha, start_server
 
 from radsvd._validate import InputError
-from radsvd.data.fetch import (LEDGER, DeadlineError, FetchError, Limits, fetch_dataset,
-                               fetch_file, fetch_stack_head, load_manifest)
+from radsvd.data.fetch import (
+    LEDGER,
+    DeadlineError,
+    FetchError,
+    Limits,
+    fetch_dataset,
+    fetch_file,
+    fetch_stack_head,
+    load_manifest,
+)
 from radsvd.data.io import read_stack, write_mrc, write_star
-
-from fetch_mirror import put, sha, start_server
 
 FAST = Limits(read_timeout=0.5, deadline=1.5, retries=5)
 QUIET = {"log": lambda *_: None}
@@ -142,7 +149,7 @@ def test_first_good_hash_is_checked_on_reuse_and_on_reissue(server, tmp_path):
     first = _map_bytes(tmp_path, seed=0)
     put(server, "maps/emd_1.map.gz", first)
     dest, mpath = tmp_path / "dest", _manifest(tmp_path)
-    run = lambda **kw: fetch_dataset("toy", dest, manifest=mpath, base_url=server.url,  # noqa: E731
+    run = lambda **kw: fetch_dataset("toy", dest, manifest=mpath, base_url=server.url,
                                      what=("map",), **QUIET, **kw)
     run()
     n = len(server.requests)

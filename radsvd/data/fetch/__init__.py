@@ -8,11 +8,34 @@
   hash ledger of first good downloads, the record ``fetched.json`` and :func:`load_fetched`.
 """
 
-from .dataset import (FETCH_RECORD, LEDGER, fetch_dataset, fetch_stack_head, find_star_files,
-                      list_directory, load_fetched)
-from .manifest import PACKAGED, expand, load_manifest, manifest_path, mirrors, resolve_dataset
-from .transport import (ChecksumError, DeadlineError, FetchError, Limits, NotFoundError,
-                        check_url, fetch_bytes, fetch_file, sha256_file)
+from .dataset import (
+                      FETCH_RECORD,
+                      LEDGER,
+                      fetch_dataset,
+                      fetch_stack_head,
+                      find_star_files,
+                      list_directory,
+                      load_fetched,
+)
+from .manifest import (
+                      PACKAGED,
+                      expand,
+                      load_manifest,
+                      manifest_path,
+                      mirrors,
+                      resolve_dataset,
+)
+from .transport import (
+                      ChecksumError,
+                      DeadlineError,
+                      FetchError,
+                      Limits,
+                      NotFoundError,
+                      check_url,
+                      fetch_bytes,
+                      fetch_file,
+                      sha256_file,
+)
 from .validate import check_mrc_file, check_star_file, parse_mrc_header
 
 __all__ = [

@@ -24,10 +24,22 @@ from radsvd._files import atomic_path
 from radsvd._validate import InputError
 
 from .manifest import expand, load_manifest, mirrors, resolve_dataset
-from .transport import (ChecksumError, FetchError, Limits, NotFoundError, _Clock, _open,
-                        _read_into, _retrying, _Transient, check_url, fetch_bytes, fetch_file,
-                        sha256_file)
-from .validate import check_mrc_file, check_star_file, expected_size, parse_mrc_header
+from .transport import (
+    ChecksumError,
+    FetchError,
+    Limits,
+    NotFoundError,
+    _Clock,
+    _open,
+    _read_into,
+    _retrying,
+    _Transient,
+    check_url,
+    fetch_bytes,
+    fetch_file,
+    sha256_file,
+)
+from .validate import check_mrc_file, check_star_file, expected_size, read_header
 
 try:
     import fcntl
@@ -153,40 +165,42 @@ def fetch_stack_head(url: str, dest, n_images: int, limits: Limits | None = None
     k = int(n_images)
     first, total = fetch_bytes(url, 0, 1024, limits, with_size=True)
     if first[:2] == b"\x1f\x8b":
-        fetch_file(url, dest, limits=limits,
-                   validate=lambda p: check_mrc_file(p, source=url))
-        with open(dest, "rb") as f:
-            import gzip
-
-            head = parse_mrc_header(gzip.GzipFile(fileobj=f).read(1024), url)
-        if k > head["nz"]:
+        head = read_header(_gunzip_head(fetch_file(url, dest, limits=limits, validate=lambda p:
+                                                   check_mrc_file(p, source=url))), url)
+        if k > head.nz:
             raise FetchError(f"{url}: the STAR file refers to image {k} but the stack holds "
-                             f"{head['nz']}")
-        return dict(url=url, path=str(dest), images=head["nz"], images_in_remote=head["nz"],
-                    box=[head["ny"], head["nx"]], bytes=dest.stat().st_size,
-                    sha256=sha256_file(dest), compressed=True)
+                             f"{head.nz}")
+        return {"url": url, "path": str(dest), "images": head.nz, "images_in_remote": head.nz,
+                "box": [head.ny, head.nx], "bytes": dest.stat().st_size,
+                "sha256": sha256_file(dest), "compressed": True}
     try:
-        head = parse_mrc_header(first, url)
+        head = read_header(first, url)
     except InputError as exc:
         raise FetchError(str(exc)) from None
     if total is not None and total != expected_size(head):
         raise FetchError(f"{url}: the server holds {total} bytes, the MRC header promises "
                          f"{expected_size(head)}: not an MRC stack, or a truncated one")
-    if k > head["nz"]:
+    if k > head.nz:
         raise FetchError(f"{url}: the STAR file refers to image {k} but the stack holds "
-                         f"{head['nz']}: wrong stack or a truncated file on the server")
-    nbytes = head["data_offset"] + k * head["nx"] * head["ny"] * head["bytes_per_voxel"]
+                         f"{head.nz}: wrong stack or a truncated file on the server")
+    nbytes = head.data_offset + k * head.nx * head.ny * head.dtype.itemsize
 
     def cut(path):  # the local file holds k images: say so in its header
         with open(path, "r+b") as f:
-            f.seek(8)
-            f.write(struct.pack(head["order"] + "i", k))   # nz
-            f.seek(36)
-            f.write(struct.pack(head["order"] + "i", k))   # mz
+            for offset in (8, 36):  # nz, mz
+                f.seek(offset)
+                f.write(struct.pack(head.byte_order + "i", k))
 
     fetch_file(url, dest, first_bytes=nbytes, limits=limits, validate=cut, reuse=False)
-    return dict(url=url, path=str(dest), images=k, images_in_remote=head["nz"],
-                box=[head["ny"], head["nx"]], bytes=nbytes, sha256=sha256_file(dest))
+    return {"url": url, "path": str(dest), "images": k, "images_in_remote": head.nz,
+            "box": [head.ny, head.nx], "bytes": nbytes, "sha256": sha256_file(dest)}
+
+
+def _gunzip_head(path: Path) -> bytes:
+    import gzip
+
+    with gzip.open(path, "rb") as f:
+        return f.read(1024)
 
 
 def _local_stack_ok(path: Path, need: int, sha: str | None) -> bool:
@@ -199,12 +213,12 @@ def _local_stack_ok(path: Path, need: int, sha: str | None) -> bool:
         head = check_mrc_file(path)
     except (InputError, OSError):
         return False
-    return head["nz"] >= need
+    return head.nz >= need
 
 
 def _images_in(path: Path) -> int:
     try:
-        return check_mrc_file(path)["nz"]
+        return check_mrc_file(path).nz
     except (InputError, OSError):
         return 0
 
@@ -493,7 +507,7 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
         record["files"]["star"] = entry
         record.update(_particle_metadata(key, ds, sub, log))
         stacks = _fetch_stacks(key, sub, star_local, used, ds, mir, dest, ledger, limits, log)
-        record["particles"] = {"first": int(len(sub)), "stacks": stacks}
+        record["particles"] = {"first": len(sub), "stacks": stacks}
     with atomic_path(dest / FETCH_RECORD) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     return record

@@ -156,7 +156,7 @@ def test_first_good_hash_is_checked_on_reuse_and_on_reissue(server, tmp_path):
     run()  # reused: the local copy matches the recorded hash, nothing requested
     assert len(server.requests) == n
     local = dest / "emd_1.map.gz"
-    local.write_bytes(first[:-1] + bytes([first[-1] ^ 1]))  # damaged locally: fetched again, checked, replaced
+    local.write_bytes(first[:-1] + bytes([first[-1] ^ 1]))  # damaged: fetched again, replaced
     run()
     assert local.read_bytes() == first and len(server.requests) == n + 1
     second = _map_bytes(tmp_path, seed=1)  # the archive re-issues the map

@@ -244,7 +244,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert set(img[img.dataset == "trpv1"].method) == {"radial_svd", "frequency_marching",
                                                       "energy_pca"}
     assert set(img.dataset) == {"trpv1", "ribosome80s"}
-    # H = R reproduces the full landscape (any orthonormal basis: docs/design.md); the compressed
+    # H = R reproduces the full landscape (any orthonormal basis, eq. 84); the compressed
     # path runs its GEMMs in float32, so the bound is a few float32 epsilons (~1e-7) × growth.
     full = img[img.H == img.R]
     assert len(full) == img.groupby(["dataset", "method"]).ngroups

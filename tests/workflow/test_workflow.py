@@ -45,7 +45,7 @@ TIMING_COLUMNS = ["rule", "dataset", "wildcards", "threads", "repeats", "s", "cp
 FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
            "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
            "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
-           "fig11_volume_alignment", "fig12_datasets"]
+           "fig11_volume_alignment", "fig12_datasets", "fig16_shifts"]
 TIMING_FIGURES = ["fig08_speedup", "fig11_speedup", "fig13_speedup_vs_K",
                   "fig14_method_comparison", "fig15_timings"]
 # The rules that may rerun after an edit of volumes.ranks: the volume alignment and what is

@@ -25,7 +25,7 @@ rule simulate_shifted:
         star=f"{SHIFTS_DIR}/particles.star",
         map=f"{SHIFTS_DIR}/map.mrc",
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        cfg=dataset_keys("synthetic", "images.box", "seed", ds=MAIN),
         shifts=config["shifts"],
     log:
         log_path(f"{MAIN}/simulate_shifted"),
@@ -46,7 +46,7 @@ rule shift_landscapes:
     output:
         SHIFT_TABLE,
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        cfg=dataset_keys("images.ctf_tolerance", ds=MAIN),
         shifts=config["shifts"],
         methods=SHIFT_METHODS,
     log:
@@ -68,7 +68,7 @@ rule pose_scores:
     output:
         POSE_TABLE,
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        cfg=dataset_keys("images.ctf_tolerance", ds=MAIN),
         shifts=config["shifts"],
         methods=SHIFT_METHODS,
     log:

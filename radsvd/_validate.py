@@ -74,6 +74,16 @@ def grid_of(grid, cls, name: str = "grid"):
     return grid
 
 
+def all_finite(x) -> bool:
+    """True if no NaN/inf in x: a fast sum first (NaN and inf propagate), the exact
+    elementwise test only when the sum is not finite (it may just have overflowed)."""
+    r = x.view(np.float64) if np.iscomplexobj(x) and x.dtype == np.complex128 else x
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(r)):
+            return True
+    return bool(np.isfinite(r).all())
+
+
 def frequency(K, name: str = "K") -> float:
     """Validate a maximum frequency 0 < K ≤ MAX_K (box units; Nyquist of an N box is πN/2).
 

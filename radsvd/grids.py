@@ -1,6 +1,6 @@
 """Quadrature rules and the polar Fourier grid (paper §2.3, eq. 33–34).
 
-Units (DESIGN §2): the N-pixel box maps to [-1, 1]^d, dx = 2/N, pixel index N//2 is the
+Units (docs/design.md): the N-pixel box maps to [-1, 1]^d, dx = 2/N, pixel index N//2 is the
 origin; frequencies k are in radians per unit length of that box, so Nyquist is πN/2.
 """
 

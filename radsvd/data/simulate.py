@@ -1,6 +1,6 @@
 """Simulated particle images: random poses, CTFs per micrograph, shifts, white noise.
 
-Image formation (all in the Fourier domain of the N×N image, DESIGN §2 units):
+Image formation (all in the Fourier domain of the N×N image, units of docs/design.md):
 
     Î(k) = CTF(k) · e^{+i k·t} · V̂(R (kx, ky, 0)) + noise
 

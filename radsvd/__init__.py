@@ -10,6 +10,9 @@ landscape, best):
 - :mod:`radsvd.metrics` – streaming Frobenius error, correlation and backward-error fraction;
 - :mod:`radsvd.data`    – synthetic molecules and particles, CTF, templates, MRC/STAR I/O,
   preprocessing, manifest-driven fetching.
+
+Names and subpackages load on first use (``import radsvd`` imports no numba, scipy, finufft
+or pandas: the ``radsvd`` command starts fast).
 """
 
 __version__ = "0.1.0"
@@ -23,20 +26,25 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from radsvd._jit import set_threads, threads
-from radsvd._validate import InputError
-from radsvd.grids import PolarGrid, radial_quadrature
-from radsvd.images import (AlignResult, RadialBasis, align_images, energy_pca,
-                           frequency_marching, images_to_fb, polar_to_images, radial_svd, to_fb,
-                           to_polar)
-from radsvd.metrics import LandscapeMetrics
-from radsvd.volumes import (ShellGrid, VolumeAlignResult, VolumeBasis, align_maps,
-                            align_volumes, to_shells, volume_svd, wigner_d)
-from radsvd.data import (CTFParams, GaussianMolecule, cluster_ctf, load_particles,
-                         make_templates, read_mrc, read_star, shell_directions,
-                         simulate_particles, synthetic_molecule, write_mrc)
-from radsvd.data.fetch import fetch_dataset
+from radsvd._lazy import exports as _exports
 
+_EXPORTS = {
+    "radsvd._jit": ("set_threads", "threads"),
+    "radsvd._validate": ("InputError",),
+    "radsvd.grids": ("PolarGrid", "radial_quadrature"),
+    "radsvd.images": ("AlignResult", "RadialBasis", "align_images", "energy_pca",
+                      "frequency_marching", "images_to_fb", "polar_to_images", "radial_svd",
+                      "to_fb", "to_polar"),
+    "radsvd.metrics": ("LandscapeMetrics",),
+    "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_maps",
+                       "align_volume_maps", "align_volumes", "to_shells", "volume_svd",
+                       "wigner_d"),
+    "radsvd.data": ("CTFParams", "GaussianMolecule", "cluster_ctf", "load_particles",
+                    "make_templates", "read_mrc", "read_star", "shell_directions",
+                    "simulate_particles", "synthetic_molecule", "write_mrc"),
+    "radsvd.data.fetch": ("fetch_dataset",),
+}
+__getattr__, __dir__ = _exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     # ground
@@ -45,8 +53,8 @@ __all__ = [
     "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
     "frequency_marching", "energy_pca", "align_images", "AlignResult",
     # volumes (3D)
-    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_maps",
-    "VolumeAlignResult",
+    "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
+    "align_maps", "VolumeAlignResult",
     # metrics
     "LandscapeMetrics",
     # data

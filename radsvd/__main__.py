@@ -1,5 +1,5 @@
 import sys
 
-from radsvd.cli import main
+from radsvd.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -9,6 +9,7 @@ import numpy as np
 
 MAX_BOX = 4096                         # the largest box (pixels) radsvd is meant for
 MAX_K = 0.5 * math.pi * MAX_BOX        # its Nyquist frequency πN/2 ≈ 6434 (box units)
+MAX_NODES = 4 * MAX_BOX                # cap on grid counts R, Q, L (defaults at MAX_K: ≤ 12870)
 
 
 class InputError(ValueError):
@@ -73,6 +74,16 @@ def grid_of(grid, cls, name: str = "grid"):
     return grid
 
 
+def all_finite(x) -> bool:
+    """True if no NaN/inf in x: a fast sum first (NaN and inf propagate), the exact
+    elementwise test only when the sum is not finite (it may just have overflowed)."""
+    r = x.view(np.float64) if np.iscomplexobj(x) and x.dtype == np.complex128 else x
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(r)):
+            return True
+    return bool(np.isfinite(r).all())
+
+
 def frequency(K, name: str = "K") -> float:
     """Validate a maximum frequency 0 < K ≤ MAX_K (box units; Nyquist of an N box is πN/2).
 
@@ -132,3 +143,24 @@ def degenerate_targets(coef, invariant, name: str, flat: str = "warn") -> None:
         if flat == "error":
             raise InputError(message)
         warnings.warn(message, InputWarning, stacklevel=3)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str, advice: str) -> None:
+    """Refuse, before allocating, work whose arrays can never fit in physical memory.
+
+    numpy's lazy pages would otherwise let such work start and run until the system's
+    out-of-memory killer ends it (or another process on the machine)."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise InputError(f"{what} needs {nbytes / 2**30:.1f} GiB, more than this machine's "
+                         f"{total / 2**30:.1f} GiB of memory; {advice}")

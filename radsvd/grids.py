@@ -1,6 +1,6 @@
 """Quadrature rules and the polar Fourier grid (paper §2.3, eq. 33–34).
 
-Units (DESIGN §2): the N-pixel box maps to [-1, 1]^d, dx = 2/N, pixel index N//2 is the
+Units (docs/design.md): the N-pixel box maps to [-1, 1]^d, dx = 2/N, pixel index N//2 is the
 origin; frequencies k are in radians per unit length of that box, so Nyquist is πN/2.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import roots_jacobi
 
-from radsvd._validate import InputError, frequency, frequency_for_box
+from radsvd._validate import MAX_BOX, MAX_NODES, InputError, frequency, frequency_for_box
 
 
 def radial_quadrature(K: float, R: int, dim: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +32,13 @@ def radial_quadrature(K: float, R: int, dim: int = 2) -> tuple[np.ndarray, np.nd
 
 
 def _count(n, name: str) -> int:
-    """A positive integer count (R, Q, L), else InputError."""
+    """A positive integer count (R, Q, L) up to MAX_NODES, else InputError."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer, np.floating)) \
             or not np.isfinite(n) or int(n) != n or n < 1:
         raise InputError(f"{name} must be a positive integer, got {n!r}")
+    if n > MAX_NODES:
+        raise InputError(f"{name} = {int(n)} is beyond {MAX_NODES}, more than any grid up to the "
+                         f"Nyquist frequency of a {MAX_BOX}-pixel box needs")
     return int(n)
 
 

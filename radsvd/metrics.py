@@ -1,4 +1,4 @@
-"""Streaming accuracy metrics of approximate landscapes (paper §3.5, Fig 8; DESIGN §2).
+"""Streaming accuracy metrics of approximate landscapes (paper §3.5, Fig 8).
 
 Given exact landscapes X and approximations X^H for the same pairs, fed tile by tile as
 (pairs × angles) arrays (2D: Q angles γ; 3D: the flattened rotation grid):

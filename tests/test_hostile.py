@@ -76,6 +76,13 @@ def test_grid_parameters_are_input_errors():
         PolarGrid(K=8, R="x")
     with pytest.raises(InputError, match="Q must be a positive even"):
         PolarGrid(K=8, Q=7)
+    t0 = time.perf_counter()           # absurd counts: refused, not hours of quadrature
+    for make in (lambda: PolarGrid(K=8, R=10**9), lambda: PolarGrid(K=8, Q=10**12),
+                 lambda: ShellGrid(K=4, R=10**9), lambda: ShellGrid(K=4, L=10**7),
+                 lambda: ShellGrid(K=4, R=16000, L=16000)):   # 300 TB of sphere samples
+        with pytest.raises(InputError, match="beyond|in \\[1, |more than this machine's"):
+            make()
+    assert time.perf_counter() - t0 < 5
 
 
 # -- output places: checked before the work ----------------------------------------------------
@@ -171,6 +178,11 @@ def test_simulate_reversed_defocus_and_bad_microscope(tmp_path, capsys):
         with pytest.raises(InputError, match="Microscope"):
             Microscope(**kw)
     assert not (tmp_path / "s").exists()
+    # terabytes of images: refused before allocating (numpy's lazy pages would run into the
+    # kernel's out-of-memory killer instead)
+    assert main(["simulate", "--n", "1000000000", "--box", "128", "--out",
+                 str(tmp_path / "s")]) == 2
+    _one_line_error(capsys, "simulate", "GiB, more than this machine's")
 
 
 def _simulated(tmp_path, seed):
@@ -233,7 +245,7 @@ def test_info_star_edge_cases(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "defocus_u: 1 of 3 value(s) are not numbers, first in particle row 2" in out
     assert main(["info", str(tmp_path)]) == 2
-    _one_line_error(capsys, "info", "is a folder")
+    _one_line_error(capsys, "info", "a folder")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes(range(256)) * 8)
     assert main(["info", str(junk)]) == 2

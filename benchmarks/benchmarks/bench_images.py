@@ -3,7 +3,6 @@
 Numba kernels are compiled in ``setup`` (one warm-up call), never inside a timed region.
 """
 
-import numpy as np
 
 from radsvd import PolarGrid
 from radsvd.images import align_images, radial_svd, to_polar

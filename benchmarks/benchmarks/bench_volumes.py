@@ -3,7 +3,6 @@
 Numba kernels are compiled in ``setup`` (one warm-up call), never inside a timed region.
 """
 
-import numpy as np
 
 from radsvd.volumes import (ShellGrid, WignerTable, align_volumes, beta_grid, prepare,
                             to_shells, volume_svd)

@@ -12,7 +12,7 @@ Records are keyed by ``name``, so two documents can be compared record by record
 (same name, same params → comparable numbers): ``radsvd bench --compare OLD.json``
 (:mod:`radsvd.bench.compare`) flags records whose ``seconds`` grew beyond a tolerance.
 Conventions the comparison relies on: the name starts with the area (``images.``,
-``volumes.``); ``seconds`` = 0 marks a record that is not a timing (memory, say);
+``volumes.``, ``e2e.``); ``seconds`` = 0 marks a record that is not a timing (memory, say);
 ``<area>.setup`` times data preparation and is shown but not judged.
 """
 
@@ -26,7 +26,8 @@ import time
 
 from radsvd._files import atomic_path
 
-AREAS = ("images", "volumes")
+AREAS = ("images", "volumes", "e2e")
+DEFAULT_AREAS = ("images", "volumes")     # e2e (whole commands) with ``radsvd bench --e2e``
 SCHEMA = 1
 
 
@@ -56,8 +57,9 @@ def machine_info() -> dict:
     return info
 
 
-def run(quick: bool = False, areas=AREAS, log=None) -> dict:
-    """Run every available area's ``measure(quick)``; returns the JSON document (a dict)."""
+def run(quick: bool = False, areas=DEFAULT_AREAS, log=None, options=None) -> dict:
+    """Run every available area's ``measure(quick)``; returns the JSON document (a dict).
+    ``options``: {area: extra keyword arguments of its ``measure``}."""
     records = []
     for area in areas:
         try:
@@ -69,7 +71,7 @@ def run(quick: bool = False, areas=AREAS, log=None) -> dict:
         if log:
             log(f"bench: {area} ...")
         t0 = time.perf_counter()
-        recs = mod.measure(quick=quick)
+        recs = mod.measure(quick=quick, **(options or {}).get(area, {}))
         for r in recs:
             if not isinstance(r.get("name"), str) or "seconds" not in r:
                 raise ValueError(f"bench record without name/seconds from {area}: {r}")

@@ -37,65 +37,10 @@ otherwise OpenBLAS worker threads spin after each GEMM and slow the numba kernel
 follow (and vice versa), by up to 10× on two cores.  OpenMP workers spin likewise after
 each parallel region: the passive wait policy saved ~0.1 ms/pair in step 3 here.
 
-Where the time goes at H = 8 (K = 48, 2 cores, 2026-12-01, the run with the quietest full
-path of six): full 2.09 ms/pair = step 1 0.93, step 2 0.98 (with the row norms), step 3 +
-search 0.16; rank 8 0.79 ms/pair = precompute 0.07, step 0 0.13, steps 1+1b 0.25, step 2
-0.14, step 3 + search 0.20; 2.46–2.77× over six runs (2.28–2.59× with the Wigner table
-added to both sides); without the branch and bound 2.99 and 1.71 ms/pair, 1.70–1.80×:
-1. Step 3 (the real 2D FFT of every distinct β plane, (n_β/2+1)·M² = 50·98² outputs per
-   pair) does not shrink with H: unpruned 1.1 ms/pair in double and 0.84 in single
-   precision.  The branch and bound of :meth:`LandscapePlan.step3_best` (exact: l1 norms
-   per slice, per slice after the FFT over the rows m1 < row_split, per column after the
-   whole FFT over m2) leaves 3.1% (full) and 3.9% (rank 8) of the slices for the whole
-   pass over m2 and 0.1–1% of the columns for the pass over m1 (``step3_m2_fraction``,
-   ``step3_m1_fraction``): step 3 is 0.16–0.22 ms/pair on both paths, so the ratio is set
-   by steps 0–2 and the precomputation.  Two FFT workers gain little here: the search is
-   fed by short ducc0 calls and numpy glue under the GIL, and units of one block differ
-   up to 5× in work (measured: 1 worker 0.20, 2 workers 0.17–0.21 ms/pair at H = 8).
-2. The full path's steps 1–2 are already efficient (the numpy baseline is ~100× slower):
-   step 2 sums only over l ≥ max(m1, |m2|), 16.75 terms per (m1, m2) on average at
-   L = 48 (79 625 rows), so H_D = 8 cuts its sums by 2.1× (H_D = 12: 1.4×), not by
-   (L+1)/H_D, and a whole step 2 writes the same (n_β/2+1)·(M/2+1)·M half-spectrum on
-   both paths (at H = 8, in isolation: sums 0.155, writing the 1.96 MB of float32 spectra
-   per volume 0.12–0.15, row norms 0.04–0.16 ms/pair).  What took the compressed path
-   from 2.0× to 2.6×: for the best rotations its step 2 forms only the rows m1 < 12
-   (0.08 ms/pair) and bounds the others by Cauchy-Schwarz over 8 blocks of m2 (0.035
-   ms/pair, ~2× their l1 norm, which is 2.6% of the landscape's), and the pruned search
-   forms those rows for the slices that need them (18 µs per slice, from a β-major copy of
-   their [vᵀd] tables written in the same pass as the tables): step 2 0.37 → 0.14, step 3
-   0.18 → 0.20 ms/pair.  The full path cannot use it (measured on the same volumes): its
-   rows m1 ≥ 12 hold 9.6% of the l1 mass, their bound is a sum over up to 37 degrees
-   instead of 8 degree vectors (Cauchy-Schwarz over 8 blocks 3.5× loose, the exact
-   triangle inequality per row 2.35×), so the slice bounds grow by ~25–35% and many more
-   slices need those rows, which cost 1.23 MB of operands each (0.35 MB compressed) and a
-   β-major copy of 25 MB of Wigner rows.
-3. What is left in the compressed path is near what these kernels reach here: step 0
-   reads the volumes' coefficients (0.94 MB per volume) from memory at ~7 GB/s (two
-   concurrent BLAS calls with one BLAS thread each: no faster, 0.13–0.14 ms/pair; a numba
-   prange kernel 0.35); the precomputation takes 7 ms per target (the [vᵀd] tables 3.9,
-   four Wigner rows per pass; C, D and their eigenvectors 2.1); steps 1+1b and 2 run ~5–8
-   GFMA/s per core in numba.
-   Tried and dropped (no gain or slower; 2026-11-25 and 2026-12-01): a column layout
-   [m1, j, β, m2] with m2 innermost; 2- and 4-way unrolled sums over rows or shells;
-   register tiles of 8 β with scalar accumulators (not vectorised by LLVM: 2× slower);
-   volumes innermost; β padded to 56 or 64; batched float32 GEMMs for step 2 (2× faster
-   sums, but their pair-major output makes the FFT 2.7× slower); step 2 and 3 in β
-   chunks (no gain); blocks of 4–32 volumes (8–16 best); one ducc0 call per volume with
-   two ducc0 threads (slower than two volumes at once); step 2 as an elementwise sum per
-   (volume, β) in the step-3 input layout, fused with the FFT (2.5× slower: the [vᵀd]
-   table is re-read for every volume); FFTW (pyfftw, FFTW_MEASURE) for step 3 (22 µs per
-   98×98 slice against ducc0's 21); steps 1+1b in float32 (~10% faster, not worth the
-   precision); degree blocks padded to 8 lanes in step 1 (slower: 0.43 against 0.34
-   ms/pair); the row norms with float32 square roots (slower); a triangle-inequality
-   bound Σ|[vᵀd]||Y| on the slices' l1 norms (a cheap GEMM, but 1.8–2.3× the l1 norm:
-   no use as a first cut); the full path's step 2 for the rows m1 < 12 only, the others
-   bounded by such a GEMM and summed in step 3 where needed (step 2 1.01 → 0.79, step 3
-   0.16 → 0.37 ms/pair and 70 ms of tables per plan: no gain); for the compressed
-   head-only step 2, tail bounds by the triangle inequality with [vᵀd] maxima over groups
-   of 5 β (2.15× loose, 0.055 ms/pair: 10 groups of sums not vectorised) or a BLAS product
-   (0.037), and the tail operands transposed per unit of volumes (28 µs per volume).
-   M = 100 would make ducc0 ~14% faster per slice (radix 4 and 5 instead of 7) for both
-   paths alike.
+Every configuration runs :meth:`LandscapePlan.best_rotations` (the path of align_volumes),
+with its per-step timer.  Where the time goes, the decisions these records supported and
+what was tried and dropped: docs/decisions-engine.md.
+
 Volumes: a Gaussian pseudo-molecule's exact shells (closed-form Fourier transform), randomly
 rotated (eq. 97), plus white noise on the coefficients (signal-to-noise 1 per shell energy)
 — timings do not depend on the values, the metrics do.
@@ -109,7 +54,7 @@ import numpy as np
 
 from radsvd.volumes.align import landscape_blocks
 from radsvd.volumes.basis import volume_svd
-from radsvd.volumes.landscape import beta_grid, default_M, prepare
+from radsvd.volumes.landscape import STEPS, beta_grid, default_M, prepare
 from radsvd.volumes.shells import ShellGrid, sht
 from radsvd.volumes.wigner import WignerTable, rotate
 
@@ -195,35 +140,19 @@ def numpy_baseline(coef_volumes, coef_target, grid: ShellGrid, n_beta=None, d=No
 
 # ----------------------------------------------------------------------------- engine runs
 def _run(plan, vols, block=BLOCK, prune=True):
-    """Best rotation per volume through the plan, with per-step timers (``calls``: step 3's
-    columns through the pass over m1, slices through the whole pass over m2, and slices
-    in all, as :attr:`LandscapePlan.step3_calls`)."""
-    tm = dict(s0=0.0, s1=0.0, s1b=0.0, s2=0.0, s3=0.0)
+    """Best rotation per volume by :meth:`LandscapePlan.best_rotations` (the path users get),
+    with its per-step timers (``calls``: step 3's columns through the pass over m1, slices
+    through the whole pass over m2, and slices in all, as
+    :attr:`LandscapePlan.step3_calls`)."""
+    tm = dict.fromkeys(STEPS, 0.0)
     calls = np.zeros(3, dtype=np.int64)
     best_i = np.empty(vols.shape[0], dtype=np.int64)
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
         a1 = min(a0 + block, vols.shape[0])
-        t = time.perf_counter()
-        c = plan.radial_compress(vols[a0:a1])
-        t1 = time.perf_counter()
-        # compressed: steps 1 + 1b fused (one kernel, reported under step 1; step 1b = 0)
-        Z = plan.step1_project(c) if plan.compressed else plan.step1(c)
-        t2 = t3 = time.perf_counter()
-        # pruned: step 2 also sums the row norms that bound every β slice (compressed plans
-        # with L ≥ HEAD_ONLY_MIN_L: forms only the first rows and bounds the others, the
-        # steps of best_rotations)
-        norms = plan.norms_array(a1 - a0) if prune else None
-        Xc = plan.step2(Z, norms, head_only=prune and plan._head_only)
-        t4 = time.perf_counter()
-        # step 3 and the grid search fused per volume (reported as step 3)
-        b, i, j, best_v[a0:a1] = plan.step3_best(Xc, norms, Z)
+        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], times=tm, prune=prune)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
-        t5 = time.perf_counter()
-        for k, dt in zip(("s0", "s1", "s1b", "s2", "s3"),
-                         (t1 - t, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-            tm[k] += dt
     return best_i, best_v, tm, calls
 
 
@@ -246,7 +175,7 @@ def _same_best(r1, r2) -> float:
     calls than the unpruned one (other SIMD grouping: the last bits differ), each value
     within margin_2d·l1 of the exact one, and l1 ≤ 2·score for these peaked landscapes
     (the best slice's peak is 0.83–0.89 of its l1 norm at K = 48)."""
-    tol = 2.0 * r1["plan"]._margin_2d * 2.0
+    tol = 2.0 * r1["plan"].margins.two_passes * 2.0
     return float(np.array_equal(r1["best_i"], r2["best_i"])
                  and np.allclose(r1["best_v"], r2["best_v"], rtol=tol, atol=0.0))
 
@@ -261,7 +190,7 @@ def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None, prun
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t
-    plan = prepare(grid, target, basis, ranks=(H, H), M=M, precision=precision, wigner=wigner)
+    plan = prepare(grid, target, basis, rank=(H, H), M=M, precision=precision, wigner=wigner)
     return _result(plan, vols, time.perf_counter() - t, prune, t_basis=t_basis)
 
 
@@ -288,13 +217,13 @@ def measure(quick: bool = False) -> list[dict]:
     small = ShellGrid(K=4)
     st, sv = bench_volumes(small, 2)
     for plan in (prepare(small, st), prepare(small, st, volume_svd(st, small, H_C=2),
-                                             ranks=(2, 2))):
+                                             rank=(2, 2))):
         _run(plan, sv)
         plan.fft_chunk = 1                   # several step-3 calls: the pruned search
         _run(plan, sv)
     _run(prepare(small, st, M=2 * small.L + 1), sv)
-    _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), precision="double"), sv)
-    _run(prepare(small, st, volume_svd(st, small, H_C=2), ranks=(2, 2), M=2 * small.L + 1), sv)
+    _run(prepare(small, st, volume_svd(st, small, H_C=2), rank=(2, 2), precision="double"), sv)
+    _run(prepare(small, st, volume_svd(st, small, H_C=2), rank=(2, 2), M=2 * small.L + 1), sv)
 
     params = dict(K=K, R=grid.R, L=L, M=default_M(L), n_beta=2 * (L + 1), n_volumes=n_vol,
                   block=BLOCK, rounds=rounds)
@@ -350,13 +279,13 @@ def measure(quick: bool = False) -> list[dict]:
     total_f, plan_f, tm_f, pre_f = rf["total"], rf["plan"], rf["tm"], rf["pre"]
     agree = np.allclose(rf["best_v"][:n_np], np_v, rtol=1e-9,
                         atol=1e-12 * np.abs(np_v).max())
-    steps_f = tm_f["s1"] + tm_f["s2"]
+    steps_f = tm_f["step1"] + tm_f["step2"]
     recs.append(dict(name="volumes.full", seconds=total_f, per_pair_ms=1e3 * total_f / n_vol,
                      ratio_vs_numpy=t_np * n_vol / total_f,
                      ratio_vs_numpy_with_wigner=t_np * n_vol / (total_f + t_w),
                      precompute_seconds=pre_f, wigner_seconds=t_w,
-                     step1_seconds=tm_f["s1"], step2_seconds=tm_f["s2"],
-                     step3_seconds=tm_f["s3"], step3_m1_fraction=rf["step3_fraction"],
+                     step1_seconds=tm_f["step1"], step2_seconds=tm_f["step2"],
+                     step3_seconds=tm_f["step3"], step3_m1_fraction=rf["step3_fraction"],
                      step3_m2_fraction=rf["step3_m2_fraction"],
                      compressible_fraction=(pre_f + steps_f) / total_f,
                      best_scores_match_numpy=float(agree),
@@ -372,11 +301,11 @@ def measure(quick: bool = False) -> list[dict]:
             speedup_vs_full_with_wigner=(total_f + t_w) / (total_c + t_w),
             ideal_speedup=K / H,
             steps012_speedup_vs_full=steps_f / (
-                tm_c["s0"] + tm_c["s1"] + tm_c["s1b"] + tm_c["s2"]),
-            bound_speedup_if_steps012_free=total_f / tm_c["s3"],
+                tm_c["step0"] + tm_c["step1"] + tm_c["step1b"] + tm_c["step2"]),
+            bound_speedup_if_steps012_free=total_f / tm_c["step3"],
             precompute_seconds=rc["pre"], kernels_eigen_seconds=rc["t_basis"],
-            step0_seconds=tm_c["s0"], step1_seconds=tm_c["s1"], step1b_seconds=tm_c["s1b"],
-            step2_seconds=tm_c["s2"], step3_seconds=tm_c["s3"],
+            step0_seconds=tm_c["step0"], step1_seconds=tm_c["step1"], step1b_seconds=tm_c["step1b"],
+            step2_seconds=tm_c["step2"], step3_seconds=tm_c["step3"],
             step3_m1_fraction=rc["step3_fraction"],
             step3_m2_fraction=rc["step3_m2_fraction"],
             rel_frobenius=met["rel_frobenius"], correlation=met["correlation"], f=met["f"],
@@ -390,27 +319,27 @@ def measure(quick: bool = False) -> list[dict]:
     # the paper's odd grid M = 2L+1 (prime at L = 48): every β transformed, slower FFT
     ro_f, ro_c = best["full.odd"], best["rank.odd"]
     recs.append(dict(name=f"volumes.full.M{M_odd}", seconds=ro_f["total"],
-                     per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["s1"],
-                     step2_seconds=ro_f["tm"]["s2"], step3_seconds=ro_f["tm"]["s3"],
+                     per_pair_ms=1e3 * ro_f["total"] / n_vol, step1_seconds=ro_f["tm"]["step1"],
+                     step2_seconds=ro_f["tm"]["step2"], step3_seconds=ro_f["tm"]["step3"],
                      step3_m1_fraction=ro_f["step3_fraction"],
                      params=dict(params, M=M_odd, step3=ro_f["plan"].transform,
                                  n_slices=ro_f["plan"].n_slices)))
     recs.append(dict(name=f"volumes.rank{H2}.M{M_odd}", seconds=ro_c["total"],
                      per_pair_ms=1e3 * ro_c["total"] / n_vol,
                      speedup_vs_full=ro_f["total"] / ro_c["total"],
-                     step3_seconds=ro_c["tm"]["s3"], step3_m1_fraction=ro_c["step3_fraction"],
+                     step3_seconds=ro_c["tm"]["step3"], step3_m1_fraction=ro_c["step3_fraction"],
                      params=dict(params, M=M_odd, H_C=H2, H_D=H2,
                                  step3=ro_c["plan"].transform)))
     # every step-3 call made (no branch and bound): what the pruning saves on each path
     ru_f, ru_c = best["full.unpruned"], best["rank.unpruned"]
     recs.append(dict(name="volumes.full.unpruned", seconds=ru_f["total"],
-                     per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["s3"],
+                     per_pair_ms=1e3 * ru_f["total"] / n_vol, step3_seconds=ru_f["tm"]["step3"],
                      pruning_speedup=ru_f["total"] / total_f,
                      same_best_as_pruned=_same_best(ru_f, rf),
                      params=dict(params, prune=False)))
     rc = best[f"rank{H2}"]
     recs.append(dict(name=f"volumes.rank{H2}.unpruned", seconds=ru_c["total"],
-                     per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["s3"],
+                     per_pair_ms=1e3 * ru_c["total"] / n_vol, step3_seconds=ru_c["tm"]["step3"],
                      pruning_speedup=ru_c["total"] / rc["total"],
                      speedup_vs_full_unpruned=ru_f["total"] / ru_c["total"],
                      same_best_as_pruned=_same_best(ru_c, rc),

@@ -18,8 +18,16 @@ def register(sub) -> None:
                         "OLD's setting")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the (new) records as JSON (atomically)")
-    p.add_argument("--only", choices=("images", "volumes"), default=None,
+    p.add_argument("--only", choices=("images", "volumes", "e2e"), default=None,
                    help="run one area only (with --compare: default, OLD's areas)")
+    p.add_argument("--e2e", action="store_true",
+                   help="also time the whole commands as users run them (align-images, "
+                        "align-volumes from MRC files to the result file, with the split into "
+                        "start-up, reading, transform, precomputation, alignment, writing)")
+    p.add_argument("--e2e-baseline", metavar="SRC", default=None,
+                   help="with --e2e: also run the commands of another radsvd source tree "
+                        "(e.g. a git worktree of an older commit), interleaved, and give "
+                        "speedup_vs_baseline")
     g = p.add_argument_group("regression check")
     g.add_argument("--compare", metavar="OLD.json", default=None,
                    help="compare against an earlier --json document; exit 1 on a regression")
@@ -65,11 +73,29 @@ def _machine_line(doc) -> str:
             f"shared machines give noisy numbers)")
 
 
-def _measure(args) -> int:
-    from radsvd.bench import AREAS, format_table, run, write_json
+def _options(args) -> dict:
+    import os
 
-    areas = AREAS if args.only is None else (args.only,)
-    doc = run(quick=bool(args.quick), areas=areas, log=_log)
+    from radsvd._validate import InputError
+
+    base = args.e2e_baseline
+    if base is not None:
+        if not (args.e2e or args.only == "e2e" or args.compare):
+            raise InputError("--e2e-baseline needs --e2e (or --only e2e)")
+        if not os.path.isfile(os.path.join(base, "radsvd", "__init__.py")):
+            raise InputError(f"--e2e-baseline: {base} is not a radsvd source tree "
+                             f"(no radsvd/__init__.py in it)")
+    return {"e2e": dict(baseline=base, log=_log)}
+
+
+def _measure(args) -> int:
+    from radsvd.bench import DEFAULT_AREAS, format_table, run, write_json
+
+    options = _options(args)
+    areas = DEFAULT_AREAS + (("e2e",) if args.e2e else ())
+    if args.only is not None:
+        areas = (args.only,)
+    doc = run(quick=bool(args.quick), areas=areas, log=_log, options=options)
     print(format_table(doc))
     print(_machine_line(doc))
     if args.json:
@@ -83,6 +109,7 @@ def _compare(args) -> int:
     from radsvd.bench import AREAS, run, write_json
     from radsvd.bench import compare as cmp
 
+    options = _options(args)
     tol = cmp.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     ignore = cmp.DEFAULT_IGNORE if args.ignore is None else tuple(args.ignore)
     if args.retries < 0:
@@ -110,7 +137,7 @@ def _compare(args) -> int:
         if args.only is not None:   # judge only the re-measured area
             old = dict(old, records=[r for r in old["records"]
                                      if r["name"].split(".", 1)[0] == args.only])
-        new = run(quick=quick, areas=areas, log=_log)
+        new = run(quick=quick, areas=areas, log=_log, options=options)
         for i in range(args.retries):
             bad = cmp.regressions(cmp.compare(old, new, tolerance=tol, min_delta=args.min_delta,
                                               ignore=ignore))
@@ -118,7 +145,8 @@ def _compare(args) -> int:
                 break
             _log(f"bench --compare: {len(bad)} record(s) slower than allowed; re-measuring "
                  f"(retry {i + 1} of {args.retries}), keeping each record's fastest run")
-            new = cmp.fastest_of(new, run(quick=quick, areas=areas, log=_log))
+            new = cmp.fastest_of(new, run(quick=quick, areas=areas, log=_log,
+                                          options=options))
         if args.json:
             write_json(new, args.json)
             _log(f"wrote {args.json}")

@@ -13,6 +13,13 @@ counter-clockwise by gamma about pixel (N//2, N//2) in the (x, y) plane with x =
 In an image viewer that draws row 0 at the top this appears clockwise.  `score` is the inner
 product <A, R_gamma B> of the Fourier images on the polar grid (paper eq. 35)."""
 
+SHIFT_CONVENTION = """\
+Shift convention: `shift` = (sx, sy) pixels, x the column index (last array axis), y the row
+index.  The image is the target rotated by `angle`, then translated by +shift (its density
+moves by +shift): image ~ T_shift R_angle(target), and `score` = <A, T_shift R_angle B>.  As a
+RELION origin (rlnOriginX/Y, which centres a particle by moving it by +origin) this is
+origin = -shift."""
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -21,8 +28,10 @@ def register(sub) -> None:
         description="For every image, find the best target and in-plane rotation by maximising "
                     "the rotational landscape X(gamma) over gamma_j = 2*pi*j/Q (optionally refined "
                     "off-grid), over all targets. Writes an .npz with best_target, angle, score "
-                    "(and with --all-pairs the (N_A, N_B) arrays angles and scores).\n\n"
-                    + ANGLE_CONVENTION,
+                    "(and with --all-pairs the (N_A, N_B) arrays angles and scores). With "
+                    "--max-shift it also searches a disc of shifts and adds shift (n, 2) "
+                    "(and shifts (N_A, N_B, 2)).\n\n" + ANGLE_CONVENTION + "\n\n"
+                    + SHIFT_CONVENTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="MRC stack of images (n, N, N)")
     p.add_argument("targets", help="MRC stack of targets (m, N, N), same N")
@@ -31,14 +40,22 @@ def register(sub) -> None:
     p.add_argument("--K", type=float, default=48.0,
                    help="maximum frequency in box units (Nyquist = pi*N/2; default 48)")
     p.add_argument("--method", default="radial-svd",
-                   choices=("radial-svd", "frequency-marching", "energy-pca"),
-                   help="radial basis for --rank H (default radial-svd, built from the targets)")
+                   help="radial basis for --rank H, built from the targets: radial-svd "
+                        "(default), shift-svd (eq. 118 over the shift disc), "
+                        "frequency-marching or energy-pca (underscores: deprecated)")
+    p.add_argument("--max-shift", type=float, default=0.0,
+                   help="also search translations in a disc of this radius (pixels; default 0)")
+    p.add_argument("--shift-step", type=float, default=1.0,
+                   help="spacing of the shift grid in pixels (default 1)")
     p.add_argument("--all-pairs", action="store_true",
                    help="also store angles and scores for every (image, target) pair")
     p.add_argument("--refine", action="store_true",
                    help="refine the best angle off the grid (eq. 23: parabola + Newton)")
     p.add_argument("--precision", default="auto", choices=("auto", "single", "double"),
                    help="GEMM precision (auto: double for full, single for compressed)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="NUFFT tolerance (default: 1e-6 in single precision for float32 "
+                        "stacks, 1e-12 in double for float64; below 1e-6 runs in double)")
     p.add_argument("--out", required=True, help="output .npz (written atomically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_align_images)
@@ -61,8 +78,12 @@ def _align_images(args) -> int:
     from radsvd._files import check_output_file
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
-    from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
-                               radial_svd)
+    from radsvd.images import FBSource, align_images
+    from radsvd.images.methods import canonical_method, make_basis
+    from radsvd.images.shifts import check_shift_options, shift_grid
+    from radsvd._profile import mark
+
+    mark("startup")
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
@@ -80,6 +101,11 @@ def _align_images(args) -> int:
         if imgs.shape[1:] != tgts.shape[1:]:
             raise InputError(f"image size {imgs.shape[1:]} differs from target size "
                              f"{tgts.shape[1:]}")
+        method = canonical_method(args.method)
+        if method == "gaussian-shift-svd":
+            raise InputError("--method gaussian-shift-svd needs a map: use align-particles")
+        N = int(imgs.shape[-1])
+        check_shift_options(args.max_shift, args.shift_step, N)
         rank = None if args.rank == "full" else args.rank
         if rank is not None:
             try:
@@ -88,25 +114,30 @@ def _align_images(args) -> int:
                 raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
                                  f"got {args.rank!r}") from None
             rank = check_rank(rank, grid.R, "--rank")
-        fb_a = FBSource(imgs, grid, name="images")
-        src_b = FBSource(tgts, grid, name="targets")
-        fb_b = src_b[0:len(src_b)]
+        mark("reading")
+        fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
+        fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
+        mark("transform")
         basis = None
         if rank is not None:
-            basis = {"radial-svd": lambda: radial_svd(fb_b, grid),
-                     "energy-pca": lambda: energy_pca(fb_b, grid),
-                     "frequency-marching": lambda: frequency_marching(grid)}[args.method]()
+            shifts = shift_grid(args.max_shift, args.shift_step, N)
+            basis = make_basis(method, grid, fb_b, shifts=shifts, box=N)
+        mark("precomputation")
         res = align_images(fb_a, fb_b, grid, basis=basis, rank=rank, refine=args.refine,
                            all_pairs=args.all_pairs, precision=args.precision,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, max_shift=args.max_shift,
+                           shift_step=args.shift_step, box=N)
+        mark("alignment")       # with the images' transforms, streamed tile by tile
     finally:
         mrc_a.close()
         mrc_b.close()
-    res.info["convention"] = ANGLE_CONVENTION
+    res.info["convention"] = ANGLE_CONVENTION + ("\n" + SHIFT_CONVENTION
+                                                 if res.shift is not None else "")
     res.info["images"] = args.images
     res.info["targets"] = args.targets
     res.save(args.out)
     print(f"aligned {len(res.best_target)} images to {tgts.shape[0]} targets "
           f"(rank {res.info['rank']} of R={grid.R}, {res.info['method']}, "
           f"{res.info['precision']}) -> {args.out}", file=sys.stderr)
+    mark("writing")
     return 0

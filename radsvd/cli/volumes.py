@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 CONVENTION = """\
-Output (.npz, written atomically), per VOLUME in command-line order:
+Output (.npz, written atomically; info_convention holds this text), per VOLUME in
+command-line order:
   euler  (n, 3)  ZYZ Euler angles (gamma, beta, alpha) in radians of the rotation R that,
                  applied to the VOLUME, best superimposes it on the TARGET;
                  R = Rz(alpha) Ry(beta) Rz(gamma): extrinsic (rotate by gamma about z, then
@@ -39,6 +41,11 @@ def register(sub) -> None:
                    help="maximum frequency in box units (Nyquist = pi N / 2; default 48)")
     p.add_argument("--refine", action="store_true",
                    help="polish each grid optimum off-grid on the full landscape")
+    p.add_argument("--precision", default="auto", choices=("auto", "single", "double"),
+                   help="landscape precision (auto: double for full, single for compressed)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="NUFFT tolerance (default 1e-6 in single precision: MRC maps hold "
+                        "at most single precision; below 1e-6 runs in double)")
     p.add_argument("--out", required=True, metavar="RESULT.npz", help="output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -52,7 +59,10 @@ def run(args) -> int:
     from radsvd.data.io import read_mrc
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
-    from radsvd.volumes.shells import ShellGrid, to_shells
+    from radsvd.volumes.shells import ShellGrid, ShellTransform
+    from radsvd._profile import mark
+
+    mark("startup")
 
     rank = args.rank
     if rank != "full":
@@ -61,9 +71,13 @@ def run(args) -> int:
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
     check_output_file(args.out, "--out")      # before the work, not after it
-    target, t_size = read_mrc(args.target, expect="map")
+    target, t_size = read_mrc(args.target, dtype=None, expect="map")   # the file's precision
+    mark("reading")
     grid = ShellGrid(K=frequency_for_box(args.K, target.shape[-1], "--K", "voxel"))
-    cb = to_shells(target, grid)                 # checks cubic, finite, K vs Nyquist
+    # one NUFFT plan for every map, at the maps' precision (or --eps)
+    transform = ShellTransform(grid, target.shape[-1], target.dtype, eps=args.eps)
+    cb = transform(target)                 # checks cubic, finite, K vs Nyquist
+    mark("transform")
     if rank != "full":
         rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
     # one map in memory at a time: keep only its shell coefficients
@@ -74,24 +88,32 @@ def run(args) -> int:
 
         paths = tqdm(paths, unit="map", desc="shells")
     for i, path in enumerate(paths):
-        v, size = read_mrc(path, expect="map")
+        v, size = read_mrc(path, dtype=None, expect="map")
+        mark("reading")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")
         if t_size > 0 and size > 0 and not np.isclose(size, t_size, rtol=1e-4):
             raise InputError(f"{path}: voxel size {size:g} Å differs from the target's "
                              f"{t_size:g} Å; resample to a common pixel size first")
-        ca[i] = to_shells(v, grid)[0]
+        ca[i] = transform(v)[0]
+        mark("transform")
     if rank == "full":
         basis, ranks = None, None
     else:
         basis, ranks = volume_svd(cb, grid, H_C=rank), (rank, rank)
+    mark("precomputation")
     res = align_volumes(ca, cb[0], grid, basis, ranks, refine=args.refine,
-                        progress=not args.no_progress)
-    res.info.update(target=args.target, voxel_size=t_size)
+                        progress=not args.no_progress, precision=args.precision)
+    mark("alignment")
+    res.info.update(target=args.target, voxel_size=t_size, convention=CONVENTION)
     res.info["volumes"] = np.array(args.volumes)
     res.save(args.out)
     for path, e, s in zip(args.volumes, res.euler, res.score):
         print(f"{path}\teuler(gamma,beta,alpha)={e[0]:+.6f},{e[1]:+.6f},{e[2]:+.6f}\t"
               f"score={s:.6g}")
+    what = "full" if rank == "full" else f"rank {rank}"
+    print(f"aligned {len(args.volumes)} volumes to {args.target} (K={grid.K:g}, R={grid.R}, "
+          f"L={grid.L}, {what}, {res.info['precision']}) -> {args.out}", file=sys.stderr)
+    mark("writing")
     return 0

@@ -1,6 +1,6 @@
 """The data layer: synthetic molecules and particles, CTF, templates, real data I/O, fetching.
 
-Modules (conventions in each module's docstring; DESIGN §2–3):
+Modules (conventions in each module's docstring and in docs/design.md):
 - :mod:`~radsvd.data.rotations` – RELION ZYZ Euler angles ↔ poses R (template of pose R =
   projection along z of the map rotated by R^T; R e_z = viewing direction), Haar-random poses.
 - :mod:`~radsvd.data.molecules` – :class:`GaussianMolecule` (closed-form volume, Fourier
@@ -19,17 +19,24 @@ Modules (conventions in each module's docstring; DESIGN §2–3):
 - :mod:`~radsvd.data.preprocess` – normalise, edge artefacts, centre, Fourier-crop, invert.
 - :mod:`~radsvd.data.fetch` – manifest-driven, verified, resumable downloads
   (:func:`fetch_dataset`); ``data_manifest.yaml`` at the repository top.
+
+Names load with their module on first use (see :mod:`radsvd._lazy`).
 """
 
-from radsvd.data.ctf import CTFGroups, CTFParams, cluster_ctf, ctf_polar_stack
-from radsvd.data.io import (load_particles, read_mrc, read_stack, read_star, write_mrc,
-                            write_star)
-from radsvd.data.molecules import SYNTHETIC_PRESETS, GaussianMolecule, synthetic_molecule
-from radsvd.data.preprocess import downsample, downsample_volume, normalize, preprocess
-from radsvd.data.rotations import euler_to_rotation, random_rotations, rotation_to_euler
-from radsvd.data.simulate import Microscope, simulate_particles, write_particles
-from radsvd.data.templates import apply_ctf, make_templates, project_fourier
-from radsvd.data.viewing import ViewingDirections, directions_from_star, shell_directions
+from radsvd._lazy import exports as _exports
+
+_EXPORTS = {
+    "radsvd.data.ctf": ("CTFGroups", "CTFParams", "cluster_ctf", "ctf_polar_stack"),
+    "radsvd.data.io": ("load_particles", "read_mrc", "read_stack", "read_star", "write_mrc",
+                       "write_star"),
+    "radsvd.data.molecules": ("SYNTHETIC_PRESETS", "GaussianMolecule", "synthetic_molecule"),
+    "radsvd.data.preprocess": ("downsample", "downsample_volume", "normalize", "preprocess"),
+    "radsvd.data.rotations": ("euler_to_rotation", "random_rotations", "rotation_to_euler"),
+    "radsvd.data.simulate": ("Microscope", "simulate_particles", "write_particles"),
+    "radsvd.data.templates": ("apply_ctf", "make_templates", "project_fourier"),
+    "radsvd.data.viewing": ("ViewingDirections", "directions_from_star", "shell_directions"),
+}
+__getattr__, __dir__ = _exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "CTFGroups", "CTFParams", "GaussianMolecule", "Microscope", "SYNTHETIC_PRESETS",

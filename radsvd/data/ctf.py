@@ -1,6 +1,6 @@
 """Contrast transfer function, RELION convention, on the polar grid; grouping images by CTF.
 
-Units (DESIGN §2): for an N-pixel box of pixel size p (Å), a grid frequency k (box units,
+Units (docs/design.md): for an N-pixel box of pixel size p (Å), a grid frequency k (box units,
 Nyquist πN/2) is the spatial frequency s = k / (π N p) (1/Å).  The angle θ of k is measured
 from the +x axis (the MRC fast axis, ψ = 0 of the polar grid) towards +y.
 
@@ -11,9 +11,9 @@ from the +x axis (the MRC fast axis, ψ = 0 of the polar grid) towards +y.
 
 The sign is RELION's (ctf.h: ``-sin(K1 Δf' s² + K2 s⁴ − K5 − K3)`` with Δf' = −Δf and
 K3 = atan(A / sqrt(1 − A²))): the CTF is +A at s = 0, so it multiplies projections of a map
-to give particles in RELION's "white particle" contrast.  (DESIGN §2 writes the opposite,
-physical sign, as cryoDRGN does; a global sign does not change CTF groups or kernels but
-flips landscapes, so images and templates must use the same one: both use this one here.)
+to give particles in RELION's "white particle" contrast.  (cryoDRGN uses the opposite,
+physical sign; a global sign does not change CTF groups or kernels but flips landscapes, so
+images and templates must use the same one: both use this one here.)
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class CTFGroups:
 
 
 def cluster_ctf(rings, weights=None, tolerance: float = 0.05) -> CTFGroups:
-    """Greedy clustering of ring CTFs (the reference code's rule, DESIGN §2).
+    """Greedy clustering of ring CTFs (the reference code's rule).
 
     Images are visited in order; an image not yet in a group founds a new one, and every
     ungrouped image j with ||c_j − c_f||_w ≤ tolerance·||c_f||_w joins it, where c_f is the

@@ -24,6 +24,14 @@ def _kind(path: Path) -> str:
         return "mrc"
     if b"data_" in head:
         return "star"
+    from radsvd.data.io import parse_mrc_header
+
+    try:  # an MRC header without its id, whose sizes match the file's exactly
+        h = parse_mrc_header(head, None)
+        if h.data_offset + h.data_bytes == path.stat().st_size:
+            return "mrc"
+    except InputError:
+        pass
     raise InputError(f"{path}: neither an MRC file (no 'MAP ' id, not a known MRC name: "
                      f"{', '.join(_MRC_NAMES)}) nor a STAR file (no data_ block)")
 
@@ -38,8 +46,9 @@ def describe(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; pass an MRC or STAR file")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a device or pipe?)"
+        raise InputError(f"{path}: {what}; pass an MRC or STAR file")
     if _kind(path) == "mrc":
         return _describe_mrc(path)
     return _describe_star(path)

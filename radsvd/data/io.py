@@ -237,8 +237,9 @@ def _read_header(path) -> MRCHeader:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such MRC file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an MRC file")
+    if not path.is_file():
+        raise InputError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, "
+                         "not an MRC file")
     size = path.stat().st_size
     if not _is_gzip(path):
         with open(path, "rb") as f:
@@ -461,6 +462,9 @@ def _read_blocks(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such STAR file")
+    if not path.is_file():
+        raise InputError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, "
+                         "not a STAR file")
     err = None
     try:
         with warnings.catch_warnings():

@@ -1,8 +1,9 @@
 """Synthetic molecules: sums of isotropic Gaussian "atoms" with closed-form transforms.
 
 A molecule is A(x) = Σ_j w_j (2π σ_j²)^(-3/2) exp(-|x - c_j|² / (2 σ_j²)) on the box [-1, 1]³
-(DESIGN §2 units).  Its Fourier transform Â(k) = ∫ A(x) e^{-i k·x} dx and its projections have
-closed forms, so they serve as exact oracles for the NUFFT-based templates and the simulator:
+(docs/design.md units).  Its Fourier transform Â(k) = ∫ A(x) e^{-i k·x} dx and its
+projections have closed forms, so they serve as exact oracles for the NUFFT-based templates
+and the simulator:
 
     Â(k)        = Σ_j w_j exp(-i k·c_j) exp(-σ_j² |k|² / 2)
     P_R(x, y)   = ∫ A(R (x, y, z)) dz = Σ_j w_j (2π σ_j²)^(-1) exp(-|(x, y) - c'_j|² / (2 σ_j²)),

@@ -1,6 +1,6 @@
 """Simulated particle images: random poses, CTFs per micrograph, shifts, white noise.
 
-Image formation (all in the Fourier domain of the N×N image, DESIGN §2 units):
+Image formation (all in the Fourier domain of the N×N image, units of docs/design.md):
 
     Î(k) = CTF(k) · e^{+i k·t} · V̂(R (kx, ky, 0)) + noise
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from radsvd._validate import InputError, real_stack
+from radsvd._validate import InputError, check_memory, real_stack
 from radsvd.data.ctf import CTFParams
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.data.rotations import as_rotations, random_rotations, rotation_to_euler
@@ -110,6 +110,14 @@ def fourier_to_image(F) -> np.ndarray:
     return img.real / dx ** 2
 
 
+def _check_memory(n: int, N: int) -> None:
+    """Refuse a simulation whose images (float32) and one work chunk (complex128 Fourier
+    images) cannot fit in memory, before allocating."""
+    check_memory(4 * n * N * N + 16 * max(N * N, 1 << 22),
+                 f"simulate_particles: {n} images of {N}×{N} pixels",
+                 "simulate fewer or smaller images")
+
+
 def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | None = 0.1,
                        seed: int | None = 0, max_shift: float = 0.0,
                        microscope: Microscope = Microscope(), rotations=None,
@@ -131,11 +139,16 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
         raise InputError(f"simulate_particles: pixel_size must be positive, got {pixel_size!r}")
     if snr is not None and not (snr > 0):
         raise InputError(f"simulate_particles: snr must be positive (or None), got {snr!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise InputError(f"simulate_particles: seed must be an integer >= 0 (or None), "
+                         f"got {seed!r}")
     if not (np.isfinite(max_shift) and max_shift >= 0):
         raise InputError(f"simulate_particles: max_shift must be >= 0 Å, got {max_shift!r}")
     if not isinstance(microscope, Microscope):
         raise InputError("simulate_particles: microscope must be a Microscope")
     n, N = int(n), int(N)
+    _check_memory(n, N)
     rng = np.random.default_rng(seed)
     molecule = None
     if isinstance(source, GaussianMolecule):

@@ -2,7 +2,7 @@
 
 By the central-slice theorem the template of pose R (:mod:`radsvd.data.rotations`) is
 T̂(k_r, ψ_j) = V̂(R (k_r cos ψ_j, k_r sin ψ_j, 0)); V̂(k) = dx³ Σ_n V(x_n) e^{-i k·x_n}
-(DESIGN §2) is evaluated directly at those rotated points by one 3D type-2 NUFFT (finufft
+(docs/design.md) is evaluated directly at those rotated points by one 3D type-2 NUFFT (finufft
 nufft3d2, which pairs its first coordinate with the first array axis: vol[iz, iy, ix] gets
 (kz, ky, kx)·dx).  The output has the layout of ``radsvd.images.polar.to_polar``: (n, R, Q)
 complex, ring r, angle ψ_j = 2πj/Q measured from +x towards +y.

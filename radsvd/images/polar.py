@@ -1,21 +1,27 @@
 """Images ↔ polar Fourier samples ↔ Fourier–Bessel coefficients (paper §2.3, eq. 32–34).
 
-Conventions (DESIGN §2): an image is ``img[iy, ix]`` (last axis x, the MRC fast axis), on the
+Conventions (docs/design.md): an image is ``img[iy, ix]`` (last axis x, the MRC fast axis), on the
 box [-1, 1]² with dx = 2/N and pixel index N//2 at the origin, x_n = (n - N//2)·dx.
 Â(k) = dx² Σ_n A(x_n) e^{-i k·x_n} (eq. 32).  The polar node (r, j) is
 k_r (cos ψ_j, sin ψ_j) with ψ = 0 along +x and ψ increasing towards +y (the first array axis).
 Fourier–Bessel coefficients a(k_r, q) = (1/Q) Σ_j Â(k_r, ψ_j) e^{-iqψ_j} (eq. 34 up to the
 factor 2π); for real images only q = 0 … Q/2 are stored, a(k, -q) = (-1)^q conj(a(k, q)).
 
-Precision: everything here is float64 / complex128 (finufft at ``eps``, default 1e-12).
+Precision: the NUFFT runs at the data's precision (float32 images: single precision at
+eps 1e-6; float64: double at 1e-12; see :mod:`radsvd._nufft`); everything it returns and
+everything after it is complex128.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.fft
 
+from radsvd import _profile
 from radsvd._jit import fft_workers
+from radsvd._nufft import Type2, transform_precision
 from radsvd._validate import InputError, grid_of, finite_array, real_stack
 from radsvd.grids import PolarGrid
 
@@ -29,29 +35,46 @@ def _nodes_scaled(grid: PolarGrid, N: int):
     return (np.ascontiguousarray(ky.ravel() * dx), np.ascontiguousarray(kx.ravel() * dx))
 
 
-def to_polar(images, grid: PolarGrid, eps: float = 1e-12, threads: int | None = None) -> np.ndarray:
+def to_polar(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
+             precision: str | None = None) -> np.ndarray:
     """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32), shape (n, R, Q).
 
     ``images``: (n, N, N) or (N, N) real array, ``img[iy, ix]``.  Uses a finufft type-2
-    transform (finufft pairs its first coordinate with the first array axis, y).
+    transform (finufft pairs its first coordinate with the first array axis, y), all images
+    through one plan, at the data's precision by default (float32 data: single precision,
+    eps 1e-6; float64: double, 1e-12; ``eps``/``precision`` override, see
+    :func:`radsvd._nufft.transform_precision`).  Returns complex128.
     Raises :class:`InputError` for non-square, empty or non-finite stacks and for K beyond
     the Nyquist frequency πN/2.  ``threads``: finufft threads (default: the project's).
     """
-    import finufft
-
     grid = grid_of(grid, PolarGrid)
-    imgs = real_stack(images, "images", 2)
-    n, N = imgs.shape[0], imgs.shape[-1]
+    precision, eps = transform_precision(_dtype(images), eps, precision)
+    imgs = _checked_images(images, grid, precision)
+    N = imgs.shape[-1]
+    transform = Type2(_nodes_scaled(grid, N), (N, N), precision, eps, threads or fft_workers())
+    return _polar(transform, imgs, grid)
+
+
+def _dtype(data) -> np.dtype:
+    """The dtype of an array-like without copying arrays and memory maps."""
+    dt = getattr(data, "dtype", None)
+    return np.dtype(dt) if dt is not None else np.asarray(data).dtype
+
+
+def _checked_images(images, grid: PolarGrid, precision: str) -> np.ndarray:
+    """A real (n, N, N) stack at the transform's precision; K within Nyquist."""
+    imgs = real_stack(images, "images", 2,
+                      dtype=np.float32 if precision == "single" else np.float64)
     try:
-        grid.check_box(N)
+        grid.check_box(imgs.shape[-1])
     except ValueError as exc:
         raise InputError(f"images: {exc}") from None
-    if not (0 < eps < 1):
-        raise InputError(f"eps must be in (0, 1), got {eps!r}")
-    y, x = _nodes_scaled(grid, N)
-    f = imgs.astype(np.complex128)
-    out = finufft.nufft2d2(y, x, f, eps=eps, isign=-1, nthreads=threads or fft_workers())
-    out = np.asarray(out).reshape(n, grid.R, grid.Q)
+    return imgs
+
+
+def _polar(transform: Type2, imgs: np.ndarray, grid: PolarGrid) -> np.ndarray:
+    n, N = imgs.shape[0], imgs.shape[-1]
+    out = transform(imgs).reshape(n, grid.R, grid.Q)
     out *= (2.0 / N) ** 2
     return out
 
@@ -73,9 +96,28 @@ def to_fb(polar) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def images_to_fb(images, grid: PolarGrid, eps: float = 1e-12, threads: int | None = None):
-    """Shortcut: ``to_fb(to_polar(images, grid, eps))``, shape (n, R, Q//2 + 1)."""
-    return to_fb(to_polar(images, grid, eps, threads))
+def images_to_fb(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
+                 precision: str | None = None):
+    """``to_fb(to_polar(images, grid, eps, threads, precision))`` (to rounding), shape
+    (n, R, Q//2 + 1) complex128; in single precision the FFT over ψ runs in single too."""
+    grid = grid_of(grid, PolarGrid)
+    precision, eps = transform_precision(_dtype(images), eps, precision)
+    imgs = _checked_images(images, grid, precision)
+    N = imgs.shape[-1]
+    threads = threads or fft_workers()
+    return _fb(Type2(_nodes_scaled(grid, N), (N, N), precision, eps, threads), imgs, grid,
+               threads)
+
+
+def _fb(transform: Type2, imgs: np.ndarray, grid: PolarGrid, workers: int) -> np.ndarray:
+    """Fourier–Bessel coefficients (eq. 32, 34) at the transform's precision until the
+    last step, which scales by dx²/Q and casts to complex128 in one pass."""
+    n, N = imgs.shape[0], imgs.shape[-1]
+    p = transform(imgs, native=True).reshape(n, grid.R, grid.Q)
+    a = scipy.fft.fft(p, axis=-1, workers=workers)[..., : grid.n_freq]
+    out = np.empty(a.shape, dtype=np.complex128)
+    np.multiply(a, (2.0 / N) ** 2 / grid.Q, out=out)
+    return out
 
 
 class FBSource:
@@ -83,10 +125,15 @@ class FBSource:
 
     ``FBSource(stack, grid)[a:b]`` equals ``images_to_fb(stack[a:b], grid)``; ``stack`` may be
     a memory-mapped MRC stack, so :func:`radsvd.images.align_images` can stream N_A images
-    without holding their coefficients (N_A·R·(Q/2+1)·16 bytes) in memory.
+    without holding their coefficients (N_A·R·(Q/2+1)·16 bytes) in memory.  The transform's
+    precision follows the stack's dtype (``eps``/``precision`` override, as in
+    :func:`to_polar`); each thread keeps its own finufft plans (one thread each: slices are
+    read by the engine's worker threads), with the points set once.  :meth:`all` transforms
+    the whole stack with all threads.
     """
 
-    def __init__(self, stack, grid: PolarGrid, eps: float = 1e-12, name: str = "images"):
+    def __init__(self, stack, grid: PolarGrid, eps: float | None = None, name: str = "images",
+                 precision: str | None = None):
         grid = grid_of(grid, PolarGrid)
         shape = tuple(getattr(stack, "shape", np.shape(stack)))
         if len(shape) == 2:
@@ -102,21 +149,46 @@ class FBSource:
             grid.check_box(shape[-1])
         except ValueError as exc:
             raise InputError(f"{name}: {exc}") from None
-        self.stack, self.grid, self.eps, self.name = stack, grid, eps, name
+        self.precision, self.eps = transform_precision(_dtype(stack), eps, precision)
+        self.stack, self.grid, self.name = stack, grid, name
         self.N = int(shape[-1])
         self.shape = (int(shape[0]), grid.R, grid.n_freq)
+        self._transforms = {}
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def _transform(self, threads: int) -> Type2:
+        import threading
+
+        key = (threading.get_ident(), threads)
+        t = self._transforms.get(key)
+        if t is None:
+            t = Type2(_nodes_scaled(self.grid, self.N), (self.N, self.N), self.precision,
+                      self.eps, threads)
+            self._transforms[key] = t
+        return t
+
+    def _slice(self, a0: int, a1: int, threads: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            imgs = _checked_images(np.asarray(self.stack[a0:a1]), self.grid, self.precision)
+            fb = _fb(self._transform(threads), imgs, self.grid, threads)
+        except InputError as exc:
+            raise InputError(f"{self.name} {a0}..{a1 - 1}: {exc}") from None
+        _profile.add("transform_thread_seconds", time.perf_counter() - t0)
+        return fb
 
     def __getitem__(self, sl) -> np.ndarray:
         if not isinstance(sl, slice):
             raise TypeError("FBSource supports slices only")
         a0, a1, _ = sl.indices(self.shape[0])
-        try:
-            return images_to_fb(np.asarray(self.stack[a0:a1]), self.grid, self.eps, threads=1)
-        except InputError as exc:
-            raise InputError(f"{self.name} {a0}..{a1 - 1}: {exc}") from None
+        return self._slice(a0, a1, 1)
+
+    def all(self, threads: int | None = None) -> np.ndarray:
+        """Coefficients of the whole stack, (n, R, Q//2 + 1), with ``threads`` finufft
+        threads (default: the project's)."""
+        return self._slice(0, self.shape[0], threads or fft_workers())
 
 
 def _full_spectrum(fb, Q: int) -> np.ndarray:

@@ -15,22 +15,22 @@ Two conventions, both precise:
 
 from __future__ import annotations
 
-import os
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from radsvd._files import save_npz
 from radsvd._validate import InputError, degenerate_targets
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
+from radsvd.volumes.landscape.plan import _UNSET, rank_pair
 from radsvd.volumes.shells import ShellGrid, to_shells
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
 
-__all__ = ["VolumeAlignResult", "align_volumes", "align_maps", "landscape_blocks", "rank_sweep",
-           "landscape_value", "canonical_euler"]
-
+__all__ = ["VolumeAlignResult", "align_maps", "align_volume_maps", "align_volumes",
+           "canonical_euler", "landscape_blocks", "landscape_value", "rank_sweep"]
 
 def canonical_euler(euler) -> np.ndarray:
     """Same rotation with β ∈ [0, π], α, γ ∈ (-π, π]."""
@@ -52,23 +52,14 @@ class VolumeAlignResult:
     info: dict = field(default_factory=dict)
 
     def save(self, path) -> None:
-        """Write an .npz atomically (temporary file in the same directory, then os.replace)."""
+        """Write an .npz atomically (:func:`radsvd._files.save_npz`); ``info`` entries as
+        ``info_<key>``."""
         arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau)
         if self.landscapes is not None:
             arrays["landscapes"] = self.landscapes
         for k, v in self.info.items():
             arrays[f"info_{k}"] = np.asarray(v)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        save_npz(path, **arrays)
 
 
 def landscape_blocks(coef_volumes, plans, block: int = 8, reuse: bool = False):
@@ -123,33 +114,35 @@ def _refine(T_rows, plan, tau0, step):
 
 
 def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis | None = None,
-                  ranks=None, n_beta: int | None = None, M: int | None = None,
+                  rank=None, n_beta: int | None = None, M: int | None = None,
                   refine: bool = False, return_landscapes: bool = False, block: int = 8,
                   progress: bool = False, plan: LandscapePlan | None = None,
-                  precision: str | None = None) -> VolumeAlignResult:
+                  precision: str = "auto", *, ranks=_UNSET) -> VolumeAlignResult:
     """Best rotation of every volume onto the target (see the module docstring).
 
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
-    ranks=None: full landscape; ranks=(H_C, H_D) with ``basis`` (:func:`volume_svd` of the
-    target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
+    rank=None (or "full"): full landscape; rank=H or (H_C, H_D) with ``basis``
+    (:func:`volume_svd` of the target): compressed (eq. 117); ``ranks``: the former
+    keyword, deprecated.  refine: polish each grid maximum off-grid on the FULL
     landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes; without
     landscapes the grid maximum comes from the pruned search
     (:meth:`LandscapePlan.step3_best`), exact for the values it computes: scores may differ
     in the last bits between block sizes (never between thread counts).
-    precision: "double", "single" or None (step-3 transform; None: double for the full
-    path, single for compressed plans; see :func:`prepare`).
+    precision: "auto" (double for the full path, single for compressed plans), "double" or
+    "single" (step 2's output and step 3; see :func:`prepare`).
     """
+    rank = rank_pair(rank, ranks, "align_volumes")
     degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
                        "coef_target", flat="error")
     if plan is None:
-        plan = prepare(grid, coef_target, basis, ranks, n_beta, M, precision=precision)
+        plan = prepare(grid, coef_target, basis, rank, n_beta, M, precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")
     if isinstance(block, bool) or int(block) != block or block < 1:
         raise InputError(f"block must be a positive integer, got {block!r}")
     n = a.shape[0]
     tau = np.empty((n, 3))
     score = np.empty(n)
-    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan._rt)
+    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan.real_dtype)
             if return_landscapes else None)
     bar = None
     if progress:
@@ -185,23 +178,23 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
                              landscapes=land, info=info)
 
 
-def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = None,
-               R: int | None = None, voxel_sizes=None, refine: bool = False,
-               return_landscapes: bool = False, progress: bool = False,
-               eps: float = 1e-12) -> VolumeAlignResult:
-    """Align real-space volumes (n, N, N, N) onto a target (N, N, N) (see module docstring).
+def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None = None,
+                      R: int | None = None, voxel_sizes=None, refine: bool = False,
+                      return_landscapes: bool = False, progress: bool = False,
+                      eps: float = 1e-12, precision: str = "auto") -> VolumeAlignResult:
+    """Align real-space volumes (n, N, N, N) (or one (N, N, N)) onto a target (N, N, N)
+    (see the module docstring): :func:`to_shells` of both at frequency K, then
+    :func:`align_volumes`.
 
-    rank: "full" or H (H_C = H_D = H, the paper's choice).  voxel_sizes: optional
+    rank: None or "full", or H (H_C = H_D = H, the paper's choice) or (H_C, H_D), with the
+    radial- and degree-SVD of the target (:func:`volume_svd`).  voxel_sizes: optional
     (target_size, [sizes of volumes]) in Å; they must all agree.
     """
-    tgt = np.asarray(target)
-    vols = np.asarray(volumes)
-    if vols.ndim == 3:
-        vols = vols[None]
     from radsvd._validate import real_stack
 
-    tgt = real_stack(tgt, "target", ndim=3)
-    vols = real_stack(vols, "volumes", ndim=3)
+    tgt = real_stack(np.asarray(target), "target", ndim=3)
+    vols = np.asarray(volumes)
+    vols = real_stack(vols[None] if vols.ndim == 3 else vols, "volumes", ndim=3)
     if tgt.shape[0] != 1:
         raise InputError(f"target: expected one volume, got {tgt.shape[0]}")
     if vols.shape[1:] != tgt.shape[1:]:
@@ -216,34 +209,45 @@ def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = No
                              f"{v_sizes[bad[0]]:g} Å; resample to a common pixel size first")
     grid = ShellGrid(K=K, R=R, L=L)
     grid.check_box(tgt.shape[1])
+    ranks = rank_pair(rank, caller="align_volume_maps")
     cb = to_shells(tgt, grid, eps=eps)
     ca = to_shells(vols, grid, eps=eps)
-    if rank is None or (isinstance(rank, str) and rank == "full"):
-        basis, ranks = None, None
-    else:
-        if isinstance(rank, str):
-            raise InputError(f"rank must be 'full' or an integer, got {rank!r}")
+    basis = None
+    if ranks is not None:
         from radsvd._validate import rank as _rank
 
-        H = _rank(rank, min(grid.R, grid.L + 1), "rank")
-        basis = volume_svd(cb, grid, H_C=H)
-        ranks = (H, H)
+        basis = volume_svd(cb, grid, H_C=_rank(ranks[0], grid.R, "radial rank H_C"))
     return align_volumes(ca, cb[0], grid, basis, ranks, refine=refine,
-                         return_landscapes=return_landscapes, progress=progress)
+                         return_landscapes=return_landscapes, progress=progress,
+                         precision=precision)
+
+
+def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = None,
+               R: int | None = None, voxel_sizes=None, refine: bool = False,
+               return_landscapes: bool = False, progress: bool = False,
+               eps: float = 1e-12) -> VolumeAlignResult:
+    """Deprecated: :func:`align_volume_maps` (volumes first, target last, as
+    :func:`align_volumes` and :func:`radsvd.images.align_images`)."""
+    warnings.warn("align_maps(target, volumes, ...) is deprecated: use "
+                  "align_volume_maps(volumes, target, ...) (target last, as align_volumes "
+                  "and align_images)", DeprecationWarning, stacklevel=2)
+    return align_volume_maps(volumes, target, K=K, rank=rank, L=L, R=R,
+                             voxel_sizes=voxel_sizes, refine=refine,
+                             return_landscapes=return_landscapes, progress=progress, eps=eps)
 
 
 def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeBasis | None = None,
                n_beta: int | None = None, M: int | None = None, block: int = 8) -> list[dict]:
     """Metrics of compressed landscapes against the full one over the whole SO(3) grid
     (relative Frobenius error, correlation, backward-error fraction f; radsvd.metrics),
-    streaming over blocks of volumes.  ranks: list of (H_C, H_D).  basis: default, for each
+    streaming over blocks of volumes.  ranks: list of H or (H_C, H_D).  basis: default, for each
     pair, the radial/degree-SVD of the target with D formed at radial rank H_C (eq. 111, 116).
     Returns one dict per rank pair (with 'H_C', 'H_D' added)."""
     from radsvd.metrics import sweep
 
-    ranks = [tuple(r) for r in ranks]
-    if not ranks:
-        raise InputError("ranks: need at least one (H_C, H_D) pair")
+    ranks = [rank_pair(r, caller="rank_sweep") for r in ranks]
+    if not ranks or any(r is None for r in ranks):
+        raise InputError("ranks: need one or more ranks, each H or (H_C, H_D)")
     # double precision throughout: the metrics measure compression alone (full ranks give
     # the full landscape to rounding)
     full = prepare(grid, coef_target, n_beta=n_beta, M=M)

@@ -8,8 +8,8 @@ at the given SNR, no CTF) using poses perturbed by small random rotations (angle
 yields the reconstruction rotated by G: W(x) ≈ V(Gᵀ x), i.e. Ŵ(k) = V̂(Gᵀ k).
 
 Inversion: with plane normals uniform on S², ∫_{R³} f d³k = (1/2π) ∫_{S²} dn ∫_{n⊥} |k| f d²k,
-so with the central-slice theorem (image DFT F_i(k) = V̂(R_i (k_x, k_y, 0)) on k = π m, DESIGN
-§2 units) and the n images as a Monte-Carlo rule over S² (4π/n each),
+so with the central-slice theorem (image DFT F_i(k) = V̂(R_i (k_x, k_y, 0)) on k = π m, in the
+units of docs/design.md) and the n images as a Monte-Carlo rule over S² (4π/n each),
 
     V(x) ≈ (2π)^-3 · (1/2π) · (4π/n) · π² Σ_{i,j} |k_j| F_i(k_j) e^{+i k_ij·x},
 
@@ -90,7 +90,7 @@ def make_test_volumes(reference, n_volumes: int, images_per_volume: int = 200,
                       voxel_size: float = 1.0, seed: int = 0, progress=None) -> TestVolumes:
     """``n_volumes`` imperfect reconstructions of ``reference`` (N³ map), each randomly rotated
     (see the module docstring).  ``progress``: optional callable(i, n) after each volume."""
-    from radsvd.data.rotations import euler_to_rotation, random_rotations
+    from radsvd.rotations import euler_to_rotation, random_rotations
     from radsvd.data.simulate import simulate_particles
 
     ref = real_stack(reference, "reference", ndim=3)

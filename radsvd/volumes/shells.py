@@ -1,6 +1,6 @@
 """Volumes ↔ spherical-harmonic shells (paper §4.1–4.3, eq. 90, 94–96).
 
-Conventions (DESIGN §2):
+Conventions (docs/design.md):
 
 * Volumes are ``vol[iz, iy, ix]`` (the last axis is x), index N//2 is the origin, the box is
   [-1, 1]^3, dx = 2/N, and Â(k) = dx³ Σ_n A(x_n) e^{-i k·x_n}.
@@ -29,10 +29,10 @@ import scipy.fft
 from scipy.special import roots_legendre
 
 from radsvd._jit import fft_workers
-from radsvd._validate import InputError, frequency, real_stack
+from radsvd._validate import MAX_NODES, InputError, check_memory, frequency, real_stack
 from radsvd.grids import default_R, radial_quadrature
 
-__all__ = ["ShellGrid", "to_shells", "from_shells", "sht", "isht", "legendre_table",
+__all__ = ["ShellGrid", "ShellTransform", "to_shells", "from_shells", "sht", "isht", "legendre_table",
            "coefficient_norms"]
 
 
@@ -88,10 +88,13 @@ class ShellGrid:
         frequency(self.K)  # before any size is derived from it (an absurd K would hang)
         R = default_R(self.K) if self.R is None else self.R
         L = int(round(self.K)) if self.L is None else self.L
-        if isinstance(L, bool) or int(L) != L or L < 1:
-            raise InputError(f"L must be an integer >= 1, got {L!r}")
+        if isinstance(L, bool) or int(L) != L or not 1 <= L <= MAX_NODES:
+            raise InputError(f"L must be an integer in [1, {MAX_NODES}], got {L!r}")
         if isinstance(R, bool) or int(R) != R or R < 1:
             raise InputError(f"R must be an integer >= 1, got {R!r}")
+        # the sphere-rule samples of one volume: 3 float64 coordinates + 1 complex128 value
+        check_memory(40 * int(R) * (int(L) + 1) * (2 * int(L) + 2),
+                     f"ShellGrid(K={self.K}, R={R}, L={L})", "lower K, R or L")
         k, w = radial_quadrature(self.K, int(R), dim=3)
         object.__setattr__(self, "K", float(self.K))
         object.__setattr__(self, "R", int(R))
@@ -189,22 +192,30 @@ def sht(samples, grid: ShellGrid) -> np.ndarray:
     """Spherical-harmonic transform of samples f(θ_i, φ_j) on ``grid``'s sphere rule.
 
     ``samples``: complex (..., n_theta, n_phi) → coefficients (..., n_lm), m ≥ 0 only,
-    f_l^m = ∫ f conj(Y_l^m) dk̂ (FFT in φ, then Gauss–Legendre quadrature in cos θ).
+    f_l^m = ∫ f conj(Y_l^m) dk̂ (FFT in φ, then Gauss–Legendre quadrature in cos θ: for each
+    m one real matrix product of the weighted P̄_l^m(cos θ_i) with the real and imaginary
+    parts of every shell's order-m Fourier coefficients, laid out (m, θ, shell)).
     """
     f = np.asarray(samples, dtype=np.complex128)
     if f.shape[-2:] != (grid.n_theta, grid.n_phi):
         raise InputError(f"samples: expected trailing shape {(grid.n_theta, grid.n_phi)}, "
                          f"got {f.shape[-2:]}")
-    L = grid.L
-    F = scipy.fft.fft(f, axis=-1, workers=fft_workers())[..., : L + 1]
-    F *= 2.0 * np.pi / grid.n_phi                             # (..., n_theta, L+1)
+    L, nt = grid.L, grid.n_theta
+    lead = f.shape[:-2]
+    n = int(np.prod(lead, dtype=np.int64))
+    F = scipy.fft.fft(f.reshape(n, nt, grid.n_phi), axis=-1, workers=fft_workers())
+    # (L+1, n_theta, n) complex = (L+1, n_theta, 2n) real: one real GEMM per order m
+    G = np.ascontiguousarray(np.transpose(F[..., : L + 1], (2, 1, 0)))
+    G *= 2.0 * np.pi / grid.n_phi
+    Gr = G.view(np.float64)
     P = grid.legendre() * grid.theta_weights[None, :]      # (n_lm, n_theta)
-    out = np.empty(f.shape[:-2] + (grid.n_lm,), dtype=np.complex128)
+    out = np.empty((grid.n_lm, n), dtype=np.complex128)
+    outr = out.view(np.float64)                            # (n_lm, 2n)
     starts = grid.m_start
     for m in range(L + 1):
         a, b = starts[m], starts[m + 1]
-        out[..., a:b] = F[..., :, m] @ P[a:b].T
-    return out
+        np.matmul(P[a:b], Gr[m], out=outr[a:b])
+    return np.ascontiguousarray(out.T).reshape(lead + (grid.n_lm,))
 
 
 def isht(coefficients, grid: ShellGrid) -> np.ndarray:
@@ -230,35 +241,75 @@ def isht(coefficients, grid: ShellGrid) -> np.ndarray:
     return scipy.fft.ifft(F, axis=-1, norm="forward", workers=fft_workers())
 
 
-def _volumes(volumes, name="volumes") -> np.ndarray:
-    return real_stack(volumes, name, ndim=3)
+def _volumes(volumes, name="volumes", dtype=np.float64) -> np.ndarray:
+    return real_stack(volumes, name, ndim=3, dtype=dtype)
 
 
-def to_shells(volumes, grid: ShellGrid, eps: float = 1e-12) -> np.ndarray:
+def _dtype(data) -> np.dtype:
+    dt = getattr(data, "dtype", None)
+    return np.dtype(dt) if dt is not None else np.asarray(data).dtype
+
+
+class ShellTransform:
+    """Shell coefficients of N³ maps through one finufft plan (points set once), for many
+    maps: ``ShellTransform(grid, N, dtype)(volumes)`` equals ``to_shells(volumes, grid)``.
+
+    Precision and tolerance as :func:`to_shells` (from ``dtype``, the maps' dtype, unless
+    ``eps``/``precision`` say otherwise).  Not thread-safe.
+    """
+
+    def __init__(self, grid: ShellGrid, N: int, dtype=np.float64, eps: float | None = None,
+                 precision: str | None = None, threads: int | None = None):
+        from radsvd._nufft import Type2, transform_precision
+
+        self.precision, self.eps = transform_precision(dtype, eps, precision)
+        N = int(N)
+        grid.check_box(N)
+        self.grid, self.N = grid, N
+        dx = 2.0 / N
+        kx, ky, kz = grid.points()
+        # finufft pairs its first coordinate with the first array axis (z), the last with x.
+        pts = [c.ravel() * dx for c in (kz, ky, kx)]
+        # single precision: finufft's upsampling factor 1.25 (fine grid (1.25 N)³ instead of
+        # (2N)³) halved the NUFFT of a 65³ map at K = 48 (0.071 → 0.038 s, one thread) at
+        # the same accuracy (7e-7 relative to double at 1e-12); in double at 1e-12 it is
+        # slower (0.35 against 0.28 s) and short of the tolerance
+        ups = 1.25 if self.precision == "single" else None
+        self._nufft = Type2(pts, (N, N, N), self.precision, self.eps,
+                            threads or fft_workers(), upsampfac=ups)
+
+    def __call__(self, volumes) -> np.ndarray:
+        vol = _volumes(volumes, dtype=self._nufft.real)
+        n, N, grid = vol.shape[0], vol.shape[1], self.grid
+        if N != self.N:
+            raise InputError(f"volumes: box {N} differs from the transform's {self.N}")
+        out = np.empty((n, grid.R, grid.n_lm), dtype=np.complex128)
+        chunk = max(1, (1 << 24) // N ** 3)          # ≤ 256 MB of complex volume at a time
+        for a0 in range(0, n, chunk):
+            a1 = min(n, a0 + chunk)
+            samples = self._nufft(vol[a0:a1])
+            samples = samples.reshape(a1 - a0, grid.R, grid.n_theta, grid.n_phi)
+            samples *= (2.0 / N) ** 3
+            out[a0:a1] = sht(samples, grid)
+        return out
+
+
+def to_shells(volumes, grid: ShellGrid, eps: float | None = None,
+              precision: str | None = None) -> np.ndarray:
     """Spherical-harmonic shell coefficients Â_l^m(k_r) of real volumes (eq. 94).
 
     ``volumes``: (N, N, N) or (n, N, N, N) real, ``vol[iz, iy, ix]``.  Returns complex
     (n, R, n_lm) in the m-major layout of this module.  Â on the shells comes from a type-2
-    NUFFT (finufft, tolerance ``eps``) at the sphere-rule points, then :func:`sht`.
+    NUFFT (finufft, one plan for all volumes) at the sphere-rule points, then :func:`sht`.
+    The NUFFT runs at the data's precision by default: single at tolerance 1e-6 for float32
+    maps, double at 1e-12 for float64 (``eps``/``precision`` override, see
+    :func:`radsvd._nufft.transform_precision`).
     """
-    import finufft
+    from radsvd._nufft import transform_precision
 
-    vol = _volumes(volumes)
-    n, N = vol.shape[0], vol.shape[1]
-    grid.check_box(N)
-    dx = 2.0 / N
-    kx, ky, kz = grid.points()
-    # finufft pairs its first coordinate with the first array axis (z), the last with x.
-    pts = [np.ascontiguousarray(c.ravel() * dx) for c in (kz, ky, kx)]
-    out = np.empty((n, grid.R, grid.n_lm), dtype=np.complex128)
-    chunk = max(1, (1 << 24) // N ** 3)          # ≤ 256 MB of complex volume at a time
-    for a0 in range(0, n, chunk):
-        a1 = min(n, a0 + chunk)
-        f = vol[a0:a1].astype(np.complex128)
-        samples = finufft.nufft3d2(*pts, f, eps=eps, isign=-1, nthreads=fft_workers())
-        samples = samples.reshape(a1 - a0, grid.R, grid.n_theta, grid.n_phi) * dx ** 3
-        out[a0:a1] = sht(samples, grid)
-    return out
+    precision, eps = transform_precision(_dtype(volumes), eps, precision)
+    vol = _volumes(volumes, dtype=np.float32 if precision == "single" else np.float64)
+    return ShellTransform(grid, vol.shape[1], vol.dtype, eps, precision)(vol)
 
 
 def from_shells(coefficients, grid: ShellGrid) -> np.ndarray:

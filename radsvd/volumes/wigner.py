@@ -29,7 +29,7 @@ from numba import prange
 
 from radsvd._jit import jit
 from radsvd._validate import InputError, finite_array
-from radsvd.data.rotations import euler_to_rotation, rotation_to_euler
+from radsvd.rotations import euler_to_rotation, rotation_to_euler
 
 __all__ = ["WignerTable", "wigner_d", "rotate", "rotation_matrix", "euler_from_matrix",
            "invert_euler"]

@@ -17,7 +17,7 @@ def test_shell_rule_counts(K, count):
 
 def test_shell_rule_structure_and_quadrature():
     d = shell_directions(48)
-    assert len(d.n_azimuth) == 29  # DESIGN §2: 29 latitudes at K = 48
+    assert len(d.n_azimuth) == 29  # the reference code's rule: 29 latitudes at K = 48
     assert d.n_azimuth.sum() == 993
     # 3 + round(48 sin θ) azimuths per latitude (halves rounded away from zero)
     th = np.unique(d.polar)

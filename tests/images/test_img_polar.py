@@ -31,11 +31,51 @@ def test_polar_samples_equal_closed_form_fourier_transform():
 def test_odd_box_and_float32_input():
     N, grid = 65, PolarGrid(K=20)
     blobs = blob_case()
-    p = to_polar(hb.image(blobs, N).astype(np.float32), grid)
+    img32 = hb.image(blobs, N).astype(np.float32)
     kx, ky = grid.points()
     ref = hb.fourier(blobs, kx, ky)
-    # float32 pixels: relative rounding 6e-8 per pixel, sum of ~N² terms → ≲ 1e-6
-    assert np.linalg.norm(p[0] - ref) / np.linalg.norm(ref) < 1e-6
+    # double precision on float32 pixels: relative rounding 6e-8 per pixel, sum of ~N²
+    # terms → ≲ 1e-6
+    p64 = to_polar(img32, grid, precision="double")
+    assert np.linalg.norm(p64[0] - ref) / np.linalg.norm(ref) < 1e-6
+    # the default for float32 data: single precision at eps 1e-6 (finufft's relative l2
+    # error ~eps) on top of the same pixel rounding: < 2e-6
+    p32 = to_polar(img32, grid)
+    assert p32.dtype == np.complex128
+    rel = np.linalg.norm(p32[0] - ref) / np.linalg.norm(ref)
+    assert rel < 2e-6
+    # ... and it is the single-precision transform: it differs from double by far more
+    # than double's own 1e-12
+    assert np.linalg.norm(p32 - p64) / np.linalg.norm(p64) > 1e-9
+
+
+def test_precision_follows_the_data_and_can_be_overridden():
+    from radsvd._nufft import transform_precision
+
+    assert transform_precision(np.float32) == ("single", 1e-6)
+    assert transform_precision(np.dtype(">f4")) == ("single", 1e-6)
+    assert transform_precision(np.int16) == ("single", 1e-6)
+    assert transform_precision(np.float64) == ("double", 1e-12)
+    assert transform_precision(np.int32) == ("double", 1e-12)
+    assert transform_precision(np.float32, eps=1e-12) == ("double", 1e-12)
+    assert transform_precision(np.float32, eps=1e-4) == ("single", 1e-4)
+    assert transform_precision(np.float64, eps=1e-6) == ("double", 1e-6)
+    assert transform_precision(np.float64, precision="single") == ("single", 1e-6)
+    assert transform_precision(np.float32, precision="double") == ("double", 1e-12)
+    with pytest.raises(InputError, match="single precision"):
+        transform_precision(np.float32, eps=1e-9, precision="single")
+    with pytest.raises(InputError, match="precision must be"):
+        transform_precision(np.float32, precision="half")
+    for eps in (0, 1, -1e-3, float("nan"), True, "1e-6"):
+        with pytest.raises(InputError, match="eps"):
+            transform_precision(np.float32, eps=eps)
+    # an explicit eps selects double precision for float32 images: same result as float64
+    rng = np.random.default_rng(3)
+    grid = PolarGrid(K=12)
+    img = rng.standard_normal((2, 24, 24)).astype(np.float32)
+    a = to_polar(img, grid, eps=1e-12)
+    b = to_polar(img.astype(np.float64), grid)
+    assert np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b))
 
 
 def test_fb_coefficients_symmetry_and_roundtrip():
@@ -73,6 +113,32 @@ def test_fbsource_matches_images_to_fb():
     src = FBSource(imgs, grid)
     assert src.shape == (7, grid.R, grid.n_freq)
     assert np.array_equal(src[2:5], images_to_fb(imgs[2:5], grid, threads=1))
+    # the plan is reused: same values on a second call and for other slice lengths
+    assert np.array_equal(src[2:5], images_to_fb(imgs[2:5], grid, threads=1))
+    assert np.array_equal(src[0:7][2:5], src[2:5])
+    # all(): the whole stack with all threads, equal to the slices to finufft's rounding
+    assert np.allclose(src.all(), src[0:7], rtol=0, atol=1e-12 * np.abs(src[0:7]).max())
+    # float32 stacks: single precision, as images_to_fb
+    s32 = FBSource(imgs.astype(np.float32), grid)
+    assert s32.precision == "single" and s32.eps == 1e-6
+    assert np.array_equal(s32[1:4], images_to_fb(imgs[1:4].astype(np.float32), grid,
+                                                 threads=1))
+    assert FBSource(imgs.astype(np.float32), grid, eps=1e-12).precision == "double"
+
+
+def test_images_to_fb_is_to_fb_of_to_polar():
+    rng = np.random.default_rng(2)
+    grid = PolarGrid(K=10)
+    imgs = rng.standard_normal((5, 20, 20))
+    ref = to_fb(to_polar(imgs, grid))
+    # double: the same sums, the scale applied after the FFT instead of before
+    assert np.max(np.abs(images_to_fb(imgs, grid) - ref)) < 1e-13 * np.abs(ref).max()
+    # single: the FFT over ψ in single precision too (Q = 22 terms, rounding ~1e-7)
+    i32 = imgs.astype(np.float32)
+    ref32 = to_fb(to_polar(i32, grid))
+    fb32 = images_to_fb(i32, grid)
+    assert fb32.dtype == np.complex128
+    assert np.max(np.abs(fb32 - ref32)) < 1e-6 * np.abs(ref32).max()
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -7,7 +7,7 @@ from radsvd import InputError
 from radsvd.cli import main
 from radsvd.data.io import write_mrc
 from radsvd.data.molecules import GaussianMolecule
-from radsvd.volumes import (ShellGrid, align_maps, landscapes, prepare, rotation_matrix,
+from radsvd.volumes import (ShellGrid, align_volume_maps, landscapes, prepare, rotation_matrix,
                             to_shells, volume_svd)
 
 
@@ -28,17 +28,17 @@ def test_non_cubic_and_nan_volumes(small):
     with pytest.raises(InputError, match="NaN"):
         to_shells(bad, grid)
     with pytest.raises(InputError, match="NaN"):
-        align_maps(vol[0], bad, K=4)
+        align_volume_maps(bad, vol[0], K=4)
 
 
 def test_mismatched_boxes_voxel_sizes_and_nyquist(small):
     _, _, vol = small
     with pytest.raises(InputError, match="box"):
-        align_maps(vol[0], np.zeros((1, 14, 14, 14)), K=4)
+        align_volume_maps(np.zeros((1, 14, 14, 14)), vol[0], K=4)
     with pytest.raises(InputError, match="voxel size"):
-        align_maps(vol[0], vol, K=4, voxel_sizes=(1.2, [1.2, 1.3]))
+        align_volume_maps(vol, vol[0], K=4, voxel_sizes=(1.2, [1.2, 1.3]))
     with pytest.raises(InputError, match="Nyquist"):
-        align_maps(vol[0], vol, K=30)
+        align_volume_maps(vol, vol[0], K=30)
 
 
 def test_ranks_out_of_range(small):
@@ -46,15 +46,16 @@ def test_ranks_out_of_range(small):
     basis = volume_svd(c[0], grid)
     for ranks in [(0, 2), (grid.R + 1, 2), (2, grid.L + 2), (2, 0)]:
         with pytest.raises(InputError, match="out of range"):
-            prepare(grid, c[0], basis, ranks=ranks)
-    with pytest.raises(InputError, match="ranks"):
-        prepare(grid, c[0], basis, ranks=3)
+            prepare(grid, c[0], basis, rank=ranks)
+    for bad in ("three", (1, 2, 3), True):
+        with pytest.raises(InputError, match="rank must be"):
+            prepare(grid, c[0], basis, rank=bad)
     with pytest.raises(InputError, match="basis"):
-        prepare(grid, c[0], None, ranks=(2, 2))
+        prepare(grid, c[0], None, rank=(2, 2))
     with pytest.raises(InputError, match="out of range"):
-        align_maps(vol[0], vol, K=4, rank=0)
+        align_volume_maps(vol, vol[0], K=4, rank=0)
     with pytest.raises(InputError, match="rank"):
-        align_maps(vol[0], vol, K=4, rank="six")
+        align_volume_maps(vol, vol[0], K=4, rank="six")
 
 
 def test_bad_coefficients_and_grid_parameters(small):
@@ -98,7 +99,14 @@ def test_cli_align_volumes(tmp_path, capsys):
     # euler is the rotation that carries each VOLUME onto the target: Rᵀ for v1, I for v2
     np.testing.assert_allclose(rotation_matrix(d["euler"][0]), R.T, atol=1e-3)
     np.testing.assert_allclose(d["matrix"][1], np.eye(3), atol=1e-3)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert "ZYZ" in str(d["info_convention"]) and "R = Rz(alpha)" in str(d["info_convention"])
+    err = capsys.readouterr().err
+    assert f"aligned 2 volumes to {tgt}" in err and f"-> {out}" in err
+    assert str(d["info_precision"]) == "single"                   # auto, compressed
+    assert main(["align-volumes", str(tgt), str(v1), "--rank", "4", "--K", "8", "--precision",
+                 "double", "--no-progress", "--out", str(out)]) == 0
+    assert str(np.load(out)["info_precision"]) == "double"
 
 
 def test_cli_errors(tmp_path, capsys):

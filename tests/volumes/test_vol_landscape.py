@@ -6,8 +6,8 @@ import pytest
 
 from radsvd import threads
 from radsvd.data.molecules import GaussianMolecule
-from radsvd.volumes import (ShellGrid, align_maps, align_volumes, landscapes, prepare,
-                            rank_sweep, rotate, rotation_matrix, to_shells, volume_svd)
+from radsvd.volumes import (ShellGrid, align_volume_maps, align_volumes, landscapes, prepare,
+                            rank_sweep, rotate, rotation_matrix, volume_svd)
 from radsvd._validate import InputError
 from radsvd.volumes.shells import coefficient_norms
 
@@ -61,13 +61,13 @@ def test_even_and_odd_M_agree():
 
 
 def test_default_M_is_even_and_fft_friendly():
-    from radsvd.volumes.landscape import _largest_prime_factor, default_M
+    from radsvd.volumes.landscape.layout import default_M, largest_prime_factor
 
     assert default_M(48) == 98 and default_M(5) == 12 and default_M(10) == 24
     for L in range(1, 80):
         M = default_M(L)
-        assert M % 2 == 0 and M >= 2 * L + 1 and _largest_prime_factor(M) <= 7
-        assert not any(m % 2 == 0 and _largest_prime_factor(m) <= 7 for m in range(2 * L + 1, M))
+        assert M % 2 == 0 and M >= 2 * L + 1 and largest_prime_factor(M) <= 7
+        assert not any(m % 2 == 0 and largest_prime_factor(m) <= 7 for m in range(2 * L + 1, M))
 
 
 @pytest.mark.parametrize("M", [12, 13])
@@ -105,7 +105,7 @@ def _second_best_gap(X):
 def _rounding(plan, norms):
     """Largest difference two computations of one step-3 value can show: each is within
     margin_2d · l1 of the exact value (l1: the slice's norm, at most the largest one)."""
-    return 2.0 * plan._margin_2d * norms.sum(axis=2).max(axis=1)
+    return 2.0 * plan.margins.two_passes * norms.sum(axis=2).max(axis=1)
 
 
 @pytest.mark.parametrize("M", [12, 13])
@@ -118,7 +118,7 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     A, B = _coefficients(grid, 5, 22), _coefficients(grid, 1, 23)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=12, M=M),
-                 prepare(grid, B, basis, ranks=(2, 3), n_beta=12, M=M)):
+                 prepare(grid, B, basis, rank=(2, 3), n_beta=12, M=M)):
         for n, chunk in ((1, plan.n_slices), (2, plan.n_slices), (2, 1), (1, 2)):
             plan.fft_chunk = chunk             # slices per step-3 call (both paths)
             X = plan(A).reshape(A.shape[0], -1)
@@ -139,7 +139,7 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
             assert np.all(np.abs(got[3] - score) <= tol)
     # ties: a half-spectrum whose transform is constant (only m1 = m2 = 0) makes every grid
     # point a maximiser; the first one is (b, i, j) = (0, 0, 0), whichever slice holds it
-    Xc = np.zeros((3, plan.wigner.betas.size, M // 2 + 1, M), dtype=plan._ct)
+    Xc = np.zeros((3, plan.wigner.betas.size, M // 2 + 1, M), dtype=plan.complex_dtype)
     Xc[:, :, 0, 0] = 1.0
     norms = np.zeros((3, Xc.shape[1], plan.L + 1))
     norms[:, :, 0] = 1.0
@@ -162,23 +162,21 @@ def _peaked(grid, B, n, seed):
 
 
 @pytest.mark.parametrize("M", [16, 17])
-def test_pruned_search_skips_work_and_finds_the_maximum(M, monkeypatch):
+def test_pruned_search_skips_work_and_finds_the_maximum(M):
     """Branch and bound in step3_best skips most of step 3 on peaked landscapes and finds
     the maximiser of the search over every slice, its score to the rounding of step 3
     (full and compressed plans, even and odd M); the same bits for 1 and 2 threads.
     best_rotations runs these steps; for compressed plans from L = HEAD_ONLY_MIN_L (here
-    lowered to 0) with step 2 of the first rows only."""
-    import radsvd.volumes.landscape as land
+    asked for by head_only=True) with step 2 of the first rows only."""
+    from radsvd.volumes.landscape.tail import HEAD_ONLY_MIN_L
 
     grid = ShellGrid(K=8, R=5, L=7)
     B = _coefficients(grid, 1, 30)
     A = _peaked(grid, B, 9, 31)                        # 3 units of the pruned search
     basis = volume_svd(B, grid)
-    monkeypatch.setattr(land, "HEAD_ONLY_MIN_L", 0)
-    head_only = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)
-    monkeypatch.undo()
+    head_only = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M, head_only=True)
     for plan in (prepare(grid, B, n_beta=16, M=M),
-                 prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M), head_only):
+                 prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M), head_only):
         plan.fft_chunk = 1
         norms = np.empty((A.shape[0], plan.table.shape[1], plan.L + 1))
         Xc = plan.spectra(A, norms)
@@ -201,7 +199,7 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M, monkeypatch):
             # step 2 forms the first rows only (bounds for the others): other calls, the
             # same maximisers, scores to the rounding of step 3; the same bits per thread
             # count as the explicit steps
-            Z = plan._operands(plan.step1_project(plan.radial_compress(A)))
+            Z = plan.operands(plan.step1_project(plan.radial_compress(A)))
             head = []
             for n in (1, 2):
                 with threads(n):
@@ -216,19 +214,20 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M, monkeypatch):
         else:
             for x, y in zip(got, runs[0]):
                 np.testing.assert_array_equal(x, y)
-    assert head_only._head_only
-    grid32 = ShellGrid(K=5, R=2, L=land.HEAD_ONLY_MIN_L)
+    assert head_only.head_only
+    grid32 = ShellGrid(K=5, R=2, L=HEAD_ONLY_MIN_L)
     B32 = _coefficients(grid32, 1, 32)
-    small = prepare(grid, B, basis, ranks=(3, 4), n_beta=16, M=M)
-    large = prepare(grid32, B32, volume_svd(B32, grid32), ranks=(2, 2), n_beta=4)
-    assert not small._head_only and large._head_only
+    small = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M)
+    large = prepare(grid32, B32, volume_svd(B32, grid32), rank=(2, 2), n_beta=4)
+    assert not small.head_only and large.head_only
 
 
 def test_column_bound_holds_and_is_attained():
     """_column_bounds (after the transform over m2) bounds every value of its slice, and
     equals the slice maximum when all coefficients are real and positive (at α = γ = 0);
     rows added in two calls give the same sums as in one."""
-    from radsvd.volumes.landscape import _column_bounds
+    from radsvd.volumes.landscape.search import _column_bounds
+    from radsvd.volumes.landscape.transforms import transform_m2
 
     grid = ShellGrid(K=5, R=3, L=5)
     plan = prepare(grid, _coefficients(grid, 1, 40), n_beta=8, M=12)
@@ -245,10 +244,10 @@ def test_column_bound_holds_and_is_attained():
         Xc = (Xc * used).astype(np.complex128)
         X = plan.step3(Xc.copy())[0].reshape(ns, -1)
         Y = Xc[0].copy()
-        plan._transform_m2(Y)
+        transform_m2(Y)
         bound, col = np.empty(ns), np.empty((ns, M))
         _column_bounds(Y, 0, L + 1, col, zero, bound)
-        assert np.all(X.max(axis=1) <= bound * (1 + plan._margin_1d))
+        assert np.all(X.max(axis=1) <= bound * (1 + plan.margins.one_pass))
         split, col2 = np.empty(ns), np.empty((ns, M))
         _column_bounds(Y, 0, 2, col2, zero, split)
         _column_bounds(Y, 2, L + 1, col2, zero, split)
@@ -263,13 +262,14 @@ def test_step2_row_norms_bound_the_slices():
     m1 of every (Hermitian) spectrum: their sum bounds the slice, and so do the column
     norms of the rows m1 < row_split (after the pass over m2) plus the norms of the others
     (the bound of the pruned search); it is never below the full column bounds."""
-    from radsvd.volumes.landscape import _column_bounds
+    from radsvd.volumes.landscape.search import _column_bounds
+    from radsvd.volumes.landscape.transforms import transform_m2
 
     grid = ShellGrid(K=6, R=4, L=6)
     A, B = _coefficients(grid, 3, 50), _coefficients(grid, 1, 51)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=10, M=14), prepare(grid, B, n_beta=10, M=13),
-                 prepare(grid, B, basis, ranks=(2, 3), n_beta=10)):
+                 prepare(grid, B, basis, rank=(2, 3), n_beta=10)):
         L, r = plan.L, plan.row_split
         assert 1 <= r <= L
         c = plan.radial_compress(A)
@@ -283,20 +283,21 @@ def test_step2_row_norms_bound_the_slices():
         assert np.all(Xc[:, :, L + 1:] == 0)
         S = plan.step3(Xc.copy())
         smax = S.reshape(3, S.shape[1], -1).max(axis=2)
-        per_slice = norms[:, plan._slice_src]
-        assert np.all(smax <= per_slice.sum(axis=2) * (1 + plan._margin_2d))
-        Y = plan._step3_source(Xc.copy())
+        per_slice = norms[:, plan.layout.slice_src]
+        assert np.all(smax <= per_slice.sum(axis=2) * (1 + plan.margins.two_passes))
+        Y = plan.layout.fold_mirrors(Xc.copy(), np.empty((3, plan.n_beta) + Xc.shape[2:],
+                                                          Xc.dtype))
         zero = np.zeros(plan.n_slices)
         for a in range(3):
-            plan._transform_m2(Y[a])
+            transform_m2(Y[a])
             col = np.empty((plan.n_slices, plan.M))
             full, part = np.empty(plan.n_slices), np.empty(plan.n_slices)
             _column_bounds(Y[a], 0, L + 1, col, zero, full)
-            tails = per_slice[a, :, r:].sum(axis=1) * (1 + plan._margin_1d)
+            tails = per_slice[a, :, r:].sum(axis=1) * (1 + plan.margins.one_pass)
             _column_bounds(Y[a], 0, r, col, tails, part)
-            assert np.all(smax[a] <= part * (1 + plan._margin_1d))
-            assert np.all(full <= part * (1 + plan._margin_1d))
-            assert np.all(full <= per_slice[a].sum(axis=1) * (1 + plan._margin_1d))
+            assert np.all(smax[a] <= part * (1 + plan.margins.one_pass))
+            assert np.all(full <= part * (1 + plan.margins.one_pass))
+            assert np.all(full <= per_slice[a].sum(axis=1) * (1 + plan.margins.one_pass))
     with pytest.raises(InputError, match="norms"):
         plan.step2(Z, np.empty((2, Xc.shape[1], plan.L + 1)))
     with pytest.raises(InputError, match="norms"):
@@ -310,15 +311,15 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
     sum; step 3 forms those rows (_tail_rows) to the values of the whole step 2 (the same
     sums), and the search finds the maximiser of every slice's values (M = 64: row_split
     = L + 1, no rows left out); bad calls are refused by name."""
-    from radsvd.volumes.landscape import _tail_rows
+    from radsvd.volumes.landscape.tail import _tail_rows
 
     grid = ShellGrid(K=6, R=4, L=6)
     A, B = _coefficients(grid, 3, 52), _coefficients(grid, 1, 53)
     basis = volume_svd(B, grid)
     for precision in ("single", "double"):
-        plan = prepare(grid, B, basis, ranks=(2, 3), n_beta=10, M=M, precision=precision)
+        plan = prepare(grid, B, basis, rank=(2, 3), n_beta=10, M=M, precision=precision)
         L, r, nu = plan.L, plan.row_split, plan.table.shape[1]
-        Z = plan._operands(plan.step1_project(plan.radial_compress(A)))
+        Z = plan.operands(plan.step1_project(plan.radial_compress(A)))
         norms = np.empty((3, nu, L + 1))
         Xc = plan.step2(Z, norms).copy()
         hn = np.full_like(norms, np.nan)
@@ -332,10 +333,12 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
         ns = plan.n_slices
         vols = np.repeat(np.arange(3), ns)
         slices = np.tile(np.arange(ns), 3)
-        out = np.zeros((vols.size, M // 2 + 1, M), dtype=plan._ct)
-        _tail_rows(Z, 0, vols, slices, plan._slice_src, plan._slice_flip, plan._mirror_sign,
-                   plan._tail_tables(), r, L, out)
-        src = plan._step3_source(Xc.copy()).reshape(vols.size, M // 2 + 1, M)
+        out = np.zeros((vols.size, M // 2 + 1, M), dtype=plan.complex_dtype)
+        _tail_rows(Z, 0, vols, slices, plan.layout.slice_src, plan.layout.slice_flip, plan.layout.mirror_sign,
+                   plan.tail_tables().table, r, L, out)
+        src = plan.layout.fold_mirrors(Xc.copy(), np.empty((3, plan.n_beta) + Xc.shape[2:],
+                                                           Xc.dtype))
+        src = src.reshape(vols.size, M // 2 + 1, M)
         eps = float(np.finfo(plan.table.dtype).eps)
         scale = plan.H_D * np.abs(plan.table).max() * np.abs(Z).max()
         np.testing.assert_allclose(out[:, r:], src[:, r:], rtol=0, atol=4 * eps * scale)
@@ -362,15 +365,16 @@ def test_full_ranks_equal_full_and_low_ranks_differ():
     A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)
     X = landscapes(A, B, grid)
     basis = volume_svd(B, grid)
-    XH = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1), precision="double")
+    XH = landscapes(A, B, grid, basis, rank=(grid.R, grid.L + 1), precision="double")
     # u and v orthonormal to ~ε: the compressed sums equal the full ones to rounding
     np.testing.assert_allclose(XH, X, rtol=0, atol=1e3 * EPS * np.abs(X).max())
-    # default for compressed plans: single-precision steps 2 and 3, rounding
+    assert landscapes(A, B, grid, basis, rank=(2, 3)).dtype == np.float64     # the default
+    # "auto" for compressed plans: single-precision steps 2 and 3, rounding
     # ~ (L+1+M)·2⁻²⁴ of max |X|
-    X1 = landscapes(A, B, grid, basis, ranks=(grid.R, grid.L + 1))
+    X1 = landscapes(A, B, grid, basis, rank=(grid.R, grid.L + 1), precision="auto")
     assert X1.dtype == np.float32
     np.testing.assert_allclose(X1, X, rtol=0, atol=1e-5 * np.abs(X).max())
-    X2 = landscapes(A, B, grid, basis, ranks=(2, 3))
+    X2 = landscapes(A, B, grid, basis, rank=(2, 3))
     assert np.abs(X2 - X).max() > 1e-3 * np.abs(X).max()
 
 
@@ -405,12 +409,12 @@ def test_recovers_closed_form_rotation(rank):
     N = 32
     R_true = rotation_matrix([0.4, 1.1, -2.0])
     vol = mol.rotated(R_true).volume(N)              # vol(x) = target(R_trueᵀ x)
-    res = align_maps(mol.volume(N), vol, K=10, rank=rank)
+    res = align_volume_maps(vol, mol.volume(N), K=10, rank=rank)
     # grid spacing: α, γ step 2π/21, β step 2π/22; a grid point lies within half a step in
     # each angle, i.e. within (3/2)·(2π/21) rad of rotation angle of the truth
     spacing = np.degrees(2 * np.pi / 21)
     assert _angle_deg(res.matrix[0], R_true.T) < 1.5 * spacing
-    fine = align_maps(mol.volume(N), vol, K=10, rank=rank, refine=True)
+    fine = align_volume_maps(vol, mol.volume(N), K=10, rank=rank, refine=True)
     # off-grid refinement on the exact landscape: the maximum is the true rotation up to the
     # discretisation of the volume (the landscape is smooth, its maximum well separated)
     assert _angle_deg(fine.matrix[0], R_true.T) < 0.01
@@ -429,7 +433,7 @@ def test_recovers_real_space_resampled_rotation():
     p = np.stack([X, Y, Z], -1) @ R_true               # rows: R_trueᵀ x
     idx = p / (2.0 / N) + N // 2
     vol = map_coordinates(tgt, [idx[..., 2], idx[..., 1], idx[..., 0]], order=3, mode="constant")
-    res = align_maps(tgt, vol, K=10, rank="full", refine=True)
+    res = align_volume_maps(vol, tgt, K=10, rank="full", refine=True)
     # interpolation error leaves a small bias; within a tenth of the grid spacing (1.7°)
     assert _angle_deg(res.matrix[0], R_true.T) < 1.7
 
@@ -441,7 +445,7 @@ def test_thread_count_does_not_change_results():
     out = []
     for n in (1, 2):
         with threads(n):
-            out.append((landscapes(A, B, grid), landscapes(A, B, grid, basis, ranks=(3, 4)),
+            out.append((landscapes(A, B, grid), landscapes(A, B, grid, basis, rank=(3, 4)),
                         landscapes(A, B, grid, M=15)))
     for x1, x2 in zip(*out):
         assert np.array_equal(x1, x2)
@@ -479,7 +483,7 @@ def test_single_precision_compressed_metrics_unchanged():
     X = landscapes(A, B, grid).reshape(6, -1)
     res = []
     for precision in ("double", "single"):
-        XH = landscapes(A, B, grid, basis, ranks=(3, 3), precision=precision).reshape(6, -1)
+        XH = landscapes(A, B, grid, basis, rank=(3, 3), precision=precision).reshape(6, -1)
         m = LandscapeMetrics()
         m.update(X, XH.astype(np.float64))
         res.append(m.result())
@@ -500,12 +504,12 @@ def test_single_precision_step3(M):
 
 def test_step1_kernel_equals_blas(monkeypatch):
     """Step 1 by the numba kernel equals the per-degree matrix products (BLAS)."""
-    import radsvd.volumes.landscape as land
+    import radsvd.volumes.landscape.plan as land
 
     grid = ShellGrid(K=7, R=5, L=7)
     A, B = _coefficients(grid, 3, 24), _coefficients(grid, 1, 25)
     basis = volume_svd(B, grid)
-    for plan in (prepare(grid, B), prepare(grid, B, basis, ranks=(3, 4))):
+    for plan in (prepare(grid, B), prepare(grid, B, basis, rank=(3, 4))):
         c = plan.radial_compress(A)
         T_kernel = plan.step1(c)
         monkeypatch.setattr(land, "SMALL_RANK", 0)
@@ -519,16 +523,16 @@ def test_step1_kernel_equals_blas(monkeypatch):
 def test_fused_step1_projection_equals_two_steps(monkeypatch):
     """Steps 1 + 1b fused (numba, few shells) equal step 1b after step 1 and the BLAS path,
     and a direct sum Σ_l V[l, j] T_l(m1, m2) from step 1's output."""
-    import radsvd.volumes.landscape as land
+    import radsvd.volumes.landscape.plan as land
 
     grid = ShellGrid(K=7, R=5, L=7)
     L = grid.L
     A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
-    plan = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4), precision="double")
+    plan = prepare(grid, B, volume_svd(B, grid), rank=(3, 4), precision="double")
     c = plan.radial_compress(A)
     Y = plan.step1_project(c).reshape(3, L + 1, 4, 2 * L + 1)       # [a, m1, j, m2 + L]
     # single-precision plans store the same sums rounded once to complex64
-    single = prepare(grid, B, volume_svd(B, grid), ranks=(3, 4))
+    single = prepare(grid, B, volume_svd(B, grid), rank=(3, 4))
     Y32 = single.step1_project(c).reshape(Y.shape)
     assert Y32.dtype == np.complex64
     np.testing.assert_allclose(Y32, Y, rtol=2.0 ** -24, atol=0)
@@ -536,7 +540,7 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
     ref = np.zeros_like(Y)
     for l in range(L + 1):
         Tl = T[:, plan.base[l]:plan.base[l + 1]].reshape(3, l + 1, 2 * l + 1)
-        ref[:, :l + 1, :, L - l:L + l + 1] += Tl[:, :, None, :] * plan.V[l][:, None]
+        ref[:, :l + 1, :, L - l:L + l + 1] += Tl[:, :, None, :] * plan.degree_vectors[l][:, None]
     monkeypatch.setattr(land, "SMALL_RANK", 0)
     Y_blas = plan.step1_project(c).reshape(Y.shape)
     # same ≤ H_C·(L+1) products summed in another order: rounding ~ H_C (L+1) ε of Σ|a||b||v|
@@ -552,7 +556,7 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
 def test_search_over_columns_merges_calls():
     """_search_lines keeps a slice's first maximiser across calls: a larger maximum found
     later replaces it, an equal one merges (first position in plain and in shifted order)."""
-    from radsvd.volumes.landscape import _search_lines
+    from radsvd.volumes.landscape.search import _search_lines
 
     M, h = 6, 3
     vols, slices = np.array([0]), np.array([2])

@@ -5,7 +5,7 @@ import pytest
 
 from radsvd import InputError
 from radsvd.data.molecules import synthetic_molecule
-from radsvd.volumes import align_maps
+from radsvd.volumes import align_volume_maps
 from radsvd.volumes.reconstruct import make_test_volumes
 
 
@@ -37,7 +37,7 @@ def test_imperfect_volumes_align_back(molecule):
     tv = make_test_volumes(ref, 2, images_per_volume=100, snr=0.5, pose_error_deg=3.0, seed=2)
     a, b = tv.volumes
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] < 0.9    # distinct volumes
-    res = align_maps(ref, tv.volumes, K=8, rank="full")
+    res = align_volume_maps(tv.volumes, ref, K=8, rank="full")
     spacing = np.degrees(2 * np.pi / 17)                    # M = 2L+1 = 17 at K = 8
     for R, G in zip(res.matrix, tv.rotations):
         err = np.degrees(np.arccos(np.clip((np.trace(R @ G) - 1) / 2, -1, 1)))

@@ -33,31 +33,83 @@ COLUMNS = {
                          "speedup", "ideal_speedup", *THREADS],
     "speedup_vs_K": ["dataset", "method", "K", "R", "Q", "H", "n_images", "n_targets",
                      "n_pairs", "time_full_s", "time_precompute_s", "time_compressed_s",
-                     "speedup", "ideal_speedup", *THREADS],
+                     "speedup", "ideal_speedup", "speedup_min", "speedup_max",
+                     "time_full_max_s", "time_compressed_max_s", *THREADS],
 }
 # The timings table: one row per benchmarked job (rule × wildcards), Snakemake's measures
 TIMING_COLUMNS = ["rule", "dataset", "wildcards", "threads", "repeats", "s", "cpu_time",
                   "cpu_utilisation", "max_rss", "max_vms", "max_uss", "max_pss", "io_in",
                   "io_out", "mean_load"]
+# The reference figures (deterministic: committed under figures/ for the default config) and
+# the figures of measured times (written under results/figures/, never committed)
 FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
            "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
            "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
-           "fig11_volume_alignment", "fig12_datasets", "fig13_speedup_vs_K",
-           "fig14_method_comparison", "fig15_timings"]
+           "fig11_volume_alignment", "fig12_datasets"]
+TIMING_FIGURES = ["fig08_speedup", "fig11_speedup", "fig13_speedup_vs_K",
+                  "fig14_method_comparison", "fig15_timings"]
+# Rules whose outputs do not depend on the volumes section of the configuration
+NOT_VOLUME_RULES = {"simulate_dataset", "preprocess", "polar_images", "templates",
+                    "align_images_shard", "gather_images", "case_study", "speedup_at_K",
+                    "test_volumes", "isosurface_data", "aggregate_image_tables",
+                    "aggregate_speedup_tables", "fig01_images", "fig02_two_rings_useful",
+                    "fig03_two_rings_amplitude", "fig04_spectrum_C",
+                    "fig05_landscape_image_template", "fig06_landscape_image_image",
+                    "fig07_gallery", "fig08_image_alignment", "fig08_speedup",
+                    "fig09_isosurfaces", "fig13_speedup_vs_K", "fig14_method_comparison"}
 
 
-def run_snakemake(*args, cwd, timeout=600, env=None):
+def run_snakemake(*args, cwd, timeout=600, env=None, snakefile=SNAKEFILE):
     env = {**os.environ, **(env or {})}
     env.setdefault("MPLBACKEND", "Agg")
-    cmd = [SNAKEMAKE, "-s", str(SNAKEFILE), "--directory", str(cwd), *args]
+    cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(cwd), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=env)
 
 
-def dry_run(tmp_path, *args):
-    res = run_snakemake("-n", "--cores", "2", "--quiet", "rules", *args, cwd=tmp_path)
+def dry_run(tmp_path, *args, **kwargs):
+    res = run_snakemake("-n", "--cores", "2", "--quiet", "rules", *args, cwd=tmp_path,
+                        **kwargs)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout + res.stderr
+
+
+def planned_rules(out):
+    """Rule names of a dry run's job-stats table (`--quiet rules`)."""
+    rules = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            rules.add(parts[0])
+    return rules
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout
+
+
+def tracked_copy(dest):
+    """The repository's files (tracked or not ignored, as in the working tree) committed to a
+    fresh git repository at ``dest``, without figures/*.png (a run writes them anew)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    try:
+        files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                    cwd=REPO).split("\0")
+    except subprocess.CalledProcessError:
+        pytest.skip("not a git checkout")
+    for name in filter(None, files):
+        src = REPO / name
+        if not src.is_file() or (name.startswith("figures/") and name.endswith(".png")):
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / name)
+    git("init", "-q", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "-q", "-m", "copy", cwd=dest)
+    return dest
 
 
 def test_lint_is_clean(tmp_path):
@@ -72,7 +124,9 @@ def test_default_dry_run_makes_every_figure(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     for name in FIGURES:
-        assert f"figures/{name}.png" in out, name
+        assert f"figures/{name}.png" in out and f"results/figures/{name}.png" not in out, name
+    for name in TIMING_FIGURES:
+        assert f"results/figures/{name}.png" in out, name
     # sharded image alignment: 3 methods × 2 shards on the main dataset, a gather rule
     assert "align_images_shard" in out and "gather_images" in out
     assert "aggregate_timings" in out and "results/tables/timings.tsv" in out
@@ -152,18 +206,38 @@ def test_timings_table_misses_no_benchmarked_rule(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
+    """The tiny configuration end to end in a fresh git copy of the repository: every figure
+    and table, a clean `git status` after the run (only the reference figures are new),
+    and a change of volumes.ranks reruns only the volume rules."""
     import numpy as np
     import pandas as pd
 
-    res = run_snakemake("--cores", "2", "--configfile", str(REPO / "config" / "tiny.yaml"),
-                        cwd=tmp_path, timeout=900)
+    work = tracked_copy(tmp_path / "repo")
+    snakefile = work / "workflow" / "Snakefile"
+    tiny = str(work / "config" / "tiny.yaml")
+    res = run_snakemake("--cores", "2", "--configfile", tiny, cwd=work, timeout=900,
+                        snakefile=snakefile)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    for name in FIGURES:
-        png = tmp_path / "figures" / f"{name}.png"
+    for name, where in [*((n, "figures") for n in FIGURES),
+                        *((n, "results/figures") for n in TIMING_FIGURES)]:
+        png = work / where / f"{name}.png"
         assert png.exists(), name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size > 5000, name  # a real picture, not an empty canvas
-    tables = {name: pd.read_csv(tmp_path / "results" / "tables" / f"{name}.tsv", sep="\t")
+    # committed files untouched; outside ignored places only the reference figures appear
+    assert git("diff", "--stat", cwd=work) == ""
+    status = git("status", "--porcelain", "--untracked-files=all", cwd=work).splitlines()
+    assert sorted(line[3:] for line in status) == sorted(f"figures/{n}.png" for n in FIGURES)
+    # each rule gets only the configuration keys it reads: nothing to redo with the same
+    # configuration; after an edit of volumes.ranks only the volume rules (and the tables
+    # and figures built from their outputs) rerun
+    assert planned_rules(dry_run(work, "--configfile", tiny, snakefile=snakefile)) == set()
+    (tmp_path / "ranks.yaml").write_text("volumes: {ranks: [1, 2]}\n")
+    rerun = planned_rules(dry_run(work, "--configfile", tiny, str(tmp_path / "ranks.yaml"),
+                                  snakefile=snakefile))
+    assert {"align_volumes", "fig11_volume_alignment"} <= rerun, rerun
+    assert not rerun & NOT_VOLUME_RULES, rerun & NOT_VOLUME_RULES
+    tables = {name: pd.read_csv(work / "results" / "tables" / f"{name}.tsv", sep="\t")
               for name in COLUMNS}
     for name, df in tables.items():
         assert list(df.columns) == COLUMNS[name], name
@@ -174,7 +248,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert set(img[img.dataset == "trpv1"].method) == {"radial_svd", "frequency_marching",
                                                       "energy_pca"}
     assert set(img.dataset) == {"trpv1", "ribosome80s"}
-    # H = R reproduces the full landscape (any orthonormal basis, DESIGN §2); the compressed
+    # H = R reproduces the full landscape (any orthonormal basis, eq. 84); the compressed
     # path runs its GEMMs in float32, so the bound is a few float32 epsilons (~1e-7) × growth.
     full = img[img.H == img.R]
     assert len(full) == img.groupby(["dataset", "method"]).ngroups
@@ -196,13 +270,13 @@ def test_tiny_workflow_end_to_end(tmp_path):
         assert (df.numba_threads == want).all() and (df.blas_threads == want).all()
         assert (df.fft_workers == want).all()
     # logs and benchmarks for the alignment rules
-    assert list((tmp_path / "results" / "benchmarks" / "trpv1").glob("align_images_*.tsv"))
-    assert (tmp_path / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv").exists()
-    assert list((tmp_path / "logs").rglob("*.log"))
+    assert list((work / "results" / "benchmarks" / "trpv1").glob("align_images_*.tsv"))
+    assert (work / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv").exists()
+    assert list((work / "logs").rglob("*.log"))
     # timings: every benchmark file, one row per rule × wildcards, read back independently
-    tim = pd.read_csv(tmp_path / "results" / "tables" / "timings.tsv", sep="\t")
+    tim = pd.read_csv(work / "results" / "tables" / "timings.tsv", sep="\t")
     assert list(tim.columns) == TIMING_COLUMNS
-    bench_files = sorted((tmp_path / "results" / "benchmarks").rglob("*.tsv"))
+    bench_files = sorted((work / "results" / "benchmarks").rglob("*.tsv"))
     # trpv1: 3 methods × 2 shards; ribosome80s: radial_svd × 1 shard; 2 volume jobs; 2 K
     assert len(tim) == len(bench_files) == 6 + 1 + 2 + 2
     assert not tim.duplicated(["rule", "wildcards"]).any()
@@ -213,7 +287,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert not tim[["rule", "dataset", "wildcards", "s"]].isna().any().any()
     assert (tim.s > 0).all()
     row = tim[(tim.rule == "align_volumes") & (tim.dataset == "trpv1")].iloc[0]
-    raw = pd.read_csv(tmp_path / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv",
+    raw = pd.read_csv(work / "results" / "benchmarks" / "trpv1" / "align_volumes.tsv",
                       sep="\t")
     assert row.s == pytest.approx(float(raw.s.iloc[0]))
     cpu = pd.to_numeric(raw.cpu_time, errors="coerce").iloc[0]

@@ -50,6 +50,30 @@ def dataset_config(ds):
     return merged
 
 
+def dataset_keys(*keys):
+    """A ``params`` function: the dataset's configuration reduced to ``keys``.
+
+    Keys are dotted paths into :func:`dataset_config` ("images.K", "seed", or "real" for a
+    whole section).  The result is nested as in dataset_config, so a script reads
+    ``snakemake.params.cfg["images"]["K"]`` as before.  Each rule gets only the keys its
+    script reads, and Snakemake reruns a job when its params change, so editing
+    volumes.ranks reruns the volume rules and nothing else.  A key a script reads must be
+    listed in its rule (a missing one is a KeyError when the job runs)."""
+
+    def pick(wildcards):
+        full = dataset_config(wildcards.ds)
+        out = {}
+        for key in keys:
+            *parents, leaf = key.split(".")
+            src, dst = full, out
+            for part in parents:
+                src, dst = src[part], dst.setdefault(part, {})
+            dst[leaf] = copy.deepcopy(src[leaf])
+        return out
+
+    return pick
+
+
 def _alternatives(names):
     """A regex matching exactly one of ``names`` (and nothing when the list is empty)."""
     import re
@@ -147,6 +171,12 @@ def timing_inputs(wildcards):
 
 
 # ---- final targets --------------------------------------------------------------------------
+# Two kinds of figures.  FIGURE_NAMES: the reference set, written to `figures:` (committed
+# for the default configuration).  Their pixels depend only on the configuration and the code
+# (seeded simulation, thread-count-independent results), so a run reproduces the committed
+# files bit for bit and leaves `git status` clean.  TIMING_FIGURE_NAMES: figures of measured
+# times (speedups, job timings), which change with the machine and its load; they go to
+# {results}/figures/ (not committed).
 
 FIGURE_NAMES = {
     "fig01": "fig01_images",
@@ -161,19 +191,28 @@ FIGURE_NAMES = {
     "fig10": "fig10_volume_spectra",
     "fig11": "fig11_volume_alignment",
     "fig12": "fig12_datasets",
+}
+
+TIMING_FIGURE_NAMES = {
+    "fig08_speedup": "fig08_speedup",
+    "fig11_speedup": "fig11_speedup",
     "fig13": "fig13_speedup_vs_K",
-    "fig14": "fig14_method_comparison",
+    "fig14": "fig14_method_comparison",     # has a measured-speedup panel
     "fig15": "fig15_timings",
 }
+TIMING_FIGURES = f"{RESULTS}/figures"
 
 
 def figure_path(key):
-    return f"{FIGURES}/{FIGURE_NAMES[key]}.{config.get('figure_format', 'png')}"
+    ext = config.get("figure_format", "png")
+    if key in TIMING_FIGURE_NAMES:
+        return f"{TIMING_FIGURES}/{TIMING_FIGURE_NAMES[key]}.{ext}"
+    return f"{FIGURES}/{FIGURE_NAMES[key]}.{ext}"
 
 
 def all_figures():
-    keys = [k for k in FIGURE_NAMES if k != "fig12" or SURVEY]
-    return [figure_path(k) for k in keys]
+    keys = [*FIGURE_NAMES, *TIMING_FIGURE_NAMES]
+    return [figure_path(k) for k in keys if k != "fig12" or SURVEY]
 
 
 def all_tables():

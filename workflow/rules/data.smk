@@ -12,7 +12,7 @@ rule simulate_dataset:
         star=f"{RESULTS}/{{ds}}/raw/particles.star",
         reference=f"{RESULTS}/{{ds}}/raw/reference.mrc",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("synthetic", "images.n_images", "images.box", "seed"),
     wildcard_constraints:
         ds=_alternatives(SYNTHETIC),
     log:
@@ -31,7 +31,7 @@ rule fetch_dataset:
     output:
         record=f"{config['resources_dir']}/{{ds}}/fetched.json",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("real", "images.n_images"),
         dest=lambda wc: f"{config['resources_dir']}/{wc.ds}",
     wildcard_constraints:
         ds=_alternatives(REAL),
@@ -56,7 +56,7 @@ rule preprocess:
         star=f"{RESULTS}/{{ds}}/data/particles.star",
         reference=f"{RESULTS}/{{ds}}/data/reference.mrc",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("source", "real", "images.box", "images.n_images"),
     log:
         log_path("{ds}/preprocess"),
     threads: threads_for("default")

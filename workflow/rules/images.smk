@@ -10,7 +10,7 @@ rule polar_images:
     output:
         f"{RESULTS}/{{ds}}/polar/images.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("images.n_images", "images.K", "images.ctf_tolerance"),
     log:
         log_path("{ds}/polar_images"),
     threads: threads_for("default")
@@ -30,7 +30,7 @@ rule templates:
     output:
         f"{RESULTS}/{{ds}}/polar/templates.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("images.K", "images.viewing_directions", "images.n_images", "seed"),
     log:
         log_path("{ds}/templates"),
     threads: threads_for("default")
@@ -50,7 +50,7 @@ rule align_images_shard:
     output:
         f"{RESULTS}/{{ds}}/align/{{method}}/shard{{shard}}.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("images.ranks", "images.kernel", "images.repeats"),
         n_shards=lambda wc: n_shards(wc.ds),
     log:
         log_path("{ds}/align_images/{method}_shard{shard}"),
@@ -76,7 +76,7 @@ rule gather_images:
     output:
         f"{RESULTS}/{{ds}}/tables/image_alignment.tsv",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("name", "source"),
     log:
         log_path("{ds}/gather_images"),
     threads: 1
@@ -99,7 +99,7 @@ rule case_study:
         casestudy=f"{RESULTS}/{{ds}}/figdata/casestudy.npz",
         gallery=f"{RESULTS}/{{ds}}/figdata/gallery.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("images.K", "images.ctf_tolerance", "description"),
         casestudy=config["case_study"],
     log:
         log_path("{ds}/case_study"),
@@ -121,8 +121,8 @@ rule speedup_at_K:
     output:
         f"{RESULTS}/{{ds}}/speedup/K{{K}}.tsv",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
-        speedup=config["speedup_vs_K"],
+        cfg=dataset_keys("name", "images.ctf_tolerance", "images.kernel"),
+        speedup={k: config["speedup_vs_K"][k] for k in ("n_images", "H", "repeats")},
     log:
         log_path("{ds}/speedup_at_K{K}"),
     benchmark:

@@ -11,7 +11,8 @@ rule test_volumes:
     output:
         f"{RESULTS}/{{ds}}/volumes/volumes.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("volumes.box", "volumes.n_volumes", "volumes.images_per_volume",
+                         "volumes.pose_error_deg", "synthetic.snr", "seed"),
     log:
         log_path("{ds}/test_volumes"),
     threads: threads_for("volumes")
@@ -31,7 +32,8 @@ rule align_volumes:
         table=f"{RESULTS}/{{ds}}/tables/volume_alignment.tsv",
         spectra=f"{RESULTS}/{{ds}}/figdata/volume_spectra.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("volumes.K", "volumes.ranks", "volumes.repeats", "name", "source",
+                         "description"),
     log:
         log_path("{ds}/align_volumes"),
     benchmark:
@@ -52,7 +54,7 @@ rule isosurface_data:
     output:
         f"{RESULTS}/{{ds}}/figdata/isosurfaces.npz",
     params:
-        cfg=lambda wc: dataset_config(wc.ds),
+        cfg=dataset_keys("description"),
         figure=config["isosurfaces"],
     log:
         log_path("{ds}/isosurface_data"),

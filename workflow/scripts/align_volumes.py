@@ -39,7 +39,7 @@ def hc_hd(H):
 def precompute(H):
     """Basis (kernels C and D, their eigenvectors) and the compressed plan at rank H."""
     basis = volume_svd(coef_t, grid)
-    return basis, prepare(grid, coef_t, basis, ranks=hc_hd(H))
+    return basis, prepare(grid, coef_t, basis, rank=hc_hd(H))
 
 
 # warm-up: compile the kernels of both paths on one volume

@@ -1,10 +1,11 @@
-"""Fig 8: image alignment over H with the radial-SVD: Frobenius error; correlation and
-backward-error fraction f; measured total-time speedup against the ideal R/H."""
+"""Fig 8 (accuracy): image alignment over H with the radial-SVD: Frobenius error; correlation
+and backward-error fraction f.  The measured speedup, which depends on the machine, is in
+fig08_speedup (speedup_over_H.py)."""
 
 import matplotlib.pyplot as plt
 
 from wf_common import read_table, setup
-from wf_plot import apply_style, metric_panels, save
+from wf_plot import accuracy_panels, apply_style, save
 
 log = setup(snakemake)
 style = apply_style(snakemake.params.style)
@@ -13,12 +14,11 @@ sel = df[(df.dataset == snakemake.params.dataset) & (df.method == "radial_svd")]
 if sel.empty:
     raise ValueError(f"no radial_svd rows for dataset {snakemake.params.dataset!r}")
 row = sel.iloc[0]
-fig, axes = plt.subplots(1, 3, figsize=(style["width"] * 1.2, style["width"] * 0.36))
-metric_panels(axes, sel, ideal_label="ideal R/H (operation count)")
+fig, axes = plt.subplots(1, 2, figsize=(style["width"] * 0.85, style["width"] * 0.36))
+accuracy_panels(axes, sel)
 fig.suptitle(f"{snakemake.params.title}: {int(row.n_images)} images × {int(row.n_targets)} "
              f"targets per CTF group ({int(row.n_ctf_groups)} groups), K = {row.K:g}, "
-             f"R = {int(row.R)}, Q = {int(row.Q)}; {int(row.numba_threads)} thread(s)",
-             fontsize=9)
+             f"R = {int(row.R)}, Q = {int(row.Q)}", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

@@ -1,9 +1,10 @@
-"""Fig 11: volume alignment over H (H_C = H_D = H): the three panels of Fig 8."""
+"""Fig 11 (accuracy): volume alignment over H (H_C = H_D = H): the accuracy panels of Fig 8.
+The measured speedup is in fig11_speedup (speedup_over_H.py)."""
 
 import matplotlib.pyplot as plt
 
 from wf_common import read_table, setup
-from wf_plot import apply_style, metric_panels, save
+from wf_plot import accuracy_panels, apply_style, save
 
 log = setup(snakemake)
 style = apply_style(snakemake.params.style)
@@ -12,11 +13,11 @@ sel = df[df.dataset == snakemake.params.dataset]
 if sel.empty:
     raise ValueError(f"no volume rows for dataset {snakemake.params.dataset!r}")
 row = sel.iloc[0]
-fig, axes = plt.subplots(1, 3, figsize=(style["width"] * 1.2, style["width"] * 0.36))
-metric_panels(axes, sel, ideal_label="ideal K/H (operation count)")
+fig, axes = plt.subplots(1, 2, figsize=(style["width"] * 0.85, style["width"] * 0.36))
+accuracy_panels(axes, sel)
 fig.suptitle(f"{snakemake.params.title}: {int(row.n_volumes)} volumes aligned to one target, "
              f"K = {row.K:g}, R = {int(row.R)}, L = {int(row.L)}, "
-             f"$n_\\beta$ = {int(row.n_beta)}; {int(row.numba_threads)} thread(s)", fontsize=9)
+             f"$n_\\beta$ = {int(row.n_beta)}", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

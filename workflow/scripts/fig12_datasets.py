@@ -1,5 +1,6 @@
 """Fig 12: for each further dataset, the 97.5 % level set of its reference, then correlation
-and backward-error fraction over H for image alignment and for volume alignment."""
+and backward-error fraction f over H for image alignment and for volume alignment (both on
+the y-axis of each panel, 0 to 1)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,6 +35,7 @@ for i, (name, desc, iso) in enumerate(zip(names, descriptions, snakemake.input.i
                     1.02)
         ax.set_xlim(0, float(sel.H.max()) + 1)
         ax.set_yticks([0, 0.5, 1])
+        ax.set_ylabel("correlation, f", fontsize=7)
         if i == 0:
             ax.set_title(f"{what} alignment", fontsize=9)
         if i == n - 1:

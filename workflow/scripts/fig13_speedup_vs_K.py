@@ -1,5 +1,6 @@
 """fig13: measured total-time speedup of the radial-SVD over the full calculation as a
-function of K, for the ranks of the sweep, with the operation-count ideal R/H."""
+function of K, for the ranks of the sweep, with the operation-count ideal R/H.  Lines: the
+best of the repeats; bands and bars: the range over the repeats (speedup_at_K.py)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,12 +16,17 @@ colors = plt.cm.viridis(np.linspace(0.1, 0.85, df.H.nunique()))
 for color, (H, sel) in zip(colors, df.groupby("H")):
     sel = sel.sort_values("K")
     axes[0].plot(sel.K, sel.speedup, color=color, marker="o", label=f"H = {H} measured")
+    axes[0].fill_between(sel.K, sel.speedup_min, sel.speedup_max, color=color, alpha=0.25,
+                         lw=0)
     axes[0].plot(sel.K, sel.ideal_speedup, color=color, ls="--", lw=1.0, label=f"H = {H} ideal R/H")
-    axes[1].plot(sel.K, sel.n_pairs / sel.time_compressed_s, color=color, marker="o",
-                 label=f"rank H = {H} (excl. precomputation)")
+    best = sel.n_pairs / sel.time_compressed_s
+    axes[1].errorbar(sel.K, best, yerr=[best - sel.n_pairs / sel.time_compressed_max_s,
+                                        0 * best], color=color, marker="o", capsize=2,
+                     label=f"rank H = {H} (excl. precomputation)")
 first = df[df.H == df.H.min()].sort_values("K")
-axes[1].plot(first.K, first.n_pairs / first.time_full_s, color="k", marker="s",
-             label="full (H = R)")
+best = first.n_pairs / first.time_full_s
+axes[1].errorbar(first.K, best, yerr=[best - first.n_pairs / first.time_full_max_s, 0 * best],
+                 color="k", marker="s", capsize=2, label="full (H = R)")
 axes[0].set_xlabel("K")
 axes[0].set_ylabel("speedup (total time, precomputation incl.)")
 axes[0].set_yscale("log")
@@ -31,8 +37,10 @@ axes[1].set_ylabel("throughput (image–target pairs / s)")
 axes[1].set_yscale("log")
 axes[1].legend(frameon=False, fontsize=7)
 row = df.iloc[0]
+n_rep = int(snakemake.params.repeats)
 fig.suptitle(f"Speedup as a function of K ({int(row.n_images)} images, shell-rule targets; "
-             f"{int(row.numba_threads)} thread(s))", fontsize=9)
+             f"{int(row.numba_threads)} thread(s)); best of {n_rep} repeats, "
+             f"bands and bars: their range", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

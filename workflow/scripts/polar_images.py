@@ -1,5 +1,5 @@
 """Particles → Fourier–Bessel coefficients on the polar grid (eq. 32–34), ring CTFs and the
-greedy CTF groups used for the per-group kernels and targets (DESIGN §2).
+greedy CTF groups used for the per-group kernels and targets (docs/design.md).
 
 Output npz: fb (n, R, Q//2+1) complex128; ctf_rings (n, R); labels (n,) CTF group of each
 image; group_rings (m, R) mean ring CTF per group; group_counts (m,); k, w (R,); K, R, Q,

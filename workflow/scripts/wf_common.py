@@ -38,6 +38,7 @@ TABLE_COLUMNS = {
     "speedup_vs_K": [
         "dataset", "method", "K", "R", "Q", "H", "n_images", "n_targets", "n_pairs",
         "time_full_s", "time_precompute_s", "time_compressed_s", "speedup", "ideal_speedup",
+        "speedup_min", "speedup_max", "time_full_max_s", "time_compressed_max_s",
         *THREAD_COLUMNS,
     ],
     # one row per benchmarked job (rule × wildcards), from the Snakemake `benchmark:` files

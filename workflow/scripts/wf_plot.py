@@ -93,16 +93,13 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
-def metric_panels(axes, df, x="H", method_label=None, ideal_label="ideal (operation count)",
-                  style_kw=None):
-    """The three panels of Figs 8 and 11 from a tidy table restricted to one dataset+method.
-
-    Left: relative Frobenius error (log scale). Middle: correlation (red) and backward-error
-    fraction f (cyan). Right: measured total-time speedup (red) and the ideal (cyan).
-    """
+def accuracy_panels(axes, df, x="H", style_kw=None):
+    """The accuracy panels of Figs 8 and 11 from a tidy table restricted to one
+    dataset+method: relative Frobenius error (log scale); correlation (red) and
+    backward-error fraction f (cyan).  Deterministic: no timings."""
     df = df.sort_values(x)
     kw = dict(style_kw or {})
-    ax0, ax1, ax2 = axes
+    ax0, ax1 = axes
     # exact zeros (H = R with an identity-like basis) drawn at the float64 floor
     ax0.semilogy(df[x], np.maximum(df["frobenius_error"], 1e-16), color=BLACK, marker="o",
                  **kw)
@@ -118,16 +115,28 @@ def metric_panels(axes, df, x="H", method_label=None, ideal_label="ideal (operat
                  1.02)
     ax1.legend(loc="lower right", frameon=False)
     ax1.set_title("alignment accuracy")
-    ax2.plot(df[x], df["ideal_speedup"], color=CYAN, marker="s", label=ideal_label, **kw)
-    ax2.plot(df[x], df["speedup"], color=RED, marker="o", label="measured (total time)", **kw)
-    ax2.axhline(1.0, color="0.6", lw=0.8, ls=":")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("rank H")
-    ax2.set_ylabel("speedup over full calculation")
-    ax2.legend(loc="upper right", frameon=False)
-    ax2.set_title("speedup")
+    _integer_H_axes(axes, df[x])
+
+
+def speedup_panel(ax, df, x="H", ideal_label="ideal (operation count)", style_kw=None):
+    """The timing panel of Figs 8 and 11: measured total-time speedup over the full
+    calculation (red) and the operation-count ideal (cyan), over H."""
+    df = df.sort_values(x)
+    kw = dict(style_kw or {})
+    ax.plot(df[x], df["ideal_speedup"], color=CYAN, marker="s", label=ideal_label, **kw)
+    ax.plot(df[x], df["speedup"], color=RED, marker="o", label="measured (total time)", **kw)
+    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank H")
+    ax.set_ylabel("speedup over full calculation")
+    ax.legend(loc="upper right", frameon=False)
+    ax.set_title("speedup")
+    _integer_H_axes([ax], df[x])
+
+
+def _integer_H_axes(axes, H):
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
-        ax.set_xlim(0, float(df[x].max()) + 1)
+        ax.set_xlim(0, float(H.max()) + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,0 +1,31 @@
+"""fig08_speedup and fig11_speedup: the measured total-time speedup over the full
+calculation (precomputation included) against the operation-count ideal, over H, for the
+main dataset (images: radial-SVD, ideal R/H; volumes: radial- and degree-SVD, ideal K/H).
+Timing figures: written under {results}/figures/, not committed (they change with the
+machine and its load)."""
+
+import matplotlib.pyplot as plt
+
+from wf_common import read_table, setup
+from wf_plot import apply_style, save, speedup_panel
+
+log = setup(snakemake)
+style = apply_style(snakemake.params.style)
+table = snakemake.params.table
+df = read_table(snakemake.input[0], table)
+sel = df[df.dataset == snakemake.params.dataset]
+if table == "image_alignment":
+    sel = sel[sel.method == "radial_svd"]
+    ideal, what = "ideal R/H (operation count)", "image alignment"
+else:
+    ideal, what = "ideal K/H (operation count)", "volume alignment"
+if sel.empty:
+    raise ValueError(f"no {table} rows for dataset {snakemake.params.dataset!r}")
+row = sel.iloc[0]
+fig, ax = plt.subplots(figsize=(style["width"] * 0.45, style["width"] * 0.36))
+speedup_panel(ax, sel, ideal_label=ideal)
+fig.suptitle(f"{snakemake.params.title}: {what}, K = {row.K:g}; "
+             f"{int(row.numba_threads)} thread(s)", fontsize=8)
+fig.tight_layout()
+save(fig, snakemake.output[0])
+log.info("wrote %s", snakemake.output[0])

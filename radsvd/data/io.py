@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from radsvd._files import atomic_path
+from radsvd._lazy import LazyModule
 from radsvd._validate import InputError
+
+pd = LazyModule("pandas")     # STAR tables only: reading maps and stacks does not load it
 
 # ---------------------------------------------------------------------------------------------
 # MRC

@@ -5,7 +5,10 @@ Every compiled kernel in radsvd is decorated with :func:`jit`.  Kernels are priv
 their inputs (dtype, layout, shapes), so each kernel compiles for a small, fixed set of
 signatures.
 
-Compilation cache: on by default (``RADSVD_NUMBA_CACHE=0`` turns it off).  Thread counts
+Compilation cache: on by default (``RADSVD_NUMBA_CACHE=0`` turns it off; ``NUMBA_CACHE_DIR``
+chooses the folder).  Where numba finds no writable cache folder (a read-only installation
+and an unwritable home), kernels compile without a cache and one warning line says so,
+instead of failing at import.  Thread counts
 are changed with :func:`set_threads` (``numba.set_num_threads``), never by changing
 ``NUMBA_NUM_THREADS`` between runs that share a cache (numba issue #7518).
 
@@ -20,10 +23,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 
 import numba
 
-CACHE = os.environ.get("RADSVD_NUMBA_CACHE", "1") != "0"
+from radsvd._validate import InputError
+
+CACHE = os.environ.get("RADSVD_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no",
+                                                                          "off")
 FASTMATH = frozenset({"contract", "arcp", "nsz"})
 
 
@@ -32,11 +39,27 @@ def jit(func=None, *, parallel: bool = False, inline: bool = False):
 
     ``inline=True``: a helper inlined into its callers at numba's IR level, so its loops are
     optimised in the caller's context (LLVM alone may leave a call, which can cost 2×)."""
-    options = dict(cache=CACHE, nogil=True, fastmath=set(FASTMATH), error_model="numpy",
+    options = dict(nogil=True, fastmath=set(FASTMATH), error_model="numpy",
                    parallel=parallel, inline="always" if inline else "never")
     if func is None:
-        return functools.partial(numba.njit, **options)
-    return numba.njit(**options)(func)
+        return functools.partial(_njit, options=options)
+    return _njit(func, options)
+
+
+def _njit(func, options):
+    """``numba.njit`` with the cache if numba can place one, else without (warned once)."""
+    global CACHE
+    if CACHE:
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError as exc:  # numba: "cannot cache function …: no locator available"
+            if "no locator available" not in str(exc):
+                raise
+            CACHE = False
+            print("radsvd: warning: no writable folder for numba's compilation cache (read-only "
+                  "installation and home?): compiling without a cache; set NUMBA_CACHE_DIR to a "
+                  "writable folder, or RADSVD_NUMBA_CACHE=0 to silence this", file=sys.stderr)
+    return numba.njit(cache=False, **options)(func)
 
 
 def available_threads() -> int:
@@ -46,9 +69,11 @@ def available_threads() -> int:
 
 def set_threads(n: int | None) -> int:
     """Use ``n`` threads for numba kernels, BLAS and scipy.fft (``None``: all). Returns n."""
+    if n is not None and (isinstance(n, bool) or int(n) != n):
+        raise InputError(f"thread count must be an integer, got {n!r}")
     n = available_threads() if n is None else int(n)
     if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
+        raise InputError(f"thread count must be >= 1, got {n}")
     n = min(n, available_threads())
     numba.set_num_threads(n)
     from threadpoolctl import threadpool_limits

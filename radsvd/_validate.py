@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
+
+MAX_BOX = 4096                         # the largest box (pixels) radsvd is meant for
+MAX_K = 0.5 * math.pi * MAX_BOX        # its Nyquist frequency πN/2 ≈ 6434 (box units)
+MAX_NODES = 4 * MAX_BOX                # cap on grid counts R, Q, L (defaults at MAX_K: ≤ 12870)
 
 
 class InputError(ValueError):
     """Bad input to a public radsvd function; the message says what is wrong and where."""
+
+
+class InputWarning(UserWarning):
+    """Input that radsvd reads but that looks odd (e.g. an MRC header without its map id)."""
 
 
 def real_stack(x, name: str, ndim: int, dtype=np.float64) -> np.ndarray:
@@ -71,3 +82,85 @@ def all_finite(x) -> bool:
         if np.isfinite(np.sum(r)):
             return True
     return bool(np.isfinite(r).all())
+
+
+def frequency(K, name: str = "K") -> float:
+    """Validate a maximum frequency 0 < K ≤ MAX_K (box units; Nyquist of an N box is πN/2).
+
+    Checked before any grid is built: a grid's size grows with K (R ~ K rings, ~K² angles or
+    degrees), so an absurd K would otherwise run for hours before the Nyquist check."""
+    if isinstance(K, (bool, np.bool_)) or not isinstance(K, numbers.Real):
+        raise InputError(f"{name} must be a number, got {K!r}")
+    K = float(K)
+    if not (math.isfinite(K) and K > 0):
+        raise InputError(f"{name} must be a positive finite frequency, got {K!r}")
+    if K > MAX_K:
+        raise InputError(f"{name} = {K:g} is beyond the Nyquist frequency πN/2 = {MAX_K:.0f} of "
+                         f"the largest supported box (N = {MAX_BOX}); for an N-pixel box use "
+                         "K <= πN/2")
+    return K
+
+
+def frequency_for_box(K, N: int, name: str = "K", what: str = "pixel") -> float:
+    """Validate K as :func:`frequency` and against the Nyquist frequency πN/2 of an N box."""
+    K = frequency(K, name)
+    nyquist = 0.5 * math.pi * int(N)
+    if K > nyquist * (1 + 1e-12):
+        raise InputError(f"{name} = {K:g} is beyond the Nyquist frequency πN/2 = {nyquist:.4g} "
+                         f"of a {N}-{what} box; lower {name} or use larger boxes")
+    return K
+
+
+def degenerate_targets(coef, invariant, name: str, flat: str = "warn") -> None:
+    """Refuse targets a landscape cannot align to, before any landscape is computed.
+
+    ``coef`` (n, ..., F): each target's coefficients as the engine uses them (after any
+    compression); ``invariant`` (F,) bool: the entries no rotation changes (q = 0 in 2D,
+    l = 0 in 3D).  A target with no energy is refused (InputError): it scores 0 at every
+    rotation against every input.  One whose energy is all invariant (rotationally symmetric
+    within K) scores the same at every rotation: ``flat="warn"`` warns that angles against it
+    are arbitrary, ``flat="error"`` refuses it.  "No energy" is relative: below 1e-20 of the
+    largest target energy (amplitudes below 1e-10 of it, far under any data's noise but far
+    above the ~1e-32 of rounding)."""
+    import warnings
+
+    c = np.abs(np.asarray(coef)) ** 2
+    c = c.reshape(c.shape[0], -1, c.shape[-1])
+    total = c.sum(axis=(1, 2))
+    moving = c[..., ~np.asarray(invariant, dtype=bool)].sum(axis=(1, 2))
+    zero = np.flatnonzero(total <= 1e-20 * total.max())
+    if zero.size:
+        which = ", ".join(map(str, zero[:10])) + (" …" if zero.size > 10 else "")
+        raise InputError(f"{name}: {zero.size} of {len(total)} target(s) are zero within the "
+                         f"frequency range (index {which}, 0-based; after compression if any): "
+                         "they would score 0 at every rotation; remove them or raise K")
+    symmetric = np.flatnonzero(moving <= 1e-20 * total)
+    if symmetric.size:
+        which = ", ".join(map(str, symmetric[:10])) + (" …" if symmetric.size > 10 else "")
+        message = (f"{name}: {symmetric.size} target(s) are rotationally symmetric within the "
+                   f"frequency range (index {which}, 0-based): every rotation scores the same, "
+                   "so the angle against them is arbitrary")
+        if flat == "error":
+            raise InputError(message)
+        warnings.warn(message, InputWarning, stacklevel=3)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str, advice: str) -> None:
+    """Refuse, before allocating, work whose arrays can never fit in physical memory.
+
+    numpy's lazy pages would otherwise let such work start and run until the system's
+    out-of-memory killer ends it (or another process on the machine)."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise InputError(f"{what} needs {nbytes / 2**30:.1f} GiB, more than this machine's "
+                         f"{total / 2**30:.1f} GiB of memory; {advice}")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import roots_jacobi
 
+from radsvd._validate import MAX_BOX, MAX_NODES, InputError, frequency, frequency_for_box
+
 
 def radial_quadrature(K: float, R: int, dim: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Gauss–Jacobi nodes and weights on [0, K] for the weight k^(dim-1) dk (eq. 33).
@@ -19,16 +21,25 @@ def radial_quadrature(K: float, R: int, dim: int = 2) -> tuple[np.ndarray, np.nd
     ``sum(w * g(k))`` equals ``∫_0^K g(k) k^(dim-1) dk`` exactly for polynomials g of degree
     at most 2R - 1.  ``dim=2`` gives the image rule (k dk), ``dim=3`` the volume rule (k² dk).
     """
-    if not (np.isfinite(K) and K > 0):
-        raise ValueError(f"K must be a positive finite frequency, got {K!r}")
-    if int(R) != R or R < 1:
-        raise ValueError(f"R must be a positive integer, got {R!r}")
+    K = frequency(K)
+    _count(R, "R")
     if dim not in (1, 2, 3):
-        raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
+        raise InputError(f"dim must be 1, 2 or 3, got {dim!r}")
     x, w = roots_jacobi(int(R), 0.0, float(dim - 1))  # weight (1-x)^0 (1+x)^(dim-1)
     k = 0.5 * K * (1.0 + x)
     weights = w * (0.5 * K) ** dim
     return k.astype(np.float64), weights.astype(np.float64)
+
+
+def _count(n, name: str) -> int:
+    """A positive integer count (R, Q, L) up to MAX_NODES, else InputError."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(n) or int(n) != n or n < 1:
+        raise InputError(f"{name} must be a positive integer, got {n!r}")
+    if n > MAX_NODES:
+        raise InputError(f"{name} = {int(n)} is beyond {MAX_NODES}, more than any grid up to the "
+                         f"Nyquist frequency of a {MAX_BOX}-pixel box needs")
+    return int(n)
 
 
 def default_R(K: float) -> int:
@@ -59,11 +70,12 @@ class PolarGrid:
     w: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        R = default_R(self.K) if self.R is None else self.R
-        Q = default_Q(self.K) if self.Q is None else self.Q
-        if int(Q) != Q or Q < 2 or Q % 2:
-            raise ValueError(f"Q must be a positive even integer (Q = 2(L+1)), got {Q!r}")
-        k, w = radial_quadrature(self.K, R, dim=2)
+        K = frequency(self.K)  # before any size is derived from it
+        R = default_R(K) if self.R is None else _count(self.R, "R")
+        Q = default_Q(K) if self.Q is None else _count(self.Q, "Q")
+        if Q < 2 or Q % 2:
+            raise InputError(f"Q must be a positive even integer (Q = 2(L+1)), got {Q!r}")
+        k, w = radial_quadrature(K, R, dim=2)
         object.__setattr__(self, "K", float(self.K))
         object.__setattr__(self, "R", int(R))
         object.__setattr__(self, "Q", int(Q))
@@ -94,12 +106,8 @@ class PolarGrid:
         return self.Q // 2 + 1
 
     def check_box(self, N: int) -> None:
-        """Raise if K exceeds the Nyquist frequency πN/2 of an N-pixel box."""
-        nyquist = 0.5 * np.pi * N
-        if self.K > nyquist * (1 + 1e-12):
-            raise ValueError(
-                f"K = {self.K:g} is beyond the Nyquist frequency πN/2 = {nyquist:.4g} of a "
-                f"{N}-pixel box; lower K or use larger images")
+        """Raise InputError if K exceeds the Nyquist frequency πN/2 of an N-pixel box."""
+        frequency_for_box(self.K, N)
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """Cartesian frequencies (kx, ky) of the grid nodes, shape (R, Q) each; ψ = 0 is +x."""

@@ -15,6 +15,18 @@ Measured in one run, interleaved (rounds of numpy → full → rank 6; best of t
   compressed path, which moves more bytes per flop, scales less across cores);
 - ``images.streaming_memory``: peak traced memory of the streaming path (input coefficients
   memory-mapped), at two N_A with N_B = 1024, extrapolated linearly to N_A = 10^5.
+With shifts (paper §5: a disc of radius 4 px, step 1 px, 49 shifts; N_A = 256 images, the
+rates are per (pair, shift) and do not depend on N_A):
+- ``images.shifts.numpy_baseline``: tiled numpy — per image tile and shift a phase multiply
+  on the polar samples, an FFT to q, a matmul per q, ``irfft``, max — kept as the reference;
+- ``images.shifts.full``: the full path with shifts; ``ratio_vs_rotation_only`` is its
+  (pair, shift) rate over ``images.full``'s pair rate (target ≥ 0.8) and ``ratio_vs_numpy``
+  its speed over the baseline (target ≥ 2);
+- ``images.shifts.rank6``: shift-svd (eq. 118) at H = 6, kernel and eigensolve included;
+  ``speedup_vs_full`` over ``images.shifts.full`` (target ≥ 3);
+- ``images.shifts.streaming_memory.*``: as above, with shifts (target < 4 GiB at 10^5).
+The engine's own stage timer (``align_images(timer=...)``) gives the split of each shifted
+run into target preparation, image rows, contraction and refinement (``stage_*`` fields).
 Images are synthetic (sums of anisotropic Gaussian blobs, N = 64, white noise).
 """
 
@@ -32,6 +44,8 @@ from radsvd._jit import available_threads as threads_available
 from radsvd._jit import fft_workers, threads
 from radsvd.grids import PolarGrid
 from radsvd.images import align_images, images_to_fb, radial_svd, rank_sweep
+from radsvd.images.methods import make_basis
+from radsvd.images.shifts import shift_grid
 
 
 def synthetic_images(n: int, N: int = 64, seed: int = 0, n_blobs: int = 12,
@@ -79,17 +93,53 @@ def numpy_baseline(fb_a, fb_b, grid: PolarGrid, tile=(64, 64)):
     return scores, idx
 
 
+def numpy_baseline_shifts(fb_a, fb_b, grid: PolarGrid, shifts_px, box: int, tile=(64, 64)):
+    """Tiled numpy with shifts: per image tile and shift, phase multiply on the polar samples
+    (the image moved by −δ), FFT to q, matmul per q, irfft over q, max over γ; the best over
+    shifts.  Returns (scores (N_A, N_B), shift index (N_A, N_B)), scores as the engine's."""
+    Q, nf = grid.Q, grid.n_freq
+    kx, ky = grid.points()
+    d = np.asarray(shifts_px, np.float64) * (2.0 / box)
+    ph = np.exp(1j * (d[:, 0, None, None] * kx + d[:, 1, None, None] * ky))
+    polar = scipy.fft.ifft(_full(fb_a, Q), axis=-1, workers=fft_workers()) * Q
+    B = np.ascontiguousarray(np.transpose(fb_b.conj(), (2, 1, 0)))
+    NA, NB = fb_a.shape[0], fb_b.shape[0]
+    scores = np.full((NA, NB), -np.inf)
+    best = np.zeros((NA, NB), dtype=np.int64)
+    ta, tb = tile
+    workers = fft_workers()
+    for a0 in range(0, NA, ta):
+        for s in range(len(d)):
+            fa = scipy.fft.fft(polar[a0:a0 + ta] * ph[s], axis=-1, workers=workers)[..., :nf] / Q
+            A = np.ascontiguousarray(np.transpose(fa * grid.w[None, :, None], (2, 0, 1)))
+            for b0 in range(0, NB, tb):
+                Z = np.matmul(A, B[:, :, b0:b0 + tb])
+                X = scipy.fft.irfft(np.moveaxis(Z, 0, -1), n=Q, axis=-1, workers=workers)
+                m = np.max(X, axis=-1) * (2 * np.pi * Q)
+                cur = scores[a0:a0 + ta, b0:b0 + tb]
+                better = m > cur
+                cur[better] = m[better]
+                best[a0:a0 + ta, b0:b0 + tb][better] = s
+    return scores, best
+
+
+def _full(fb, Q):
+    from radsvd.images.polar import _full_spectrum
+
+    return _full_spectrum(fb, Q)
+
+
 def _rank6(fb_a, fb_b, grid, H):
     basis = radial_svd(fb_b, grid)
     return align_images(fb_a, fb_b, grid, basis=basis, rank=H)
 
 
-def _peak_memory(fb_path, fb_b, grid, basis, H):
+def _peak_memory(fb_path, fb_b, grid, basis, H, **shift):
     fa = np.load(fb_path, mmap_mode="r")
     tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
-    align_images(fa, fb_b, grid, basis=basis, rank=H)
+    align_images(fa, fb_b, grid, basis=basis, rank=H, **shift)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     return peak
@@ -165,27 +215,38 @@ def measure(quick: bool = False) -> list[dict]:
              params=dict(params, H=H, method="radial-svd", precision="single", threads=1,
                          includes="kernel+eigensolve+compression")),
     ]
+    recs += _shift_records(fb_a, fb_b, grid, N, H, quick, rounds, pairs / best["full"],
+                           params)
     # streaming memory: fb_a memory-mapped, N_B = 1024, two N_A, linear extrapolation
     NBm = 1024
     fbm_b = np.resize(fb_b, (NBm,) + fb_b.shape[1:])
     ns = (128, 512) if quick else (512, 2048)
+    ns_shift = (10, 40) if quick else (40, 160)   # multiples of the 5 images per task
+    sh_basis = make_basis("shift-svd", grid, fb_b, shifts=shift_grid(4, 1, N), box=N)
+    shift = dict(max_shift=4.0, shift_step=1.0, box=N)
     with tempfile.TemporaryDirectory() as d:
-        for label, bas, h in (("full", None, None), (f"rank{H}", basis, H)):
+        for label, bas, h, kw, sizes in (
+                ("full", None, None, {}, ns), (f"rank{H}", basis, H, {}, ns),
+                ("shifts.full", None, None, shift, ns_shift),
+                (f"shifts.rank{H}", sh_basis, H, shift, ns_shift)):
             peaks = []
-            for n in ns:
+            for n in sizes:
                 path = os.path.join(d, f"fa{n}.npy")
                 np.save(path, np.resize(fb_a, (n,) + fb_a.shape[1:]))
-                peaks.append(_peak_memory(path, fbm_b, grid, bas, h))
+                peaks.append(_peak_memory(path, fbm_b, grid, bas, h, **kw))
             # per-image growth: measured, but not below the results the engine must keep
             # (best_target int64 + angle + score float64, and their per-task parts: 48 B)
-            slope = max((peaks[1] - peaks[0]) / (ns[1] - ns[0]), 48.0)
-            extrap = max(peaks) + slope * (1e5 - ns[1])
+            slope = max((peaks[1] - peaks[0]) / (sizes[1] - sizes[0]), 48.0)
+            extrap = max(peaks) + slope * (1e5 - sizes[1])
+            name = (f"images.shifts.streaming_memory.{label[7:]}" if kw
+                    else f"images.streaming_memory.{label}")
             recs.append(dict(
-                name=f"images.streaming_memory.{label}", seconds=0.0,
+                name=name, seconds=0.0,
                 peak_bytes=float(peaks[1]), peak_bytes_small=float(peaks[0]),
                 bytes_per_image=float(slope), extrapolated_bytes_1e5=float(extrap),
                 extrapolated_gib_1e5=float(extrap / 2**30),
-                params=dict(N_B=NBm, N_A=list(ns), K=K, input="memory-mapped .npy",
+                params=dict(N_B=NBm, N_A=list(sizes), K=K, input="memory-mapped .npy",
+                            **({"shifts": 49} if kw else {}),
                             measured="tracemalloc peak (numpy allocations)",
                             extrapolation="max peak + max(measured slope, 48 B) x (1e5 - N_A)")))
     # precision of the compressed path at this scale: f and correlation, float32 vs float64
@@ -204,3 +265,63 @@ def measure(quick: bool = False) -> list[dict]:
     recs.append(dict(name="images.setup", seconds=t_prep, params=dict(params,
                      what="synthetic images + polar FFT (not part of the timings)")))
     return recs
+
+
+def _shift_records(fb_a, fb_b, grid, N, H, quick, rounds, rotation_only_rate, params):
+    """The records with shifts (module doc): numpy baseline, full path, shift-svd rank H."""
+    NA = 16 if quick else 256
+    NB = fb_b.shape[0]
+    fa = fb_a[:NA]
+    shifts = shift_grid(4.0, 1.0, N)
+    kw = dict(max_shift=4.0, shift_step=1.0, box=N)
+    align_images(fa[:2], fb_b[:4], grid, **kw)                       # warm-up
+    best = dict(numpy=np.inf, full=np.inf, rank=np.inf)
+    stages = {}
+    out = {}
+
+    def rank_run():
+        basis = make_basis("shift-svd", grid, fb_b, shifts=shifts, box=N)
+        timer = {}
+        return align_images(fa, fb_b, grid, basis=basis, rank=H, timer=timer, **kw), timer
+
+    for _ in range(max(1, rounds // 2)):
+        for key, fn in (("numpy", lambda: numpy_baseline_shifts(fa, fb_b, grid, shifts, N)),
+                        ("full", lambda: _timed_run(fa, fb_b, grid, kw)),
+                        ("rank", rank_run)):
+            t = time.perf_counter()
+            res = fn()
+            dt = time.perf_counter() - t
+            if dt < best[key]:
+                best[key], out[key] = dt, res
+                if key != "numpy":
+                    stages[key] = res[1]
+    n = NA * NB * len(shifts)
+    full = out["full"][0]
+    sc, _ = out["numpy"]
+    agree = float(np.mean(np.argmax(sc, axis=1) == full.best_target))
+    p = dict(params, N_A=NA, n_shifts=len(shifts), max_shift_px=4.0, shift_step_px=1.0,
+             rounds=max(1, rounds // 2))
+
+    def stage_fields(key):
+        return {f"stage_{k}_s": v for k, v in stages[key].items()}
+
+    return [
+        dict(name="images.shifts.numpy_baseline", seconds=best["numpy"],
+             pairs_per_s=n / best["numpy"], params=dict(p, tile=[64, 64], per="(pair, shift)")),
+        dict(name="images.shifts.full", seconds=best["full"], pairs_per_s=n / best["full"],
+             ratio_vs_rotation_only=(n / best["full"]) / rotation_only_rate,
+             ratio_vs_numpy=best["numpy"] / best["full"], agree_best_target_vs_numpy=agree,
+             **stage_fields("full"), params=dict(p, precision="double", per="(pair, shift)")),
+        dict(name=f"images.shifts.rank{H}", seconds=best["rank"], pairs_per_s=n / best["rank"],
+             speedup_vs_full=best["full"] / best["rank"],
+             agree_best_target_vs_full=float(np.mean(out["rank"][0].best_target
+                                                     == full.best_target)),
+             **stage_fields("rank"), params=dict(p, H=H, method="shift-svd",
+                                                  precision="single",
+                                                  includes="kernel+eigensolve+compression")),
+    ]
+
+
+def _timed_run(fa, fb_b, grid, kw):
+    timer = {}
+    return align_images(fa, fb_b, grid, timer=timer, **kw), timer

@@ -9,9 +9,12 @@ nothing here imports it before the arguments are parsed), so ``radsvd --help`` i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
+import warnings
 
 from radsvd import __version__
 
@@ -33,19 +36,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; errors end as one line ``radsvd CMD: error: …``, never a traceback.
+
+    Exit codes: 0 success; 2 bad input (InputError, missing or misplaced files); 1 a failure
+    of the environment (disk full, out of memory); 130 interrupted; 141 when the reader of
+    the output went away (``radsvd info … | head``).  ``RADSVD_TRACEBACK=1`` re-raises instead,
+    for debugging.  Warnings print as one line ``radsvd CMD: warning: …``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"radsvd {args.command}"
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: print(
+            f"{prefix}: warning: {message}", file=sys.stderr)
+        try:
+            if args.threads is not None:
+                from radsvd._jit import set_threads
+
+                set_threads(args.threads)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()   # a closed pipe surfaces here, inside the handler below
+            return code
+        except BrokenPipeError:
+            # the output's reader exited early: not an error; silence the final flush too
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except Exception as exc:
+            if os.environ.get("RADSVD_TRACEBACK", "0") not in ("", "0"):
+                raise
+            code = _exit_code(exc)
+            if code is None:
+                raise
+            print(f"{prefix}: error: {_describe(exc)}", file=sys.stderr)
+            return code
+        except KeyboardInterrupt:
+            print(f"{prefix}: interrupted", file=sys.stderr)
+            return 130
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """2 for bad input and misplaced files, 1 for the environment, None for a bug."""
     from radsvd._validate import InputError
 
-    if args.threads is not None:
-        from radsvd._jit import set_threads
-
-        set_threads(args.threads)
-    try:
-        return int(args.func(args) or 0)
-    except (InputError, FileNotFoundError) as exc:
-        print(f"radsvd {args.command}: error: {exc}", file=sys.stderr)
+    if isinstance(exc, (InputError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                        NotADirectoryError, PermissionError)):
         return 2
+    if isinstance(exc, (OSError, MemoryError)):
+        return 1
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory: use fewer or smaller inputs (--n, a lower --K) or more memory"
+    return str(exc) or type(exc).__name__
 
 
 def entry(argv=None) -> int:

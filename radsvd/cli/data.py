@@ -38,12 +38,22 @@ def register(sub) -> None:
                    "EMD-5778); omit with --list")
     p.add_argument("--dest", default=None, help="destination directory (default data/<key>)")
     p.add_argument("--what", choices=("all", "map", "particles"), default="all")
-    p.add_argument("--n", type=int, default=None, help="particles to fetch (default: manifest)")
+    p.add_argument("--n", type=int, default=None,
+                   help="particles to fetch, >= 1 (default: the manifest's subset)")
     p.add_argument("--base-url", default=None,
                    help="replace the EBI base URL (mirror; also RADSVD_BASE_URL)")
     p.add_argument("--star-url", default=None, help="address of the particle STAR file")
-    p.add_argument("--manifest", default=None, help="manifest file (default data_manifest.yaml)")
-    p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--manifest", default=None,
+                   help="manifest file (default: the packaged one, or RADSVD_MANIFEST)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="retries per request on connection errors and HTTP 5xx (default 3)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for any data before a read fails (default 30)")
+    p.add_argument("--deadline", type=float, default=3600.0,
+                   help="seconds allowed for each file, all retries included (default 3600)")
+    p.add_argument("--accept-changed", action="store_true",
+                   help="accept files whose sha256 differs from the manifest's or the first "
+                        "download's (a re-issued EMDB map); both hashes go in fetched.json")
     p.add_argument("--list", action="store_true", help="list the datasets and exit")
     p.set_defaults(func=_fetch)
 
@@ -56,9 +66,11 @@ def register(sub) -> None:
 def _simulate(args) -> int:
     import math
 
+    from radsvd._files import check_output_folder
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 
+    check_output_folder(args.out, "--out")   # before the work, not after it
     mol = synthetic_molecule(args.molecule)
     snr = None if (args.snr == 0 or math.isinf(args.snr)) else args.snr
     scope = Microscope(defocus_range=tuple(args.defocus), astigmatism=args.astigmatism,
@@ -75,25 +87,41 @@ def _simulate(args) -> int:
 
 
 def _fetch(args) -> int:
+    """Bad arguments raise InputError (exit 2, from radsvd.cli.main) before any download;
+    a failed download exits 1 with the fetcher's message."""
     from pathlib import Path
 
-    from radsvd.data.fetch import FetchError, fetch_dataset, load_manifest, resolve_dataset
+    from radsvd._validate import InputError
+    from radsvd.data.fetch import (
+        FetchError,
+        Limits,
+        fetch_dataset,
+        load_manifest,
+        mirrors,
+        resolve_dataset,
+    )
 
     manifest = load_manifest(args.manifest)
     if args.list or not args.dataset:
         for key, ds in manifest["datasets"].items():
             print(f"{key:12s} {', '.join(ds.get('aliases', []))}: {ds['title']}")
-        for key in manifest.get("synthetic", {}):
+        for key in manifest.get("synthetic", {}) or {}:
             print(f"{key:12s} (synthetic, `radsvd simulate --molecule {key}`)")
         return 0
     key, _ = resolve_dataset(manifest, args.dataset)
+    if args.n is not None and args.n < 1:
+        raise InputError(f"--n must be >= 1 (the number of particles), got {args.n}")
+    limits = Limits(read_timeout=args.timeout, deadline=args.deadline, retries=args.retries)
+    mirrors(manifest, args.base_url)  # a malformed --base-url fails here
     dest = Path(args.dest) if args.dest else Path("data") / key
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"--dest {dest} exists and is not a directory")
     what = ("map", "particles") if args.what == "all" else (args.what,)
     try:
         record = fetch_dataset(key, dest, manifest=manifest, n_particles=args.n,
                                base_url=args.base_url, what=what, star_url=args.star_url,
-                               retries=args.retries)
-    except (FetchError, ConnectionError) as exc:
+                               limits=limits, accept_changed=args.accept_changed)
+    except (FetchError, OSError) as exc:
         print(f"radsvd fetch: error: {exc}", file=sys.stderr)
         return 1
     print(f"fetched {key} into {dest} (record: {dest / 'fetched.json'})")

@@ -13,6 +13,13 @@ counter-clockwise by gamma about pixel (N//2, N//2) in the (x, y) plane with x =
 In an image viewer that draws row 0 at the top this appears clockwise.  `score` is the inner
 product <A, R_gamma B> of the Fourier images on the polar grid (paper eq. 35)."""
 
+SHIFT_CONVENTION = """\
+Shift convention: `shift` = (sx, sy) pixels, x the column index (last array axis), y the row
+index.  The image is the target rotated by `angle`, then translated by +shift (its density
+moves by +shift): image ~ T_shift R_angle(target), and `score` = <A, T_shift R_angle B>.  As a
+RELION origin (rlnOriginX/Y, which centres a particle by moving it by +origin) this is
+origin = -shift."""
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -21,8 +28,10 @@ def register(sub) -> None:
         description="For every image, find the best target and in-plane rotation by maximising "
                     "the rotational landscape X(gamma) over gamma_j = 2*pi*j/Q (optionally refined "
                     "off-grid), over all targets. Writes an .npz with best_target, angle, score "
-                    "(and with --all-pairs the (N_A, N_B) arrays angles and scores).\n\n"
-                    + ANGLE_CONVENTION,
+                    "(and with --all-pairs the (N_A, N_B) arrays angles and scores). With "
+                    "--max-shift it also searches a disc of shifts and adds shift (n, 2) "
+                    "(and shifts (N_A, N_B, 2)).\n\n" + ANGLE_CONVENTION + "\n\n"
+                    + SHIFT_CONVENTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="MRC stack of images (n, N, N)")
     p.add_argument("targets", help="MRC stack of targets (m, N, N), same N")
@@ -31,8 +40,13 @@ def register(sub) -> None:
     p.add_argument("--K", type=float, default=48.0,
                    help="maximum frequency in box units (Nyquist = pi*N/2; default 48)")
     p.add_argument("--method", default="radial-svd",
-                   choices=("radial-svd", "frequency-marching", "energy-pca"),
-                   help="radial basis for --rank H (default radial-svd, built from the targets)")
+                   help="radial basis for --rank H, built from the targets: radial-svd "
+                        "(default), shift-svd (eq. 118 over the shift disc), "
+                        "frequency-marching or energy-pca (underscores: deprecated)")
+    p.add_argument("--max-shift", type=float, default=0.0,
+                   help="also search translations in a disc of this radius (pixels; default 0)")
+    p.add_argument("--shift-step", type=float, default=1.0,
+                   help="spacing of the shift grid in pixels (default 1)")
     p.add_argument("--all-pairs", action="store_true",
                    help="also store angles and scores for every (image, target) pair")
     p.add_argument("--refine", action="store_true",
@@ -48,46 +62,35 @@ def register(sub) -> None:
 
 
 def _read_stack(path: str, name: str):
+    """(closer, images): the stack memory-mapped (plain) or streamed (gzip) by the MRC policy of
+    :func:`radsvd.data.io.parse_mrc_header`, which also refuses complex and corrupt files."""
+    import contextlib
     import os
 
-    import mrcfile
-
-    from radsvd._validate import InputError
+    from radsvd.data.io import mrc_data, mrc_header
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{name}: no such file: {path}")
-    try:
-        mrc = mrcfile.mmap(path, mode="r", permissive=False)
-        data = mrc.data
-    except Exception as exc:  # mrcfile raises ValueError/OSError for malformed files
-        raise InputError(f"{name}: {path} is not a readable MRC file ({exc})") from None
-    if data is None or data.ndim not in (2, 3):
-        raise InputError(f"{name}: {path} holds no image stack (data shape "
-                         f"{None if data is None else data.shape})")
-    if data.ndim == 2:
-        data = data[None]
-    if data.dtype.kind not in "fiu":
-        raise InputError(f"{name}: {path} has unsupported data type {data.dtype}")
-    return mrc, data
+    return contextlib.ExitStack(), mrc_data(path, mrc_header(path))
 
 
 def _align_images(args) -> int:
-    from radsvd._validate import InputError, rank as check_rank
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
-    from radsvd.images import (FBSource, align_images, energy_pca, frequency_marching,
-                               radial_svd)
+    from radsvd.images import FBSource, align_images
+    from radsvd.images.methods import canonical_method, make_basis
+    from radsvd.images.shifts import check_shift_options, shift_grid
     from radsvd._profile import mark
 
     mark("startup")
 
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
-    try:
-        grid = PolarGrid(K=args.K)
-    except ValueError as exc:
-        raise InputError(f"--K: {exc}") from None
+    check_output_file(args.out, "--out")      # before the work, not after it
     mrc_a, imgs = _read_stack(args.images, "images")
     mrc_b, tgts = _read_stack(args.targets, "targets")
+    grid = PolarGrid(K=frequency_for_box(args.K, imgs.shape[-1], "--K"))  # K first: no hang
     try:
         for name, d in (("images", imgs), ("targets", tgts)):
             if d.shape[0] == 0:
@@ -98,6 +101,11 @@ def _align_images(args) -> int:
         if imgs.shape[1:] != tgts.shape[1:]:
             raise InputError(f"image size {imgs.shape[1:]} differs from target size "
                              f"{tgts.shape[1:]}")
+        method = canonical_method(args.method)
+        if method == "gaussian-shift-svd":
+            raise InputError("--method gaussian-shift-svd needs a map: use align-particles")
+        N = int(imgs.shape[-1])
+        check_shift_options(args.max_shift, args.shift_step, N)
         rank = None if args.rank == "full" else args.rank
         if rank is not None:
             try:
@@ -112,18 +120,19 @@ def _align_images(args) -> int:
         mark("transform")
         basis = None
         if rank is not None:
-            basis = {"radial-svd": lambda: radial_svd(fb_b, grid),
-                     "energy-pca": lambda: energy_pca(fb_b, grid),
-                     "frequency-marching": lambda: frequency_marching(grid)}[args.method]()
+            shifts = shift_grid(args.max_shift, args.shift_step, N)
+            basis = make_basis(method, grid, fb_b, shifts=shifts, box=N)
         mark("precomputation")
         res = align_images(fb_a, fb_b, grid, basis=basis, rank=rank, refine=args.refine,
                            all_pairs=args.all_pairs, precision=args.precision,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, max_shift=args.max_shift,
+                           shift_step=args.shift_step, box=N)
         mark("alignment")       # with the images' transforms, streamed tile by tile
     finally:
         mrc_a.close()
         mrc_b.close()
-    res.info["convention"] = ANGLE_CONVENTION
+    res.info["convention"] = ANGLE_CONVENTION + ("\n" + SHIFT_CONVENTION
+                                                 if res.shift is not None else "")
     res.info["images"] = args.images
     res.info["targets"] = args.targets
     res.save(args.out)

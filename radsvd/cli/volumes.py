@@ -54,7 +54,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from radsvd._validate import InputError, rank as check_rank
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.data.io import read_mrc
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
@@ -70,9 +71,10 @@ def run(args) -> int:
             rank = int(rank)
         except ValueError:
             raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
-    target, t_size = read_mrc(args.target, dtype=None)     # the file's precision
+    check_output_file(args.out, "--out")      # before the work, not after it
+    target, t_size = read_mrc(args.target, dtype=None, expect="map")   # the file's precision
     mark("reading")
-    grid = ShellGrid(K=args.K)
+    grid = ShellGrid(K=frequency_for_box(args.K, target.shape[-1], "--K", "voxel"))
     # one NUFFT plan for every map, at the maps' precision (or --eps)
     transform = ShellTransform(grid, target.shape[-1], target.dtype, eps=args.eps)
     cb = transform(target)                 # checks cubic, finite, K vs Nyquist
@@ -85,7 +87,7 @@ def run(args) -> int:
 
     def shells_of(item):
         i, path = item
-        v, size = read_mrc(path, dtype=None)
+        v, size = read_mrc(path, dtype=None, expect="map")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")

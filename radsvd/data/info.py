@@ -8,64 +8,91 @@ import numpy as np
 
 from radsvd._validate import InputError
 
+_MRC_NAMES = (".mrc", ".mrcs", ".map", ".st", ".mrc.gz", ".mrcs.gz", ".map.gz")
+STACK_STAT_IMAGES = 256  # statistics of a stack cover at most its first images (stacks are big)
+
 
 def _kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".star"):
         return "star"
-    if name.endswith((".mrc", ".mrcs", ".map", ".mrc.gz", ".mrcs.gz", ".map.gz", ".st")):
+    if name.endswith(_MRC_NAMES):
         return "mrc"
     with open(path, "rb") as f:
         head = f.read(1024)
-    if len(head) == 1024 and head[208:212] == b"MAP ":
+    if head[:2] == b"\x1f\x8b" or head[208:212] == b"MAP ":
         return "mrc"
     if b"data_" in head:
         return "star"
-    raise InputError(f"{path}: neither an MRC file nor a STAR file")
+    from radsvd.data.io import parse_mrc_header
+
+    try:  # an MRC header without its id, whose sizes match the file's exactly
+        h = parse_mrc_header(head, None)
+        if h.data_offset + h.data_bytes == path.stat().st_size:
+            return "mrc"
+    except InputError:
+        pass
+    raise InputError(f"{path}: neither an MRC file (no 'MAP ' id, not a known MRC name: "
+                     f"{', '.join(_MRC_NAMES)}) nor a STAR file (no data_ block)")
 
 
 def describe(path) -> dict:
     """A dict summary of an MRC map/stack (shape, voxel size, value range) or a STAR file
-    (style, particle count, stacks, box if resolvable, pixel size and CTF ranges)."""
+    (style, particle count, stacks, box if resolvable, pixel size and CTF ranges).
+
+    MRC files are classified and checked by :func:`radsvd.data.io.parse_mrc_header`, the
+    policy every reader uses; the tolerated oddities are listed under ``warnings``.  Values a
+    STAR file holds that are not numbers are listed under ``problems``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a device or pipe?)"
+        raise InputError(f"{path}: {what}; pass an MRC or STAR file")
     if _kind(path) == "mrc":
-        from radsvd.data.io import mrc_info, read_stack
+        return _describe_mrc(path)
+    return _describe_star(path)
 
-        info = mrc_info(path)
-        out = {"file": str(path), "type": "stack" if info.is_stack else "map",
-               "shape": list(info.shape), "mode": info.mode, "voxel_size": info.voxel_size,
-               "compressed": info.compressed, "extended_header_bytes": info.extended_header_bytes}
-        if info.is_stack:
-            out["images"] = info.shape[0]
-            out["box"] = info.shape[1]
-        else:
-            out["box"] = info.shape[0]
-        if info.is_stack:  # statistics over at most the first 256 images (stacks can be huge)
-            k = min(info.shape[0], 256)
-            data = read_stack(path, np.arange(k), dtype=np.float64)
-            out["stats_over_images"] = k
-        else:
-            from radsvd.data.io import read_mrc
 
-            data, _ = read_mrc(path)
-        out["min"], out["max"] = float(data.min()), float(data.max())
-        out["mean"], out["std"] = float(data.mean()), float(data.std())
-        return out
-    from radsvd.data.io import read_star
+def _describe_mrc(path: Path) -> dict:
+    from radsvd.data.io import mrc_header, mrc_statistics
+
+    h = mrc_header(path)
+    out = {"file": str(path), "type": "stack" if h.is_stack else "map", "shape": list(h.shape),
+           "mode": h.mode, "dtype": h.dtype.name, "voxel_size": h.voxel_size,
+           "space_group": h.ispg, "compressed": h.compressed,
+           "extended_header_bytes": h.nsymbt}
+    if h.is_stack:
+        out["images"], out["box"] = h.nz, [h.ny, h.nx] if h.nx != h.ny else h.nx
+        k = min(h.nz, STACK_STAT_IMAGES)
+        out.update(mrc_statistics(path, h, k))
+        out["stats_over_images"] = k
+    else:
+        out["box"] = h.shape[0] if len(set(h.shape)) == 1 else list(h.shape)
+        out.update(mrc_statistics(path, h))
+    if h.warnings:
+        out["warnings"] = list(h.warnings)
+    return out
+
+
+def _describe_star(path: Path) -> dict:
+    from radsvd.data.io import _NUMERIC, read_star
 
     t = read_star(path, require_ctf=False)
     out = {"file": str(path), "type": "star", "relion_style": t.attrs.get("style"),
            "particles": int(len(t))}
-    if "image_path" in t.columns:
+    problems = []
+    if "image_path" in t.columns and len(t):
         stacks = list(dict.fromkeys(t["image_path"]))
         out["stacks"] = len(stacks)
         first = path.parent / stacks[0]
         if first.exists():
-            from radsvd.data.io import mrc_info
+            from radsvd.data.io import mrc_header
 
-            out["box"] = mrc_info(first).shape[-1]
+            try:
+                out["box"] = mrc_header(first).nx
+            except InputError as exc:
+                problems.append(f"first stack unreadable: {exc}")
     if "micrograph" in t.columns:
         out["micrographs"] = int(t["micrograph"].nunique())
     if "optics_group" in t.columns:
@@ -75,6 +102,14 @@ def describe(path) -> dict:
         if col in t.columns and t[col].notna().any():
             lo, hi = float(t[col].min()), float(t[col].max())
             out[col] = lo if lo == hi else [lo, hi]
-    out["has_poses"] = bool({"rot", "tilt", "psi"} <= set(t.columns) and t["rot"].notna().all())
+    for col in _NUMERIC:
+        if col in t.columns and t[col].isna().any():
+            bad = t[col].isna().to_numpy()
+            problems.append(f"{col}: {int(bad.sum())} of {len(t)} value(s) are not numbers, "
+                            f"first in particle row {int(np.flatnonzero(bad)[0]) + 1}")
+    out["has_poses"] = bool({"rot", "tilt", "psi"} <= set(t.columns) and len(t)
+                            and t["rot"].notna().all())
     out["has_ctf"] = bool({"defocus_u", "defocus_v", "voltage"} <= set(t.columns))
+    if problems:
+        out["problems"] = problems
     return out

@@ -1,7 +1,9 @@
-"""Reading and writing cryo-EM data: MRC maps and stacks (mrcfile), STAR files (starfile).
+"""Reading and writing cryo-EM data: MRC maps and stacks, STAR files (starfile).
 
 Every writer is atomic: it writes a temporary file in the destination directory and renames
-it over the target (``os.replace``), so a failure never leaves a half-written file.
+it over the target (``os.replace``), so a failure never leaves a half-written file.  MRC files
+are read by this module's own header parser (one policy, see :func:`parse_mrc_header`) and
+written with mrcfile.
 
 STAR files of every RELION style are normalised into one ``pandas.DataFrame`` with the columns
 
@@ -19,7 +21,11 @@ columns (rlnPhaseShift, rlnCtfBfactor, rlnCtfScalefactor).
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,108 +33,380 @@ import numpy as np
 
 from radsvd._files import atomic_path
 from radsvd._lazy import LazyModule
-from radsvd._validate import InputError
+from radsvd._validate import InputError, InputWarning
 
 pd = LazyModule("pandas")     # STAR tables only: reading maps and stacks does not load it
 
 # ---------------------------------------------------------------------------------------------
-# MRC
+# MRC: one header parser and one reading policy for every reader (docs/robustness.md)
+#
+# Files are read as RELION reads them: a missing ``MAP `` id or a blank machine stamp is a
+# warning (little-endian assumed), a header that contradicts the file (sizes, mode, dimensions)
+# is an InputError raised before anything is allocated.  Plain files are memory-mapped; gzip
+# files are streamed, never decompressed beyond what the header describes.
+
+MRC_HEADER_BYTES = 1024
+_MODES = {0: "i1", 1: "i2", 2: "f4", 6: "u2", 12: "f2"}   # supported (real) modes → dtype
+_MODE_NAMES = {0: "int8", 1: "int16", 2: "float32", 3: "complex int16", 4: "complex64",
+               6: "uint16", 12: "float16", 101: "4-bit packed"}
+SUPPORTED_MODES = ", ".join(f"{m} ({_MODE_NAMES[m]})" for m in _MODES)
+_GZIP_MAX_RATIO = 1032      # deflate cannot expand a stream by more than 1032:1
+_GZIP_TAIL_SLACK = 1 << 16  # bytes read past the described data to notice a longer stream
+_CHUNK_BYTES = 1 << 24      # sections are streamed or summarised in blocks of about this size
 
 
-@dataclass
-class MRCInfo:
-    """Header summary of an MRC file."""
+@dataclass(frozen=True)
+class MRCHeader:
+    """What a reader needs from an MRC header, checked against the file.
 
-    path: str
-    shape: tuple          # (nz, ny, nx) as stored
+    ``shape`` is the (nz, ny, nx) array the readers return (for maps after applying a
+    non-standard axis order); ``data_offset`` = 1024 + ``nsymbt`` (the extended header);
+    ``data_bytes`` = nx·ny·nz·itemsize; ``warnings`` are the tolerated oddities, emitted once
+    by the readers as :class:`~radsvd._validate.InputWarning`.
+    """
+
+    nx: int
+    ny: int
+    nz: int
     mode: int
-    voxel_size: float     # Å (x); 0 if the header has none
+    dtype: np.dtype
+    voxel_size: float          # Å along x; 0 if the header has none
+    nsymbt: int                # extended header bytes
+    data_offset: int
+    data_bytes: int
     is_stack: bool
-    extended_header_bytes: int
-    compressed: bool
+    ispg: int
+    axis_order: tuple          # (mapc, mapr, maps) as applied: (1, 2, 3) is standard
+    byte_order: str            # "<" or ">"
+    compressed: bool = False
+    source: str = ""
+    warnings: tuple = ()
+    labels: tuple = ()         # the header's text labels (up to 10 of 80 characters)
+
+    @property
+    def shape(self) -> tuple:
+        stored = (self.nz, self.ny, self.nx)
+        return tuple(stored[a] for a in self._permutation()) if not self.is_stack else stored
+
+    @property
+    def extended_header_bytes(self) -> int:
+        return self.nsymbt
+
+    @property
+    def section_bytes(self) -> int:
+        return self.nx * self.ny * self.dtype.itemsize
+
+    def _permutation(self) -> tuple:
+        """Stored axes (sections, rows, columns) → (z, y, x)."""
+        labels = (self.axis_order[2], self.axis_order[1], self.axis_order[0])
+        return tuple(labels.index(axis) for axis in (3, 2, 1))
 
 
-def _open_mrc(path, header_only=False):
-    import mrcfile
+def _stack_or_map(nx, ny, nz, ispg, name, notes) -> bool:
+    """True if the file holds 2D images: the name, then the space group, then the shape.
 
+    ``.mrcs`` is a stack and ``.map`` a map whatever the header says; otherwise nz = 1 is one
+    image, space group 0 an image stack (MRC2014), 1–230 a volume unless the header describes
+    nz square images of a different size (then a stack, with a note), 401–630 (stacks of
+    volumes) is refused.
+    """
+    name = name.lower().removesuffix(".gz")
+    if name.endswith(".mrcs"):
+        return True
+    if name.endswith(".map"):
+        return False
+    if nz == 1:
+        return True
+    if ispg == 0:
+        return True
+    if 401 <= ispg <= 630:
+        raise InputError(f"space group {ispg} marks a stack of volumes, which radsvd does not "
+                         "read: split it into single maps")
+    if not 1 <= ispg <= 230:
+        notes.append(f"unknown space group {ispg}; the shape decides stack or map")
+    if nx == ny != nz:
+        if 1 <= ispg <= 230:
+            notes.append(f"the header marks a volume (space group {ispg}) but it holds {nz} "
+                         f"square {nx}×{ny} sections: read as a stack of {nz} images")
+        return True
+    return False
+
+
+def parse_mrc_header(raw: bytes, file_size: int | None = None, source: str = "") -> MRCHeader:
+    """Parse and check the 1024-byte header of an MRC map or image stack (MRC2014, pre-2014).
+
+    ``file_size``: the file's size in bytes, checked against the sizes the header describes
+    (truncated data or an extended header larger than the file is an error, extra bytes at
+    the end a warning).  ``source`` names the file in messages and decides stack versus map by
+    its extension (``.mrcs``, ``.map``).  Raises InputError for anything that cannot be read:
+    a short header, nx/ny/nz < 1, a negative extended header, unsupported (e.g. complex) modes.
+    """
+    where = f"{source}: " if source else ""
+    raw = bytes(raw[:MRC_HEADER_BYTES])
+    if len(raw) < MRC_HEADER_BYTES:
+        raise InputError(f"{where}{len(raw)} bytes, shorter than the 1024-byte MRC header: "
+                         "not an MRC file, or truncated")
+    notes = []
+    stamp = raw[212:216]
+    if stamp[:2] in (b"\x44\x44", b"\x44\x41"):
+        order = "<"
+    elif stamp[:2] == b"\x11\x11":
+        order = ">"
+    else:
+        order = "<"
+        if not _plausible(raw, "<") and _plausible(raw, ">"):
+            order = ">"
+        notes.append(f"{'blank' if stamp == bytes(4) else 'unknown'} machine stamp "
+                     f"{stamp.hex()}: read as {'little' if order == '<' else 'big'}-endian")
+    if raw[208:212] != b"MAP ":
+        if not _plausible(raw, order):
+            nx, ny, nz, mode = struct.unpack_from(order + "4i", raw, 0)
+            raise InputError(f"{where}not a readable MRC file: no 'MAP ' id at byte 208 and "
+                             f"header values no MRC file has (nx={nx} ny={ny} nz={nz} "
+                             f"mode={mode})")
+        notes.append("no 'MAP ' id at byte 208 (a pre-2014 or RELION-written header): "
+                     "read anyway")
+    nx, ny, nz, mode = struct.unpack_from(order + "4i", raw, 0)
+    mx = struct.unpack_from(order + "i", raw, 28)[0]
+    cell_x = struct.unpack_from(order + "f", raw, 40)[0]
+    mapc, mapr, maps = struct.unpack_from(order + "3i", raw, 64)
+    ispg, nsymbt = struct.unpack_from(order + "2i", raw, 88)
+    bad = [f"{k} = {v}" for k, v in (("nx", nx), ("ny", ny), ("nz", nz)) if v < 1]
+    if bad:
+        raise InputError(f"{where}corrupt MRC header: {', '.join(bad)} (dimensions must be "
+                         ">= 1)")
+    if mode not in _MODES:
+        kind = _MODE_NAMES.get(mode, "unknown")
+        raise InputError(f"{where}MRC mode {mode} ({kind}) is not supported: radsvd reads the "
+                         f"real modes {SUPPORTED_MODES}")
+    if nsymbt < 0:
+        raise InputError(f"{where}corrupt MRC header: negative extended header size "
+                         f"nsymbt = {nsymbt}")
+    dtype = np.dtype(_MODES[mode]).newbyteorder(order)
+    data_offset = MRC_HEADER_BYTES + nsymbt
+    data_bytes = nx * ny * nz * dtype.itemsize
+    if file_size is not None:
+        if data_offset > file_size:
+            raise InputError(f"{where}the header claims an extended header of {nsymbt} bytes "
+                             f"but the file has only {file_size} bytes: corrupt header")
+        if data_offset + data_bytes > file_size:
+            raise InputError(
+                f"{where}truncated or inconsistent MRC file: the header describes "
+                f"{nx}×{ny}×{nz} {_MODE_NAMES[mode]} values ({data_offset + data_bytes} "
+                f"bytes with headers) but the file has {file_size} bytes (an interrupted "
+                "download? check its size and checksum, or fetch it again)")
+        if data_offset + data_bytes < file_size:
+            notes.append(f"{file_size - data_offset - data_bytes} bytes after the data the "
+                         "header describes: ignored")
+    voxel = cell_x / (mx if mx > 0 else nx)
+    if not (np.isfinite(voxel) and voxel > 0):
+        if cell_x != 0:
+            notes.append(f"unusable cell size {cell_x!r} Å: voxel size unknown (0)")
+        voxel = 0.0
+    axes = (mapc, mapr, maps)
+    if sorted(axes) != [1, 2, 3]:
+        if axes != (0, 0, 0):
+            notes.append(f"invalid axis order (mapc, mapr, maps) = {axes}: standard "
+                         "(1, 2, 3) assumed")
+        axes = (1, 2, 3)
+    is_stack = _stack_or_map(nx, ny, nz, ispg, source, notes)
+    if axes != (1, 2, 3):
+        if is_stack:
+            notes.append(f"axis order (mapc, mapr, maps) = {axes} ignored for an image stack")
+            axes = (1, 2, 3)
+        else:
+            notes.append(f"axis order (mapc, mapr, maps) = {axes}: transposed to (z, y, x)")
+    nlabl = min(max(struct.unpack_from(order + "i", raw, 220)[0], 0), 10)
+    labels = tuple(raw[224 + 80 * i:304 + 80 * i].split(b"\0", 1)[0].decode("latin-1").rstrip()
+                   for i in range(nlabl))
+    return MRCHeader(nx, ny, nz, mode, dtype, float(voxel), nsymbt, data_offset, data_bytes,
+                     is_stack, ispg, axes, order, source=source,
+                     warnings=tuple(f"{where}{n}" for n in notes), labels=labels)
+
+
+def _plausible(raw: bytes, order: str) -> bool:
+    nx, ny, nz, mode = struct.unpack_from(order + "4i", raw, 0)
+    return mode in _MODE_NAMES and 0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 < nz < 1 << 28
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _read_header(path) -> MRCHeader:
+    """Header of a plain or gzipped MRC file, checked against the file size; no warnings."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such MRC file")
-    try:
-        return mrcfile.open(str(path), mode="r", permissive=False, header_only=header_only)
-    except (ValueError, EOFError, OSError) as exc:
-        raise InputError(
-            f"{path}: not a readable MRC file ({exc}). The header may be corrupt or the file "
-            "truncated (an interrupted download?): check its size and checksum, or fetch it "
-            "again") from exc
-
-
-def mrc_info(path) -> MRCInfo:
-    """Read only the header of an MRC map or stack (gzip or plain)."""
-    with _open_mrc(path, header_only=True) as m:
-        h = m.header
-        shape = (int(h.nz), int(h.ny), int(h.nx))
-        vs = float(m.voxel_size.x)
-        # mrcfile's convention: a 3D file with space group 0 is an image stack
-        is_stack = (int(h.ispg) == 0 and int(h.nz) > 1) or str(path).endswith((".mrcs", ".mrcs.gz"))
-        ext = int(h.nsymbt)
-    with open(path, "rb") as f:
-        compressed = f.read(2) == b"\x1f\x8b"
-    return MRCInfo(str(path), shape, int(h.mode), vs, is_stack, ext, compressed)
-
-
-def read_mrc(path, dtype=np.float64) -> tuple[np.ndarray, float]:
-    """Read a map (nz, ny, nx) or stack (n, ny, nx) and its voxel size in Å (0 if unset)."""
-    with _open_mrc(path) as m:
-        if m.data is None:
-            raise InputError(f"{path}: MRC file has no data block")
-        data = np.array(m.data, dtype=dtype)
-        vs = float(m.voxel_size.x)
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{path}: data contain NaN or inf")
-    return data, vs
-
-
-def read_stack(path, indices=None, dtype=np.float32) -> np.ndarray:
-    """Images (n, ny, nx) of an MRC stack, optionally only ``indices`` (0-based), memory-mapped."""
-    import mrcfile
-
-    path = Path(path)
-    compressed = False
-    if path.exists():
+    if not path.is_file():
+        raise InputError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, "
+                         "not an MRC file")
+    size = path.stat().st_size
+    if not _is_gzip(path):
         with open(path, "rb") as f:
-            compressed = f.read(2) == b"\x1f\x8b"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such MRC stack")
-    if compressed:
-        m = _open_mrc(path)
-    else:
-        try:
-            m = mrcfile.mmap(str(path), mode="r", permissive=False)
-        except (ValueError, EOFError, OSError) as exc:
-            raise InputError(f"{path}: not a readable MRC stack ({exc}); the header may be "
-                             "corrupt or the file truncated: fetch it again") from exc
-    with m:
-        data = m.data
-        if data is None:
-            raise InputError(f"{path}: MRC file has no data block")
-        if data.ndim == 2:
-            data = data[None]
-        if indices is None:
-            out = np.array(data, dtype=dtype)
-        else:
-            idx = np.asarray(indices, dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= data.shape[0]):
-                raise InputError(f"{path}: image index {int(idx.max()) + 1} (1-based) is out of "
-                                 f"range: the stack holds {data.shape[0]} images")
-            out = np.array(data[idx], dtype=dtype)
+            return parse_mrc_header(f.read(MRC_HEADER_BYTES), size, str(path))
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read(MRC_HEADER_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+    h = parse_mrc_header(raw, None, str(path))
+    limit = _GZIP_MAX_RATIO * size + MRC_HEADER_BYTES
+    if h.data_offset + h.data_bytes > limit:
+        raise InputError(
+            f"{path}: the header describes {h.data_offset + h.data_bytes} bytes but a gzip "
+            f"file of {size} bytes expands to at most {limit}: corrupt header or not an MRC "
+            "file")
+    return dataclasses.replace(h, compressed=True)
+
+
+def _emit(header: MRCHeader) -> None:
+    for note in header.warnings:
+        warnings.warn(note, InputWarning, stacklevel=3)
+
+
+def mrc_header(path) -> MRCHeader:
+    """Read and check the header of an MRC map or stack (plain or gzip); warns on oddities."""
+    h = _read_header(path)
+    _emit(h)
+    return h
+
+
+mrc_info = mrc_header  # the former name
+
+
+def _sections(path, h: MRCHeader, stop: int):
+    """Yield (first, block): sections [0, stop) of a gzipped file in stored dtype, streamed.
+
+    Never decompresses more than the header describes plus a small slack; when the whole data
+    block was wanted, a longer stream is a warning (as extra bytes in a plain file are)."""
+    per = max(1, _CHUNK_BYTES // h.section_bytes)
+    try:
+        with gzip.open(path, "rb") as f:
+            _read_exactly(f, h.data_offset, path, h)
+            for first in range(0, stop, per):
+                k = min(per, stop - first)
+                buf = _read_exactly(f, k * h.section_bytes, path, h)
+                yield first, np.frombuffer(buf, dtype=h.dtype).reshape(k, h.ny, h.nx)
+            if stop == h.nz and f.read(_GZIP_TAIL_SLACK):
+                warnings.warn(f"{path}: the gzip stream continues after the data the header "
+                              "describes: ignored", InputWarning, stacklevel=3)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt or truncated gzip file ({exc})") from None
+
+
+def _read_exactly(f, n: int, path, h: MRCHeader) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = f.readinto(view[got:])
+        if not k:
+            raise InputError(
+                f"{path}: truncated MRC file: the gzip stream ends before the "
+                f"{h.data_offset + h.data_bytes} bytes its header describes (an interrupted "
+                "download? fetch it again)")
+        got += k
+    return buf
+
+
+def _memmap(path, h: MRCHeader) -> np.ndarray:
+    return np.memmap(path, dtype=h.dtype, mode="r", offset=h.data_offset,
+                     shape=(h.nz, h.ny, h.nx))
+
+
+def mrc_data(path, header: MRCHeader | None = None):
+    """The data block (nz, ny, nx) in its stored dtype: a read-only memory map for plain
+    files, an array streamed from gzip files.  Axis order as stored."""
+    h = _read_header(path) if header is None else header
+    if not h.compressed:
+        return _memmap(path, h)
+    out = np.empty((h.nz, h.ny, h.nx), dtype=h.dtype)
+    for first, block in _sections(path, h, h.nz):
+        out[first:first + len(block)] = block
     return out
 
 
-def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None) -> Path:
+def _finite(data: np.ndarray, path) -> None:
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise InputError(f"{path}: data contain {bad} NaN or inf value(s)")
+
+
+def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndarray, float]:
+    """Read a map (nz, ny, nx) or stack (n, ny, nx) and its voxel size in Å (0 if unset).
+
+    Maps with a non-standard axis order are transposed to (z, y, x).  ``expect="map"``
+    refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks.
+    """
+    h = _read_header(path)
+    _emit(h)
+    if expect == "map" and h.is_stack:
+        named = str(path).lower().removesuffix(".gz").endswith(".mrcs")
+        if named or not h.nx == h.ny == h.nz:
+            raise InputError(f"{path}: an image stack of {h.nz} {h.nx}×{h.ny} images, not a "
+                             f"map (space group {h.ispg}{', .mrcs name' if named else ''}); "
+                             "pass a 3D map")
+        warnings.warn(f"{path}: the header marks an image stack (space group {h.ispg}) but "
+                      "the data are cubic: read as a map", InputWarning, stacklevel=2)
+    raw = mrc_data(path, h)
+    data = np.array(raw if h.is_stack else raw.transpose(h._permutation()), dtype=dtype)
+    del raw
+    _finite(data, path)
+    return data, h.voxel_size
+
+
+def read_stack(path, indices=None, dtype=np.float32) -> np.ndarray:
+    """Images (n, ny, nx) of an MRC stack, optionally only ``indices`` (0-based).
+
+    Plain files are memory-mapped (only the selected images are read); gzipped files are
+    streamed up to the last selected image."""
+    h = _read_header(path)
+    _emit(h)
+    idx = np.arange(h.nz) if indices is None else np.asarray(indices, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < 0 or idx.max() >= h.nz):
+        raise InputError(f"{path}: image index {int(idx.max()) + 1} (1-based) is out of "
+                         f"range: the stack holds {h.nz} images")
+    if not h.compressed:
+        out = np.array(_memmap(path, h)[idx], dtype=dtype)
+    else:
+        out = np.empty((idx.size, h.ny, h.nx), dtype=dtype)
+        stop = int(idx.max()) + 1 if idx.size else 0
+        for first, block in _sections(path, h, stop):
+            sel = (idx >= first) & (idx < first + len(block))
+            out[sel] = block[idx[sel] - first]
+    _finite(out, path)
+    return out
+
+
+def mrc_statistics(path, header: MRCHeader | None = None, n_sections: int | None = None) -> dict:
+    """min, max, mean and std (float64) over the first ``n_sections`` sections (default all),
+    in blocks: never holds more than a block in memory, plain or gzip."""
+    h = _read_header(path) if header is None else header
+    stop = h.nz if n_sections is None else min(int(n_sections), h.nz)
+    blocks = ((0, _memmap(path, h)),) if not h.compressed else _sections(path, h, stop)
+    per = max(1, _CHUNK_BYTES // h.section_bytes)
+    n, mean, m2, lo, hi = 0, 0.0, 0.0, np.inf, -np.inf
+    for first, block in blocks:
+        for s in range(0, min(len(block), stop - first), per):
+            b = np.asarray(block[s:min(s + per, stop - first)], dtype=np.float64)
+            _finite(b, path)
+            k, bm = b.size, float(b.mean())
+            bm2 = float(((b - bm) ** 2).sum())
+            delta = bm - mean
+            m2 += bm2 + delta * delta * n * k / (n + k)   # Chan et al. pairwise update
+            mean += delta * k / (n + k)
+            n += k
+            lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+    return {"min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(m2 / n))}
+
+
+def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None,
+              label: str | None = None) -> Path:
     """Write a map (3D) or an image stack atomically; ``.gz`` names are gzip-compressed.
 
-    ``stack`` (default: True for 2D input or a ``.mrcs`` name) marks a 3D array as images.
+    ``stack`` (default: True for 2D input or a ``.mrcs`` name) marks a 3D array as images;
+    ``label`` (≤ 80 characters) is stored as the header's first text label.
     """
     import mrcfile
 
@@ -141,7 +419,10 @@ def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None) ->
         raise InputError(f"write_mrc: expected a 2D image, a stack or a 3D map, got {a.shape}")
     if stack is None:
         stack = ".mrcs" in path.name
-    if a.dtype not in (np.float32, np.int8, np.int16, np.uint16, np.complex64, np.uint8):
+    if a.dtype.kind == "c":
+        raise InputError(f"write_mrc: complex data cannot be written (radsvd reads the real "
+                         f"modes {SUPPORTED_MODES}); write the real and imaginary parts apart")
+    if a.dtype not in (np.float32, np.float16, np.int8, np.int16, np.uint16):
         a = a.astype(np.float32)
     compression = "gzip" if path.name.endswith(".gz") else None
     with atomic_path(path) as tmp:
@@ -152,6 +433,9 @@ def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None) ->
             else:
                 m.set_volume()
             m.voxel_size = float(voxel_size)
+            if label is not None:
+                m.header.label[0] = label.encode("ascii")[:80]
+                m.header.nlabl = 1
     return path
 
 
@@ -180,6 +464,9 @@ def _read_blocks(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such STAR file")
+    if not path.is_file():
+        raise InputError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, "
+                         "not a STAR file")
     err = None
     try:
         with warnings.catch_warnings():
@@ -361,11 +648,51 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
                                  f"value(s), first in particle row {int(np.flatnonzero(bad)[0]) + 1}")
     out.attrs["style"] = style
     out.attrs["path"] = str(path)
+    out.attrs["write_ids"] = _write_ids(path)
     return out
 
 
-def write_star(path, table: pd.DataFrame, style: str = "3.1") -> Path:
+WRITE_ID_TAG = "radsvd-write-id"
+
+
+def _write_ids(path) -> dict:
+    """{stack name: write id} from the ``# radsvd-write-id ID STACK`` lines heading a STAR."""
+    ids = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f.read(8192).splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[:2] == ["#", WRITE_ID_TAG]:
+                ids[parts[3]] = parts[2]
+    return ids
+
+
+def check_write_ids(table: pd.DataFrame, paths: pd.Series) -> None:
+    """Refuse a STAR file and stacks written by different runs (see :func:`write_star`).
+
+    A STAR that names a write id for a stack must find the same id in that stack's header
+    label; the STAR is renamed into place last, so a run interrupted between the renames
+    leaves a new stack beside the old STAR, which this catches."""
+    for name, wid in table.attrs.get("write_ids", {}).items():
+        rows = np.flatnonzero((table["image_path"] == name).to_numpy())
+        if not rows.size:
+            continue
+        stack = paths.iloc[rows[0]]
+        found = [lab.split()[1] for lab in _read_header(stack).labels
+                 if lab.startswith(WRITE_ID_TAG) and len(lab.split()) == 2]
+        if found != [wid]:
+            raise InputError(
+                f"{table.attrs.get('path', 'STAR file')} and {stack} do not belong together: the "
+                f"STAR file expects write id {wid}, the stack carries "
+                f"{found[0] if found else 'none'} (an interrupted write, or a stack replaced "
+                "since): write them again (e.g. rerun radsvd simulate)")
+
+
+def write_star(path, table: pd.DataFrame, style: str = "3.1", write_ids: dict | None = None) \
+        -> Path:
     """Write a normalised particle table as a RELION STAR file of ``style`` "1", "3.0" or "3.1".
+
+    ``write_ids`` {stack name: id}: heads the file with ``# radsvd-write-id ID STACK`` lines
+    (comments to RELION) that :func:`load_particles` checks against the stacks' header labels.
 
     Pixel size: 3.1 writes rlnImagePixelSize per optics group (groups from ``optics_group``,
     one per distinct (voltage, cs, amplitude contrast, pixel size) if absent); 1 and 3.0
@@ -421,11 +748,12 @@ def write_star(path, table: pd.DataFrame, style: str = "3.1") -> Path:
             if f"shift_{ax}" in t.columns:
                 part[f"rlnOrigin{ax.upper()}"] = t[f"shift_{ax}"] / t["pixel_size"]
         blocks["" if style == "3.0" else "images"] = part
+    head = "".join(f"# {WRITE_ID_TAG} {wid} {name}\n" for name, wid in (write_ids or {}).items())
     with atomic_path(path, suffix=".star") as tmp:
         starfile.write(blocks, tmp, float_format="%.8g")
-        if style == "3.1":
+        if style == "3.1" or head:
             text = tmp.read_text()
-            tmp.write_text("\n# version 30001\n" + text)
+            tmp.write_text(head + ("\n# version 30001\n" if style == "3.1" else "") + text)
     return Path(path)
 
 
@@ -475,6 +803,7 @@ def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
     if len(table) == 0:
         raise InputError("load_particles: no particles selected")
     paths = resolve_stacks(table, data_dir)
+    check_write_ids(table, paths)
     images = None
     for p, rows in table.groupby(paths, sort=False).indices.items():
         block = read_stack(p, table["image_index"].to_numpy()[rows], dtype=dtype)
@@ -487,8 +816,7 @@ def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
                              "other stacks: mismatched box sizes")
         images[rows] = block
     if "pixel_size" not in table.columns or table["pixel_size"].isna().any():
-        with _open_mrc(paths.iloc[0], header_only=True) as m:
-            vs = float(m.voxel_size.x)
+        vs = _read_header(paths.iloc[0]).voxel_size
         if vs <= 0:
             raise InputError("no pixel size in the STAR file nor in the stack header")
         table = table.assign(pixel_size=table.get("pixel_size", pd.Series(np.nan, index=table.index)).fillna(vs))

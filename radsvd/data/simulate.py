@@ -19,13 +19,14 @@ Noise is white Gaussian with variance (mean signal variance over the stack) / SN
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from radsvd._validate import InputError, real_stack
+from radsvd._validate import InputError, check_memory, real_stack
 from radsvd.data.ctf import CTFParams
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.data.rotations import as_rotations, random_rotations, rotation_to_euler
@@ -42,6 +43,29 @@ class Microscope:
     astigmatism: float = 400.0              # Å, std of (DU − DV) per micrograph
     particles_per_micrograph: int = 60      # EMPIAR-10005: 1024 images over 17 micrographs
     n_micrographs: int | None = None        # if set, overrides particles_per_micrograph
+
+    def __post_init__(self):
+        def number(name, ok, need):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or not ok(v):
+                raise InputError(f"Microscope: {name} must be {need}, got {v!r}")
+
+        number("voltage", lambda v: v > 0, "a positive voltage (kV)")
+        number("cs", lambda v: v >= 0, "a spherical aberration >= 0 (mm)")
+        number("amplitude_contrast", lambda v: 0 <= v < 1, "in [0, 1)")
+        number("astigmatism", lambda v: v >= 0, "a standard deviation >= 0 (Å)")
+        number("particles_per_micrograph", lambda v: v >= 1 and int(v) == v, "an integer >= 1")
+        if self.n_micrographs is not None:
+            number("n_micrographs", lambda v: v >= 1 and int(v) == v, "an integer >= 1")
+        rng = tuple(self.defocus_range)
+        if len(rng) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
+                                    and np.isfinite(v) for v in rng):
+            raise InputError(f"Microscope: defocus_range must be two finite numbers (MIN, MAX) "
+                             f"in Å, got {self.defocus_range!r}")
+        if rng[0] > rng[1]:
+            raise InputError(f"Microscope: defocus range ({rng[0]:g}, {rng[1]:g}) is reversed: "
+                             "give MIN then MAX (e.g. --defocus 8000 25000)")
 
 
 def _fourier_grid(N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +110,14 @@ def fourier_to_image(F) -> np.ndarray:
     return img.real / dx ** 2
 
 
+def _check_memory(n: int, N: int) -> None:
+    """Refuse a simulation whose images (float32) and one work chunk (complex128 Fourier
+    images) cannot fit in memory, before allocating."""
+    check_memory(4 * n * N * N + 16 * max(N * N, 1 << 22),
+                 f"simulate_particles: {n} images of {N}×{N} pixels",
+                 "simulate fewer or smaller images")
+
+
 def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | None = 0.1,
                        seed: int | None = 0, max_shift: float = 0.0,
                        microscope: Microscope = Microscope(), rotations=None,
@@ -107,7 +139,16 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
         raise InputError(f"simulate_particles: pixel_size must be positive, got {pixel_size!r}")
     if snr is not None and not (snr > 0):
         raise InputError(f"simulate_particles: snr must be positive (or None), got {snr!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise InputError(f"simulate_particles: seed must be an integer >= 0 (or None), "
+                         f"got {seed!r}")
+    if not (np.isfinite(max_shift) and max_shift >= 0):
+        raise InputError(f"simulate_particles: max_shift must be >= 0 Å, got {max_shift!r}")
+    if not isinstance(microscope, Microscope):
+        raise InputError("simulate_particles: microscope must be a Microscope")
     n, N = int(n), int(N)
+    _check_memory(n, N)
     rng = np.random.default_rng(seed)
     molecule = None
     if isinstance(source, GaussianMolecule):
@@ -197,21 +238,33 @@ def write_particles(out_dir, images, table, name: str = "particles", style: str 
                     volume=None) -> dict:
     """Write ``name``.mrcs + ``name``.star (RELION ``style``), and ``map.mrc`` if given.
 
-    Files are written atomically; the STAR file is written last, so a complete STAR file always
-    refers to a complete stack.
+    The files are written as a unit: each to a temporary name first, then renamed into place
+    with the STAR file last, so a complete STAR file never refers to a partial stack.  The
+    stack's header label and a comment heading the STAR file carry one fresh write id, which
+    :func:`~radsvd.data.io.load_particles` checks: a run killed between the renames leaves a
+    new stack beside the old STAR file, and that pair is refused rather than read.
     """
-    from radsvd.data.io import write_mrc, write_star
+    from radsvd._files import atomic_path, check_output_folder
+    from radsvd.data.io import WRITE_ID_TAG, write_mrc, write_star
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir, "output folder")
     p = float(table["pixel_size"].iloc[0])
     stack = out / f"{name}.mrcs"
     t = table.copy()
     t["image_name"] = [f"{i + 1:06d}@{stack.name}" for i in range(len(t))]
     t["image_path"] = stack.name
-    paths = {"stack": write_mrc(stack, np.asarray(images, np.float32), p, stack=True)}
+    wid = uuid.uuid4().hex
+    label = f"{WRITE_ID_TAG} {wid}"
+    paths = {"stack": stack, "star": out / f"{name}.star"}
     if volume is not None:
-        paths["map"] = write_mrc(out / "map.mrc", np.asarray(volume, np.float32),
-                                 p * images.shape[-1] / np.shape(volume)[-1])
-    paths["star"] = write_star(out / f"{name}.star", t, style=style)
-    return paths
+        paths["map"] = out / "map.mrc"
+    # contexts close in reverse: the stack is renamed first, then the map, the STAR file last
+    with contextlib.ExitStack() as unit:
+        tmp = {key: unit.enter_context(atomic_path(paths[key], suffix=paths[key].suffix))
+               for key in ("star", "map", "stack") if key in paths}
+        write_mrc(tmp["stack"], np.asarray(images, np.float32), p, stack=True, label=label)
+        if volume is not None:
+            write_mrc(tmp["map"], np.asarray(volume, np.float32),
+                      p * images.shape[-1] / np.shape(volume)[-1], stack=False, label=label)
+        write_star(tmp["star"], t, style=style, write_ids={stack.name: wid})
+    return {key: paths[key] for key in ("stack", "map", "star") if key in paths}

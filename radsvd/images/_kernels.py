@@ -84,6 +84,8 @@ def _refine(Z, qs, cw, idx, Q, gam, val):  # pragma: no cover - compiled
             g = g0
             f = f0
         g = g % (2.0 * math.pi)
+        if g >= 2.0 * math.pi:  # -tiny % 2π rounds to 2π: keep the documented [0, 2π)
+            g = 0.0
         gam[p] = g
         val[p] = f
 
@@ -193,3 +195,70 @@ def _row_best(val, idx, b0, bv, bt, bj):  # pragma: no cover - compiled
                 bv[i] = v
                 bt[i] = b0 + j
                 bj[i] = idx[i, j]
+
+
+@jit
+def _shift_row_best(val, idx, b0, img, sh, bv, bt, bj, bs):  # pragma: no cover - compiled
+    """Per image: best (score, target, shift, γ-index) over rows (image, shift) of a tile.
+
+    val, idx: (n_rows, nb) per-pair maxima over γ for targets b0 … b0+nb−1; row v is image
+    img[v] under shift sh[v].  Ties go to the lowest target, then the lowest shift, whatever
+    order the rows and tiles arrive in.
+    """
+    nv, nb = val.shape
+    for v in range(nv):
+        i = img[v]
+        s = sh[v]
+        for j in range(nb):
+            x = float(val[v, j])
+            t = b0 + j
+            if x > bv[i] or (x == bv[i] and (t < bt[i] or (t == bt[i] and s < bs[i]))):
+                bv[i] = x
+                bt[i] = t
+                bs[i] = s
+                bj[i] = idx[v, j]
+
+
+@jit
+def _shift_pair_best(val, idx, b0, img, sh, pv, pj, ps):  # pragma: no cover - compiled
+    """Per pair (image, target): best (score, shift, γ-index) over the shifts; ties go to
+    the lowest shift.  pv, pj, ps: (n_images, N_B) of one task."""
+    nv, nb = val.shape
+    for v in range(nv):
+        i = img[v]
+        s = sh[v]
+        for j in range(nb):
+            x = float(val[v, j])
+            t = b0 + j
+            if x > pv[i, t] or (x == pv[i, t] and s < ps[i, t]):
+                pv[i, t] = x
+                ps[i, t] = s
+                pj[i, t] = idx[v, j]
+
+
+@jit
+def _phase_rows(polar_t, phases_t, scale, i0, i1, out):  # pragma: no cover - compiled
+    """out[r, (i − i0)·S + s, j] = scale[r] · polar_t[r, i, j] · phases_t[r, s, j]: the polar
+    samples of image i moved by −δ_s, rows image-major, for images i0 … i1−1."""
+    R, S, Q = phases_t.shape
+    for r in range(R):
+        c = scale[r]
+        for i in range(i0, i1):
+            v0 = (i - i0) * S
+            for s in range(S):
+                for j in range(Q):
+                    out[r, v0 + s, j] = c * polar_t[r, i, j] * phases_t[r, s, j]
+
+
+@jit
+def _split_rows(F, perm, inv_q, v0, out):  # pragma: no cover - compiled
+    """Side A of rows v0 …: out[k, v0 + v, h] = Re F[h, v, perm[k]]/Q, out[k, v0 + v, H + h] =
+    Im F[h, v, perm[k]]/Q (F (H, m, Q) the FFT along ψ of the principal rings)."""
+    H, m, _ = F.shape
+    for k in range(perm.shape[0]):
+        q = perm[k]
+        for v in range(m):
+            for h in range(H):
+                z = F[h, v, q]
+                out[k, v0 + v, h] = z.real * inv_q
+                out[k, v0 + v, H + h] = z.imag * inv_q

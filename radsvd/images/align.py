@@ -40,9 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 
 from radsvd._files import save_npz
-from radsvd._validate import InputError, grid_of, rank as _rank
+from radsvd._validate import InputError, degenerate_targets, grid_of, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
 from radsvd.images._pool import all_finite, pool_map
@@ -268,6 +269,9 @@ class AlignResult:
     (radians, in [0, 2π)) by which that TARGET must be rotated counter-clockwise about pixel
     (N//2, N//2) (x = last axis, y = first axis) to match image i; score[i] = X(γ) = <Â, R_γ B̂>.
     With all_pairs: angles, scores of shape (N_A, N_B) for every pair.
+    With shifts: shift[i] = (sx, sy) pixels, the translation applied after the rotation
+    (image ≈ T_shift R_angle target, its density moved by +shift); score = <Â, T_δ R_γ B̂>;
+    with all_pairs also shifts (N_A, N_B, 2).
     """
 
     best_target: np.ndarray
@@ -276,12 +280,18 @@ class AlignResult:
     angles: np.ndarray | None = None
     scores: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    shift: np.ndarray | None = None
+    shifts: np.ndarray | None = None
 
     def save(self, path) -> None:
         """Write an .npz atomically (temporary file in the same directory, then os.replace)."""
         arrays = dict(best_target=self.best_target, angle=self.angle, score=self.score)
         if self.angles is not None:
             arrays.update(angles=self.angles, scores=self.scores)
+        if self.shift is not None:
+            arrays.update(shift=self.shift)
+        if self.shifts is not None:
+            arrays.update(shifts=self.shifts)
         for k, v in self.info.items():
             arrays[f"info_{k}"] = np.asarray(v)
         save_npz(path, **arrays)
@@ -296,17 +306,95 @@ def _z_pairs(plan: _Plan, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
     return out
 
 
+def _projected_targets(plan: _Plan, fb_b: np.ndarray) -> np.ndarray:
+    """Targets as the compressed landscape sees them: b' = η⁻¹ U_H U_Hᵀ η b, so that
+    X^H(γ, δ; A, B) = X(γ, δ; A, B') (the full formula); b' = b on the full path."""
+    if plan.basis is None:
+        return fb_b
+    U = plan.basis.vectors[:, :plan.H]
+    P = (U @ U.T) * plan.eta[None, :] / plan.eta[:, None]
+    return np.einsum("rs,nsq->nrq", P, fb_b, optimize=True)
+
+
+def _shifted_side_a(plan: _Plan, polar: np.ndarray, phases_t: np.ndarray,
+                    matrix_t: np.ndarray | None, rows_per_step: int = 128) -> np.ndarray:
+    """Side A of the contraction for every (image, shift) row, image-major: (n_freq, n·S, 2H).
+
+    polar (n, R, Q) samples of the images; phases_t (R, S, Q) = e^{+ik·δ_s} (the image moved
+    by −δ_s); matrix_t the H×R compression (None: η-weighted rings), Fortran-ordered, real of
+    the precision of ``phases_t`` (complex64 on single-precision plans: half the memory
+    traffic of the phase product, which dominates this step).  Per step of a few
+    images: one phase product (R, n_i, S, Q), one real GEMM over r for all rows and angles,
+    then H FFTs of length Q per row — O(RQ + HRQ) + the FFTs per (image, shift).
+    """
+    t = plan.tables
+    n, R, Q = polar.shape
+    S = phases_t.shape[1]
+    H = plan.H
+    out = np.empty((t.nf, n * S, 2 * H), dtype=plan.dtype)
+    cdt = phases_t.dtype
+    polar_t = np.ascontiguousarray(np.transpose(polar, (1, 0, 2)), dtype=cdt)   # (R, n, Q)
+    full = matrix_t is None
+    scale = (plan.eta if full else np.ones(R)).astype(polar_t.real.dtype)
+    step = max(1, rows_per_step // S)
+    P = np.empty((R, step * S, Q), dtype=cdt)
+    perm = t.perm.astype(np.int64)
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        m = (i1 - i0) * S
+        Pm = P[:, :m]
+        K._phase_rows(polar_t, phases_t, scale, i0, i1, Pm)
+        if full:
+            C = Pm
+        else:
+            C = (matrix_t @ Pm.reshape(R, -1).view(matrix_t.dtype)).view(cdt).reshape(H, m, Q)
+        F = scipy.fft.fft(C, axis=-1, workers=1, overwrite_x=True)
+        K._split_rows(F, perm, 1.0 / Q, i0 * S, out)
+    return out
+
+
+class _Clock:
+    """Seconds per stage of one task (merged into the caller's ``timer`` in task order)."""
+
+    def __init__(self):
+        import time
+
+        self.now = time.perf_counter
+        self.t = {}
+
+    def add(self, key, t0):
+        self.t[key] = self.t.get(key, 0.0) + self.now() - t0
+
+
 def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
                  refine: bool = False, all_pairs: bool = False, progress: bool = False,
                  precision: str = "auto", tile: tuple[int, int] = DEFAULT_TILE,
-                 sub: int = None) -> AlignResult:
-    """Best rotation and target for every image (streaming over tiles of pairs).
+                 sub: int = None, max_shift: float = 0.0, shift_step: float = 1.0,
+                 box: int | None = None, timer: dict | None = None) -> AlignResult:
+    """Best rotation (and shift) and target for every image (streaming over tiles of pairs).
 
     fb_a: (N_A, R, Q//2+1) FB coefficients of the images (array, memmap, or any object with
     ``.shape`` and slicing that returns such arrays, read one tile of images at a time);
     fb_b: (N_B, R, Q//2+1) of the targets.  basis/rank: None for the full landscape, or a
-    RadialBasis and 1 ≤ H ≤ R.  refine: off-grid angle (eq. 23).  Returns :class:`AlignResult`.
+    RadialBasis and 1 ≤ H ≤ R.  refine: off-grid angle (eq. 23), and with shifts off-grid
+    (γ, δ) (:func:`radsvd.images.shifts.refine_poses`).
+
+    Shifts (paper §5): ``max_shift`` > 0 searches the disc of shifts of radius ``max_shift``
+    and step ``shift_step`` (pixels of the N = ``box`` image; an :class:`FBSource` knows N):
+    X(γ, δ) = <Â, T_δ R_γ B̂>, the image being the target rotated by γ then moved by +δ.  Each
+    (image, shift) is a row of the contraction: its principal rings come from phases on the
+    image's polar samples (:mod:`radsvd.images.shifts`), so a (pair, shift) costs what a pair
+    costs without shifts.  The result gains ``shift`` (N_A, 2) = (sx, sy) pixels (and
+    ``shifts`` (N_A, N_B, 2) with all_pairs; those per-pair values stay on the grid).
+    Ties go to the lowest target, then the lowest shift, then the lowest γ.
+
+    timer: optional dict; seconds per stage ('targets', 'images', 'pairs', 'refine',
+    summed over tasks, and 'total' wall time) are added to it.
+    Returns :class:`AlignResult`.
     """
+    import time
+
+    t_start = time.perf_counter()
     plan = prepare(grid, basis, rank, precision)
     fb_a = _check_fb_source(fb_a, plan.grid, "fb_a")
     fb_b = _check_fb_source(fb_b, plan.grid, "fb_b")
@@ -314,25 +402,52 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
     sub = DEFAULT_SUB if sub is None else int(sub)
     if ta < 1 or tb < 1 or sub < 1:
         raise InputError(f"tile sizes must be positive, got {tile}")
+    shifts_px = None
+    if max_shift is not None and max_shift != 0:
+        from radsvd.images import shifts as S
+
+        if box is None:
+            box = getattr(fb_a, "N", None)
+        if box is None:
+            raise InputError("max_shift needs the image box N (box=...) to convert pixels")
+        max_shift, shift_step = S.check_shift_options(max_shift, shift_step, int(box))
+        shifts_px = S.shift_grid(max_shift, shift_step, int(box))
+    elif max_shift is not None:
+        from radsvd.images.shifts import check_shift_options
+
+        check_shift_options(max_shift, shift_step)
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
-    cb_all = plan.coeffs(_load(fb_b, 0, NB, "fb_b"))
+    clock = _Clock()
+    t0 = clock.now()
+    fbB = _load(fb_b, 0, NB, "fb_b")
+    cb_all = plan.coeffs(fbB)
+    degenerate_targets(cb_all, np.arange(cb_all.shape[-1]) == 0, "targets (fb_b)")
     b_tiles = [(b0, b1, plan.side_b(cb_all[b0:b1])) for b0, b1 in _tile_ranges(NB, tb)]
+    clock.add("targets", t0)
     Q = plan.grid.Q
     dg = 2.0 * np.pi / Q
     scores = np.empty((NA, NB)) if all_pairs else None
     angles = np.empty((NA, NB)) if all_pairs else None
+    pair_shifts = np.empty((NA, NB, 2)) if all_pairs and shifts_px is not None else None
     buffers = {}
 
-    def task(rng):
-        a0, a1 = rng
+    def buffer():
         import threading
 
         key = threading.get_ident()
         if key not in buffers:
             buffers[key] = _Buffers(plan, ta, tb, sub)
-        buf = buffers[key]
+        return buffers[key]
+
+    def task(rng):
+        a0, a1 = rng
+        ck = _Clock()
+        buf = buffer()
+        t = ck.now()
         ca = plan.coeffs(_load(fb_a, a0, a1, "fb_a"))
         Aq = plan.side_a(ca)
+        ck.add("images", t)
+        t = ck.now()
         n = a1 - a0
         bv = np.full(n, -np.inf)
         bt = np.zeros(n, dtype=np.int64)
@@ -365,33 +480,106 @@ def align_images(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, 
                     bg[better] = g.reshape(n, nb)[np.arange(n), j][better]
                     continue
             K._row_best(val.reshape(n, nb), idx.reshape(n, nb), b0, bv, bt, bj)
+        ck.add("pairs", t)
         if bg is None:
             bg = bj * dg
         if refine and not all_pairs:
+            t = ck.now()
             Zp = _z_pairs(plan, ca, cb_all[bt])
             g = np.empty(n)
             v = np.empty(n)
             K._refine(Zp, plan.tables.qs, plan.tables.cw, bj, Q, g, v)
             bv, bg = v, g
-        return bt, bg, bv
+            ck.add("refine", t)
+        return bt, bg, bv, None, ck.t
 
+    def task_shifts(rng):
+        from radsvd.images import shifts as S
+
+        a0, a1 = rng
+        ck = _Clock()
+        buf = buffer()
+        t = ck.now()
+        fa = _load(fb_a, a0, a1, "fb_a")
+        n, ns = a1 - a0, len(shifts_px)
+        Aq = _shifted_side_a(plan, S._polar(fa, Q), phases_t, matrix_t)  # (nf, n·ns, 2H)
+        ck.add("images", t)
+        bv = np.full(n, -np.inf)
+        bt = np.full(n, NB, dtype=np.int64)
+        bj = np.zeros(n, dtype=np.int64)
+        bs = np.full(n, ns, dtype=np.int64)
+        if all_pairs:
+            pv = np.full((n, NB), -np.inf)
+            pj = np.zeros((n, NB), dtype=np.int64)
+            ps = np.full((n, NB), ns, dtype=np.int64)
+        t = ck.now()
+        for v0 in range(0, n * ns, ta):
+            rows = np.arange(v0, min(n * ns, v0 + ta))
+            img, sh = rows // ns, rows % ns
+            for b0, b1, Bq in b_tiles:
+                _, val, idx = _tile_best(plan, Aq[:, v0:v0 + len(rows)], Bq, buf)
+                val = val.reshape(len(rows), b1 - b0)
+                idx = idx.reshape(len(rows), b1 - b0)
+                K._shift_row_best(val, idx, b0, img, sh, bv, bt, bj, bs)
+                if all_pairs:
+                    K._shift_pair_best(val, idx, b0, img, sh, pv, pj, ps)
+        ck.add("pairs", t)
+        if all_pairs:
+            scores[a0:a1] = pv
+            angles[a0:a1] = pj * dg
+            pair_shifts[a0:a1] = shifts_px[ps]
+        bg, sxy = bj * dg, shifts_px[bs]
+        if refine:
+            t = ck.now()
+            bg, sxy, bv = S.refine_poses(fa, _projected_targets(plan, fbB[bt]), plan.grid, bg,
+                                         sxy, int(box), float(shift_step))
+            ck.add("refine", t)
+        return bt, bg, bv, sxy, ck.t
+
+    if shifts_px is not None:
+        from radsvd.images.shifts import shift_phases
+
+        t0 = clock.now()
+        cdt = np.complex64 if plan.dtype == np.float32 else np.complex128
+        phases_t = np.ascontiguousarray(
+            np.transpose(shift_phases(plan.grid, shifts_px, int(box), +1.0), (1, 0, 2)),
+            dtype=cdt)
+        matrix_t = None if plan.basis is None else np.asfortranarray(
+            plan.basis.matrix(plan.H).T, dtype=plan.dtype)
+        clock.add("images", t0)
+        n_img = max(1, (4 * ta) // len(shifts_px))
+        items = _tile_ranges(NA, n_img)
+        fn = task_shifts
+    else:
+        items = _tile_ranges(NA, ta)
+        fn = task
     bar = None
-    items = _tile_ranges(NA, ta)
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="align", unit="tile", file=None, leave=False)
     try:
-        parts = pool_map(task, items, progress=bar)
+        parts = pool_map(fn, items, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     best_target = np.concatenate([p[0] for p in parts])
     angle = np.concatenate([p[1] for p in parts])
     score = np.concatenate([p[2] for p in parts])
+    shift = None if shifts_px is None else np.concatenate([p[3] for p in parts])
     info = dict(rank=plan.H, R=plan.grid.R, Q=Q, K=plan.grid.K, precision=plan.precision,
                 method="full" if plan.basis is None else plan.basis.method, refine=refine)
-    return AlignResult(best_target, angle, score, angles, scores, info)
+    if shifts_px is not None:
+        info.update(max_shift=max_shift, shift_step=shift_step, n_shifts=len(shifts_px),
+                    box=int(box))
+    if timer is not None:
+        for p in parts:
+            for key, sec in p[4].items():
+                clock.t[key] = clock.t.get(key, 0.0) + sec
+        clock.t["total"] = time.perf_counter() - t_start
+        for key, sec in clock.t.items():
+            timer[key] = timer.get(key, 0.0) + sec
+    return AlignResult(best_target, angle, score, angles, scores, info, shift, pair_shifts)
 
 
 def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precision="auto",
@@ -422,15 +610,31 @@ def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precisio
 
 
 def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
-               precision: str = "double", max_bytes: float = 2 * 2**30) -> np.ndarray:
+               precision: str = "double", max_bytes: float = 2 * 2**30, shifts=None,
+               box: int | None = None) -> np.ndarray:
     """The whole landscape array X(γ_j; A, B), shape (N_A, N_B, Q) float64 (eq. 35 / 84).
 
     X[i, j, m] = <Â_i, R_γm B̂_j>, γ_m = 2πm/Q, R_γ rotating the target counter-clockwise.
-    Refuses arrays above ``max_bytes`` (use :func:`align_images` to stream instead).
+    ``shifts`` (S, 2) pixels of an N = ``box`` image: X[i, j, s, m] = <Â_i, T_δs R_γm B̂_j>,
+    shape (N_A, N_B, S, Q).  Refuses arrays above ``max_bytes`` (use :func:`align_images`).
     """
     grid = grid_of(grid, PolarGrid)
     fb_a = _check_fb_source(fb_a, grid, "fb_a")
     fb_b = _check_fb_source(fb_b, grid, "fb_b")
+    if shifts is not None:
+        from radsvd.images import shifts as S
+
+        sh = np.asarray(shifts, np.float64).reshape(-1, 2)
+        if box is None or not np.all(np.isfinite(sh)):
+            raise InputError("landscapes: shifts need finite values and the image box N")
+        fa = _load(fb_a, 0, int(fb_a.shape[0]), "fb_a")
+        polar = S._polar(fa, grid.Q)
+        ph = S.shift_phases(grid, sh, int(box), +1.0)
+        n, ns = fa.shape[0], len(sh)
+        rows = np.arange(n * ns)
+        fa_s = S.shifted_fb(polar, ph, rows // ns, rows % ns, None, np.ones(grid.R))
+        X = landscapes(fa_s, fb_b, grid, basis, rank, precision, max_bytes)
+        return X.reshape(n, ns, X.shape[1], grid.Q).transpose(0, 2, 1, 3)
     NA, NB = int(fb_a.shape[0]), int(fb_b.shape[0])
     nbytes = 8.0 * NA * NB * grid.Q
     if nbytes > max_bytes:

@@ -9,7 +9,9 @@ and X^R = X (eq. 35) to rounding for any orthonormal U.
 Constructors (one interface, capability 5):
 - :func:`radial_svd` — eigenvectors of the kernel C of eq. 83/85 (q ≠ 0; optional CTF groups);
 - :func:`frequency_marching` — the H lowest-frequency rings;
-- :func:`energy_pca` — PCA of the rings by energy, q = 0 included.
+- :func:`energy_pca` — PCA of the rings by energy, q = 0 included;
+- the translation-aware kernels of eq. 118 and 119–121 (:mod:`radsvd.images.shifts`), by name
+  through :func:`radsvd.images.methods.make_basis`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ import numpy as np
 from radsvd._validate import InputError, grid_of, finite_array, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images._pool import all_finite
+from radsvd.images.methods import METHODS
 
 __all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
-
-METHODS = ("radial-svd", "frequency-marching", "energy-pca")
 
 
 def _fb_stack(fb, grid: PolarGrid, name: str) -> np.ndarray:
@@ -88,7 +89,11 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
     equal weights if omitted).  The targets are then the CTF-free templates.
     """
     b = _fb_stack(fb_targets, grid, "fb_targets")
-    C = _gram(b, grid, include_zero=False)
+    return _pool_ctf(_gram(b, grid, include_zero=False), grid, ctf, group_sizes)
+
+
+def _pool_ctf(C: np.ndarray, grid: PolarGrid, ctf, group_sizes) -> np.ndarray:
+    """Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c over CTF groups (ring CTFs (m, R))."""
     if ctf is None:
         if group_sizes is not None:
             raise InputError("group_sizes given without ctf")
@@ -97,7 +102,8 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
     if c.ndim == 1:
         c = c[None]
     if c.ndim != 2 or c.shape[1] != grid.R or c.shape[0] == 0:
-        raise InputError(f"ctf: expected ring averages of shape (n_groups, R={grid.R}), got {c.shape}")
+        raise InputError(f"ctf: expected ring averages of shape (n_groups, R={grid.R}), "
+                         f"got {c.shape}")
     if group_sizes is None:
         n = np.ones(c.shape[0])
     else:
@@ -107,6 +113,7 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
                              f"positive sum, got {n}")
     K = np.einsum("c,cr,rs,cs->rs", n, c, C, c) / n.sum()
     return 0.5 * (K + K.T)
+
 
 
 @dataclass(frozen=True)

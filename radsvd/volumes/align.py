@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radsvd._files import save_npz
-from radsvd._validate import InputError
+from radsvd._validate import InputError, degenerate_targets
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
 from radsvd.volumes.landscape.plan import _UNSET, rank_pair
@@ -132,6 +132,8 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     "single" (step 2's output and step 3; see :func:`prepare`).
     """
     rank = rank_pair(rank, ranks, "align_volumes")
+    degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
+                       "coef_target", flat="error")
     if plan is None:
         plan = prepare(grid, coef_target, basis, rank, n_beta, M, precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")

@@ -29,7 +29,7 @@ import scipy.fft
 from scipy.special import roots_legendre
 
 from radsvd._jit import fft_workers
-from radsvd._validate import InputError, real_stack
+from radsvd._validate import MAX_NODES, InputError, check_memory, frequency, real_stack
 from radsvd.grids import default_R, radial_quadrature
 
 __all__ = ["ShellGrid", "ShellTransform", "to_shells", "from_shells", "sht", "isht", "legendre_table",
@@ -85,14 +85,16 @@ class ShellGrid:
     w: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if not (np.isfinite(self.K) and self.K > 0):
-            raise InputError(f"K must be a positive finite frequency, got {self.K!r}")
+        frequency(self.K)  # before any size is derived from it (an absurd K would hang)
         R = default_R(self.K) if self.R is None else self.R
         L = int(round(self.K)) if self.L is None else self.L
-        if isinstance(L, bool) or int(L) != L or L < 1:
-            raise InputError(f"L must be an integer >= 1, got {L!r}")
+        if isinstance(L, bool) or int(L) != L or not 1 <= L <= MAX_NODES:
+            raise InputError(f"L must be an integer in [1, {MAX_NODES}], got {L!r}")
         if isinstance(R, bool) or int(R) != R or R < 1:
             raise InputError(f"R must be an integer >= 1, got {R!r}")
+        # the sphere-rule samples of one volume: 3 float64 coordinates + 1 complex128 value
+        check_memory(40 * int(R) * (int(L) + 1) * (2 * int(L) + 2),
+                     f"ShellGrid(K={self.K}, R={R}, L={L})", "lower K, R or L")
         k, w = radial_quadrature(self.K, int(R), dim=3)
         object.__setattr__(self, "K", float(self.K))
         object.__setattr__(self, "R", int(R))

@@ -1,98 +1,40 @@
 """The fetcher against a local HTTP server on 127.0.0.1 (started here; nothing else is contacted)."""
 
-import hashlib
-import html
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fetch_mirror import put, sha, start_server
 
-from radsvd.data.fetch import (FetchError, fetch_bytes, fetch_dataset, fetch_file,
-                               fetch_stack_head, find_star_files, load_manifest,
-                               parse_mrc_header)
+from radsvd.data.fetch import (
+    FetchError,
+    Limits,
+    fetch_bytes,
+    fetch_dataset,
+    fetch_file,
+    fetch_stack_head,
+    find_star_files,
+    load_manifest,
+    parse_mrc_header,
+)
 from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        rng = self.headers.get("Range")
-        srv.requests.append((self.path, rng))
-        path = srv.root / self.path.lstrip("/").split("?")[0]
-        if path.is_dir():
-            links = "".join(f'<a href="{html.escape(p.name + ("/" if p.is_dir() else ""))}">'
-                            f"{html.escape(p.name)}</a>\n" for p in sorted(path.iterdir()))
-            body = f"<html><body>{links}</body></html>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if not path.is_file():
-            self.send_error(404, "Not Found")
-            return
-        data = path.read_bytes()
-        total = len(data)
-        start, stop = 0, total
-        if rng and self.path not in srv.no_range:
-            a, b = rng.split("=")[1].split("-")
-            start = int(a)
-            stop = min(total, int(b) + 1) if b else total
-            if start >= total:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{total}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{total}")
-        else:
-            self.send_response(200)
-        body = data[start:stop]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        cut = srv.truncate.get(self.path)
-        if cut is not None and cut["times"] > 0:
-            cut["times"] -= 1
-            body = body[: len(body) // 2]  # promise everything, send half, hang up
-        with srv.lock:  # counted before the write: the client may finish reading first
-            srv.sent += len(body)
-        self.wfile.write(body)
 
 
 @pytest.fixture()
 def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.root, httpd.requests, httpd.sent = root, [], 0
-    httpd.no_range, httpd.truncate, httpd.lock = set(), {}, threading.Lock()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd = start_server(tmp_path / "www")
     yield httpd
     httpd.shutdown()
     httpd.server_close()
 
 
-def _sha(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
+def _parts(folder):
+    return sorted(folder.glob(".*.partial"))
 
 
-def _put(server, rel, data: bytes) -> str:
-    p = server.root / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return f"{server.url}/{rel}"
+_sha, _put = sha, put
 
 
 def test_good_file(server, tmp_path):
@@ -116,7 +58,7 @@ def test_wrong_checksum_writes_nothing(server, tmp_path):
     msg = str(err.value)
     assert "sha256" in msg and _sha(data) in msg and "0" * 64 in msg and "re-issued" in msg
     assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
-    with pytest.raises(FetchError, match="size 5000 bytes, expected 4999"):
+    with pytest.raises(FetchError, match="downloaded 5000 bytes, expected 4999"):
         fetch_file(url, dest, size=4999)
     assert list(dest.parent.iterdir()) == []
 
@@ -132,12 +74,12 @@ def test_truncated_download_resumes_with_range(server, tmp_path):
     url = _put(server, "t.bin", data)
     server.truncate["/t.bin"] = {"times": 1}
     dest = tmp_path / "t.bin"
-    fetch_file(url, dest, sha256=_sha(data), retries=2)
+    fetch_file(url, dest, sha256=_sha(data), limits=Limits(retries=2))
     assert dest.read_bytes() == data
     # first request plain, second resumes where the first stopped
     assert server.requests[0] == ("/t.bin", None)
     assert server.requests[1] == ("/t.bin", f"bytes={len(data) // 2}-")
-    assert not (tmp_path / "t.bin.part").exists()
+    assert _parts(tmp_path) == []
 
 
 def test_truncated_every_time_keeps_part_for_later(server, tmp_path):
@@ -146,22 +88,22 @@ def test_truncated_every_time_keeps_part_for_later(server, tmp_path):
     server.truncate["/t2.bin"] = {"times": 2}
     dest = tmp_path / "t2.bin"
     with pytest.raises(FetchError, match="incomplete after 2 attempts.*resume"):
-        fetch_file(url, dest, sha256=_sha(data), retries=1)
+        fetch_file(url, dest, sha256=_sha(data), limits=Limits(retries=1))
     assert not dest.exists()
-    part = tmp_path / "t2.bin.part"
+    [part] = _parts(tmp_path)
     assert 0 < part.stat().st_size < len(data)
     fetch_file(url, dest, sha256=_sha(data))  # a later run resumes and completes
-    assert dest.read_bytes() == data and not part.exists()
+    assert dest.read_bytes() == data and _parts(tmp_path) == []
 
 
 def test_complete_part_file_is_verified_not_refetched(server, tmp_path):
     data = np.random.default_rng(7).bytes(30_000)
     url = _put(server, "c.bin", data)
-    (tmp_path / "c.bin.part").write_bytes(data)  # finished earlier, never renamed
+    (tmp_path / ".c.bin.x1.partial").write_bytes(data)  # finished earlier, never renamed
     fetch_file(url, tmp_path / "c.bin", sha256=_sha(data))
     assert (tmp_path / "c.bin").read_bytes() == data
     assert server.sent == 0  # the server answered 416 (nothing left to send)
-    (tmp_path / "d.bin.part").write_bytes(data + b"junk")  # longer than the remote file
+    (tmp_path / ".d.bin.x2.partial").write_bytes(data + b"junk")  # longer than the remote
     url = _put(server, "d.bin", data)
     fetch_file(url, tmp_path / "d.bin", sha256=_sha(data))
     assert (tmp_path / "d.bin").read_bytes() == data
@@ -171,7 +113,7 @@ def test_server_without_range_support(server, tmp_path):
     data = np.random.default_rng(3).bytes(50_000)
     url = _put(server, "nr.bin", data)
     server.no_range.add("/nr.bin")
-    (tmp_path / "nr.bin.part").write_bytes(data[:1000])  # a stale partial download
+    (tmp_path / ".nr.bin.x3.partial").write_bytes(data[:1000])  # a stale partial download
     fetch_file(url, tmp_path / "nr.bin", sha256=_sha(data))
     assert (tmp_path / "nr.bin").read_bytes() == data
     assert fetch_bytes(url, 100, 200) == data[100:200]
@@ -187,12 +129,12 @@ def test_range_request_for_first_particles(server, tmp_path):
     imgs, raw = _stack_bytes(tmp_path)
     url = _put(server, "stacks/s.mrcs", raw)
     head = parse_mrc_header(raw[:1024])
-    assert (head["nx"], head["ny"], head["nz"], head["mode"]) == (12, 12, 40, 2)
+    assert (head.nx, head.ny, head.nz, head.mode) == (12, 12, 40, 2)
     rec = fetch_stack_head(url, tmp_path / "local" / "s.mrcs", 7)
     got = read_stack(tmp_path / "local" / "s.mrcs")
     np.testing.assert_array_equal(got, imgs[:7])
     assert rec["images"] == 7 and rec["images_in_remote"] == 40
-    needed = 1024 + head["nsymbt"] + 7 * 12 * 12 * 4
+    needed = 1024 + head.nsymbt + 7 * 12 * 12 * 4
     assert rec["bytes"] == needed
     assert server.sent == 1024 + needed  # the header probe, then exactly the needed bytes
     assert all(r is not None for _, r in server.requests)  # every request was a Range
@@ -206,7 +148,7 @@ def test_stack_head_edge_cases(server, tmp_path):
     with pytest.raises(FetchError, match="refers to image 11 but the stack holds 10"):
         fetch_stack_head(url, tmp_path / "a.mrcs", 11)
     # a longer left-over prefix from an earlier run is cut to what is needed
-    (tmp_path / "b.mrcs.head.part").write_bytes(raw[: 1024 + 6 * 12 * 12 * 4])
+    (tmp_path / ".b.mrcs.x4.partial").write_bytes(raw[: 1024 + 6 * 12 * 12 * 4])
     fetch_stack_head(url, tmp_path / "b.mrcs", 3)
     np.testing.assert_array_equal(read_stack(tmp_path / "b.mrcs"), imgs[:3])
     # gzip-compressed stacks cannot be cut: the whole file is fetched
@@ -216,7 +158,7 @@ def test_stack_head_edge_cases(server, tmp_path):
     assert rec["compressed"] and rec["images"] == 10
     np.testing.assert_array_equal(read_stack(tmp_path / "c.mrcs.gz"), imgs)
     not_mrc = _put(server, "junk.mrcs", b"\0" * 2048)
-    with pytest.raises(FetchError, match="MAP"):
+    with pytest.raises(FetchError, match="not a readable MRC file"):
         fetch_stack_head(not_mrc, tmp_path / "d.mrcs", 1)
     assert not (tmp_path / "d.mrcs").exists()
 
@@ -262,12 +204,12 @@ def test_fetch_dataset_end_to_end(server, tmp_path):
     rec = fetch_dataset("EMPIAR-1", dest, manifest=manifest, base_url=server.url,
                         log=lambda *_: None)
     assert rec["dataset"] == "toy"
-    got, vs = read_mrc(rec["files"]["map"]["path"])
+    got, _vs = read_mrc(rec["files"]["map"]["path"])
     np.testing.assert_array_equal(got, vol)
     # the first 5 particles: all 4 of mic1 and only the first image of mic2
     assert rec["particles"]["first"] == 5
     assert rec["particles"]["stacks"]["Particles/mic2.mrcs"]["images"] == 1
-    images, table = load_particles(rec["files"]["star"]["path"], n=5)
+    images, _table = load_particles(rec["files"]["star"]["path"], n=5)
     np.testing.assert_array_equal(images[:4], stacks["Particles/mic1.mrcs"])
     np.testing.assert_array_equal(images[4], stacks["Particles/mic2.mrcs"][0])
     assert json.loads((dest / "fetched.json").read_text())["dataset"] == "toy"
@@ -291,10 +233,11 @@ def test_stack_paths_relative_to_project_directory(server, tmp_path):
 
 
 def test_fetch_dataset_explains_problems(server, tmp_path):
-    vol, gz, _ = _serve_dataset(server, tmp_path)
+    _vol, _gz, _ = _serve_dataset(server, tmp_path)
     # a re-issued map: the checksum in the manifest no longer matches
     manifest = load_manifest(_manifest(tmp_path, server, "f" * 64))
-    with pytest.raises(FetchError, match="does not match the manifest"):
+    with pytest.raises(FetchError, match="differs from the manifest's f{64}.*re-issued.*"
+                                         "--accept-changed"):
         fetch_dataset("toy", tmp_path / "d1", manifest=manifest, base_url=server.url,
                       what=("map",), log=lambda *_: None)
     assert not (tmp_path / "d1" / "emd_1.map.gz").exists()
@@ -368,3 +311,17 @@ def test_base_url_from_environment(server, tmp_path, monkeypatch):
     rec = fetch_dataset("toy", tmp_path / "env", manifest=manifest, what=("map",),
                         log=lambda *_: None)
     assert rec["files"]["map"]["url"].startswith(server.url)
+
+
+def test_relion_stack_without_map_id_is_fetched(server, tmp_path):
+    """RELION 3.1 writes stacks with no 'MAP ' id and a blank machine stamp: fetched with a
+    warning, read as little-endian."""
+    imgs, raw = _stack_bytes(tmp_path, n=5)
+    raw = bytearray(raw)
+    raw[208:216] = bytes(8)  # no map id, no machine stamp
+    url = _put(server, "relion.mrcs", bytes(raw))
+    with pytest.warns(UserWarning, match="MAP"):
+        rec = fetch_stack_head(url, tmp_path / "r.mrcs", 3)
+    assert rec["images"] == 3
+    with pytest.warns(UserWarning):
+        np.testing.assert_array_equal(read_stack(tmp_path / "r.mrcs"), imgs[:3])

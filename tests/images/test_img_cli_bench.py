@@ -54,7 +54,7 @@ def test_cli_full_and_ranks(stacks, capsys):
         z = np.load(o)
         assert z["angles"].shape == (4, 3) and z["scores"].shape == (4, 3)
         assert int(z["info_rank"]) == 8
-    assert not list(d.glob(".tmp-*"))
+    assert not list(d.glob(".*radsvd-tmp*"))
 
 
 @pytest.mark.parametrize("args, match", [
@@ -125,3 +125,62 @@ def test_bench_document_helpers(tmp_path):
     write_json(doc, str(tmp_path / "b.json"))
     assert json.loads((tmp_path / "b.json").read_text())["records"][0]["name"] == "images.full"
     assert "images.full" in format_table(doc)
+
+
+def test_cli_with_shifts(stacks, tmp_path):
+    """Images = target rotated by γ, then moved by +δ pixels: the CLI reports shift = δ."""
+    d, gam, tgt = stacks
+    rng = np.random.default_rng(9)
+    N = 32
+    blobs = [hb.random_blobs(rng, 4, rmax=0.45) for _ in range(3)]   # the fixture's blobs
+    norm = [np.linalg.norm(hb.image(b, N)) for b in blobs]
+    delta = np.array([[1, -2], [0, 3], [-3, -1], [2, 2]])
+    moved = []
+    for t, g, (dx, dy) in zip(tgt, gam, delta):
+        bl = [dict(b, cx=b["cx"] + dx * 2 / N, cy=b["cy"] + dy * 2 / N)
+              for b in hb.rotate_blobs(blobs[t], g)]
+        moved.append(hb.image(bl, N) / norm[t])
+    write_mrc(tmp_path / "moved.mrcs", moved)
+    dg = 2 * np.pi / PolarGrid(K=16).Q
+    for extra in ([], ["--rank", "10", "--method", "shift-svd"]):
+        out = tmp_path / "s.npz"
+        assert main(["align-images", str(tmp_path / "moved.mrcs"), str(d / "targets.mrcs"),
+                     "--K", "16", "--max-shift", "3", "--out", str(out), "--no-progress",
+                     "--refine", "--all-pairs"] + extra) == 0
+        r = np.load(out)
+        assert np.array_equal(r["best_target"], tgt)
+        assert np.abs(r["shift"] - delta).max() < 0.1
+        assert np.all(angle_err(r["angle"], gam) < 0.5 * dg)
+        assert r["shifts"].shape == (4, 3, 2)
+        assert "translated by +shift" in str(r["info_convention"])
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--max-shift", "-1"], "max_shift"), (["--max-shift", "nan"], "max_shift"),
+    (["--max-shift", "2", "--shift-step", "3"], "larger than"),
+    (["--max-shift", "17"], "half the box"), (["--method", "svd", "--rank", "2"], "unknown")])
+def test_cli_bad_shift_options(stacks, capsys, args, match):
+    d, _, _ = stacks
+    rc = main(["align-images", str(d / "images.mrcs"), str(d / "targets.mrcs"),
+               "--out", str(d / "x.npz"), "--no-progress", "--K", "16"] + args)
+    assert rc == 2
+    assert match in capsys.readouterr().err
+
+
+def test_numpy_baseline_with_shifts_agrees_with_engine():
+    from radsvd.bench.images import numpy_baseline_shifts, synthetic_images
+    from radsvd.images import align_images, images_to_fb
+    from radsvd.images.shifts import shift_grid
+
+    g = PolarGrid(K=12)
+    fa = images_to_fb(synthetic_images(5, 24, seed=1), g)
+    fb = images_to_fb(synthetic_images(6, 24, seed=2), g)
+    sh = shift_grid(2, 1)
+    sc, s = numpy_baseline_shifts(fa, fb, g, sh, 24, tile=(2, 4))
+    r = align_images(fa, fb, g, all_pairs=True, max_shift=2, box=24)
+    assert np.max(np.abs(sc - r.scores)) <= 1e-12 * np.max(np.abs(sc))
+    assert np.array_equal(sh[s], r.shifts)
+    timer = {}
+    align_images(fa, fb, g, max_shift=2, box=24, refine=True, timer=timer)
+    assert {"targets", "images", "pairs", "refine", "total"} <= set(timer)
+    assert all(v >= 0 for v in timer.values())

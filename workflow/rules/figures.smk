@@ -255,6 +255,7 @@ rule fig13_speedup_vs_K:
 rule fig14_method_comparison:
     input:
         IMAGE_TABLE,
+        POSE_SCORE_INPUTS,
     output:
         figure_path("fig14"),
     params:

@@ -21,7 +21,7 @@ import numpy as np
 
 from radsvd import PolarGrid
 from radsvd.images.align import align_images, landscape_tiles
-from radsvd.images.basis import energy_pca, frequency_marching, radial_svd
+from radsvd.images import methods
 from radsvd.metrics import LandscapeMetrics
 from wf_common import Stopwatch, best_of, rank_sweep, save_npz, setup, thread_counts
 
@@ -49,17 +49,11 @@ counts = imgs["group_counts"].astype(float)
 
 
 def make_basis(rings, weights):
-    """The method's radial basis for targets = templates × ring CTF, rings (m, R)."""
-    if method == "radial_svd":
-        return radial_svd(templates, grid, ctf=rings, group_sizes=weights)
-    if method == "frequency_marching":
-        return frequency_marching(grid)
-    if method == "energy_pca":
-        # energy of the CTF-modulated templates; pooled over groups through the
-        # count-weighted RMS ring CTF (the energy kernel has no per-group form in the API)
-        rms = np.sqrt(np.average(rings ** 2, axis=0, weights=weights))
-        return energy_pca(templates * rms[None, :, None], grid)
-    raise ValueError(f"unknown compression method {method!r}")
+    """The method's radial basis for targets = templates × ring CTF, rings (m, R).  The
+    config and the file names spell methods with underscores; the library's names are
+    hyphenated (radsvd.images.methods)."""
+    return methods.make_basis(method.replace("_", "-"), grid, templates, ctf_rings=rings,
+                              group_sizes=weights)
 
 
 # warm-up: compile every kernel on a tiny problem before anything is timed

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radsvd.data.fetch import load_fetched
 from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc, write_mrc
 from radsvd.data.preprocess import downsample_volume, preprocess
 from radsvd.data.simulate import write_particles
@@ -16,13 +17,18 @@ from wf_common import setup
 log = setup(snakemake)
 cfg = snakemake.params.cfg
 box = int(cfg["images"]["box"])
+n_images = int(cfg["images"]["n_images"])
 if cfg["source"] == "real":
+    # the fetch record fills in what the STAR file lacks (CTF values, pixel size)
     record = json.loads(Path(snakemake.input.record).read_text())
-    star_path, map_path = record["files"]["star"]["path"], record["files"]["map"]["path"]
+    map_path = record["files"]["map"]["path"]
     invert = bool(cfg["real"].get("invert_contrast", record.get("contrast_inverted", False)))
+    images, table = load_fetched(record, n=n_images, dtype=np.float64)
+    for key, value in (record.get("ctf_supplied") or {}).items():
+        log.info("%s = %g supplied by the manifest (not in the STAR file)", key, value)
 else:
-    star_path, map_path, invert = snakemake.input.star, snakemake.input.reference, False
-images, table = load_particles(star_path, n=int(cfg["images"]["n_images"]), dtype=np.float64)
+    map_path, invert = snakemake.input.reference, False
+    images, table = load_particles(snakemake.input.star, n=n_images, dtype=np.float64)
 N0, p0 = images.shape[-1], float(table["pixel_size"].iloc[0])
 if box > N0:
     raise ValueError(f"images.box = {box} exceeds the particles' box {N0}: Fourier cropping "

@@ -8,12 +8,11 @@ full_i / (precompute_i + compressed_i) over the runs, time_*_max_s the slowest r
 import numpy as np
 
 from radsvd import PolarGrid
-from radsvd.data.ctf import cluster_ctf, ctf_polar_stack
-from radsvd.data.io import ctf_params, load_particles, read_mrc
+from radsvd.data.io import load_particles, read_mrc
 from radsvd.data.templates import project_fourier
 from radsvd.data.viewing import shell_directions
 from radsvd.images.align import align_images
-from radsvd.images.basis import radial_svd
+from radsvd.images.methods import ctf_groups, group_targets, make_basis
 from radsvd.images.polar import images_to_fb, to_fb
 from wf_common import Stopwatch, setup, thread_counts, write_table
 
@@ -23,11 +22,10 @@ sp = snakemake.params.speedup
 K = float(snakemake.wildcards.K)
 grid = PolarGrid(K=K)
 images, table = load_particles(snakemake.input.star, n=int(sp["n_images"]), dtype=np.float64)
-N, pixel = images.shape[-1], float(table["pixel_size"].iloc[0])
+N = images.shape[-1]
 volume, _ = read_mrc(snakemake.input.reference)
 fb = images_to_fb(images, grid)
-rings = ctf_polar_stack(ctf_params(table), grid, N, pixel, ring=True)
-groups = cluster_ctf(rings, weights=grid.w, tolerance=float(cfg["images"]["ctf_tolerance"]))
+groups = ctf_groups(table, grid, N, tolerance=float(cfg["images"]["ctf_tolerance"]))
 templates = to_fb(project_fourier(volume, shell_directions(K).rotations(), grid))
 ranks = sorted({int(h) for h in sp["H"] if h <= grid.R})
 log.info("K=%g: R=%d Q=%d, %d images in %d CTF group(s), %d templates, ranks %s", K, grid.R,
@@ -35,7 +33,8 @@ log.info("K=%g: R=%d Q=%d, %d images in %d CTF group(s), %d templates, ranks %s"
 
 # warm-up (compilation is not part of the timings)
 align_images(fb[:1], templates[:2], grid)
-align_images(fb[:1], templates[:2], grid, basis=radial_svd(templates[:2], grid), rank=1)
+align_images(fb[:1], templates[:2], grid, basis=make_basis("radial-svd", grid, templates[:2]),
+             rank=1)
 
 
 def timed(fn, runs):
@@ -50,7 +49,7 @@ def timed(fn, runs):
     return min(times)
 
 
-targets = [templates * groups.rings[g][None, :, None] for g in range(groups.n_groups)]
+targets = [group_targets(templates, groups.rings[g]) for g in range(groups.n_groups)]
 
 
 def full_run():
@@ -67,13 +66,14 @@ for H in ranks:
     pre_runs, comp_runs = np.zeros(int(sp["repeats"])), np.zeros(int(sp["repeats"]))
     bases = {}
     if pooled:   # one kernel over the CTF groups, weighted by their sizes (eq. 85)
-        t_pre += timed(lambda: bases.__setitem__("all", radial_svd(
-            templates, grid, ctf=groups.rings, group_sizes=groups.counts)), pre_runs)
+        t_pre += timed(lambda: bases.__setitem__("all", make_basis(
+            "radial-svd", grid, templates, ctf_rings=groups.rings,
+            group_sizes=groups.counts)), pre_runs)
     for g in range(groups.n_groups):
         key = "all" if pooled else g
         if not pooled:
-            t_pre += timed(lambda: bases.__setitem__(
-                g, radial_svd(templates, grid, ctf=groups.rings[g][None, :])), pre_runs)
+            t_pre += timed(lambda: bases.__setitem__(g, make_basis(
+                "radial-svd", grid, templates, ctf_rings=groups.rings[g][None, :])), pre_runs)
         t_comp += timed(lambda: align_images(fb[groups.members(g)], targets[g], grid,
                                              basis=bases[key], rank=H), comp_runs)
     rows.append(dict(dataset=cfg["name"], method="radial_svd", K=K, R=grid.R, Q=grid.Q, H=H,

@@ -271,9 +271,14 @@ class ShellTransform:
         grid.check_box(N)
         self.grid, self.N = grid, N
         dx = 2.0 / N
-        kx, ky, kz = grid.points()
+        # real maps: Â(-k) = conj(Â(k)), and -k of a node (k, θ_i, φ_j) is the node
+        # (k, θ_{n_θ-1-i}, φ_j + π): the NUFFT runs on the upper half of every sphere (the
+        # equator's first n_φ/2 nodes for odd n_θ) and _full_sphere conjugates the rest
+        nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
+        half = [np.concatenate([c[:, :h].reshape(grid.R, -1), c[:, h:nt - h, :P].reshape(
+            grid.R, -1)], axis=1) for c in grid.points()]
         # finufft pairs its first coordinate with the first array axis (z), the last with x.
-        self._points = [c.ravel() * dx for c in (kz, ky, kx)]
+        self._points = [c.ravel() * dx for c in half[::-1]]
         self._plans = {}
 
     def _nufft(self):
@@ -293,11 +298,23 @@ class ShellTransform:
             self._plans[key] = t
         return t
 
-    def _one(self, vol: np.ndarray) -> np.ndarray:
+    def _full_sphere(self, half: np.ndarray) -> np.ndarray:
+        """(R, n_θ, n_φ) samples from the NUFFT's half (see __init__), scaled by dx³."""
         grid = self.grid
-        samples = self._nufft()(vol[None]).reshape(1, grid.R, grid.n_theta, grid.n_phi)
-        samples *= (2.0 / self.N) ** 3
-        return sht(samples, grid, workers=1)[0]
+        nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
+        half = half.reshape(grid.R, -1) * (2.0 / self.N) ** 3
+        F = np.empty((grid.R, nt, grid.n_phi), dtype=np.complex128)
+        top = half[:, : h * grid.n_phi].reshape(grid.R, h, grid.n_phi)
+        F[:, :h] = top
+        F[:, nt - 1 - np.arange(h)] = np.conj(np.roll(top, -P, axis=-1))
+        if nt % 2:
+            F[:, h, :P] = half[:, h * grid.n_phi:]
+            F[:, h, P:] = np.conj(F[:, h, :P])
+        return F
+
+    def _one(self, vol: np.ndarray) -> np.ndarray:
+        samples = self._full_sphere(self._nufft()(vol[None], native=True))
+        return sht(samples[None], self.grid, workers=1)[0]
 
     def __call__(self, volumes) -> np.ndarray:
         """(n, R, n_lm) coefficients of (N, N, N) or (n, N, N, N) real maps."""

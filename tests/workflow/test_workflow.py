@@ -45,7 +45,7 @@ TIMING_COLUMNS = ["rule", "dataset", "wildcards", "threads", "repeats", "s", "cp
 FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
            "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
            "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
-           "fig11_volume_alignment", "fig12_datasets"]
+           "fig11_volume_alignment", "fig12_datasets", "fig16_shifts"]
 TIMING_FIGURES = ["fig08_speedup", "fig11_speedup", "fig13_speedup_vs_K",
                   "fig14_method_comparison", "fig15_timings"]
 # Rules whose outputs do not depend on the volumes section of the configuration
@@ -56,7 +56,8 @@ NOT_VOLUME_RULES = {"simulate_dataset", "preprocess", "polar_images", "templates
                     "fig03_two_rings_amplitude", "fig04_spectrum_C",
                     "fig05_landscape_image_template", "fig06_landscape_image_image",
                     "fig07_gallery", "fig08_image_alignment", "fig08_speedup",
-                    "fig09_isosurfaces", "fig13_speedup_vs_K", "fig14_method_comparison"}
+                    "fig09_isosurfaces", "fig13_speedup_vs_K", "fig14_method_comparison",
+                    "simulate_shifted", "shift_landscapes", "pose_scores", "fig16_shifts"}
 
 
 def run_snakemake(*args, cwd, timeout=600, env=None, snakefile=SNAKEFILE):

@@ -153,7 +153,7 @@ def _run(plan, vols, block=BLOCK, prune=True):
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
         a1 = min(a0 + block, vols.shape[0])
-        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], times=tm, prune=prune)
+        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], timer=tm, prune=prune)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
     return best_i, best_v, tm, calls

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import numbers
 import os
 import sys
 
@@ -69,7 +71,8 @@ def available_threads() -> int:
 
 def set_threads(n: int | None) -> int:
     """Use ``n`` threads for numba kernels, BLAS and scipy.fft (``None``: all). Returns n."""
-    if n is not None and (isinstance(n, bool) or int(n) != n):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Real)
+                          or not math.isfinite(n) or int(n) != n):
         raise InputError(f"thread count must be an integer, got {n!r}")
     n = available_threads() if n is None else int(n)
     if n < 1:

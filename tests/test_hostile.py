@@ -244,6 +244,10 @@ def test_info_star_edge_cases(tmp_path, capsys):
     assert main(["info", str(words)]) == 0
     out = capsys.readouterr().out
     assert "defocus_u: 1 of 3 value(s) are not numbers, first in particle row 2" in out
+    long_name = tmp_path / "long.star"   # a 5 MB image name: no stack to open, no crash
+    long_name.write_text("data_\nloop_\n_rlnImageName\n" + "x" * 5_000_000 + "\n")
+    assert main(["info", str(long_name)]) == 0
+    assert "first stack unreadable" in capsys.readouterr().out
     assert main(["info", str(tmp_path)]) == 2
     _one_line_error(capsys, "info", "a folder")
     junk = tmp_path / "junk.bin"
@@ -265,6 +269,11 @@ def test_info_into_a_closed_pipe(files):
 def test_thread_count_and_complex_maps(files, tmp_path, capsys):
     assert main(["--threads", "0", "info", str(files / "map.mrc")]) == 2
     _one_line_error(capsys, "info", "thread count must be >= 1")
+    from radsvd._jit import set_threads
+
+    for bad in ("x", float("nan"), 1.5, True):
+        with pytest.raises(InputError, match="thread count must be an integer"):
+            set_threads(bad)
     import mrcfile
 
     cpx = tmp_path / "complex.mrc"

@@ -86,13 +86,13 @@ def _describe_star(path: Path) -> dict:
         stacks = list(dict.fromkeys(t["image_path"]))
         out["stacks"] = len(stacks)
         first = path.parent / stacks[0]
-        if first.exists():
-            from radsvd.data.io import mrc_header
+        try:
+            if first.is_file():
+                from radsvd.data.io import mrc_header
 
-            try:
                 out["box"] = mrc_header(first).nx
-            except InputError as exc:
-                problems.append(f"first stack unreadable: {exc}")
+        except (InputError, OSError) as exc:
+            problems.append(f"first stack unreadable: {str(exc)[:300]}")
     if "micrograph" in t.columns:
         out["micrographs"] = int(t["micrograph"].nunique())
     if "optics_group" in t.columns:

@@ -31,3 +31,18 @@ def exports(package: str, table: dict[str, tuple[str, ...]], namespace: dict):
         return sorted(set(namespace) | set(where))
 
     return __getattr__, __dir__
+
+
+class LazyModule:
+    """A module imported on first attribute access: ``pd = LazyModule("pandas")`` at the top
+    of a module whose functions use ``pd.DataFrame`` only when called (annotations stay
+    strings under ``from __future__ import annotations``).  Not registered in sys.modules."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name!r}>"

@@ -6,7 +6,8 @@ float32 MRC files to the result file; the wall time from launch to exit is the r
 (``*_seconds`` fields): ``startup`` (interpreter, imports, numba's cache), ``reading``,
 ``transform`` (finufft and the Fourier–Bessel / spherical-harmonic steps), ``precomputation``
 (the radial or degree SVD), ``alignment`` (for images: with the images' transforms, streamed
-tile by tile; their thread-seconds are ``transform_thread_seconds``), ``writing``, and
+tile by tile; their thread-seconds are ``transform_thread_seconds``; for maps, ``reading`` is
+the target's and the other maps are read in the tasks that transform them), ``writing``, and
 ``other`` (exit, the rest); ``cpu_seconds``: the process's user + system CPU time.
 ``e2e.help`` times ``radsvd --help`` against ``python -c pass``.
 

@@ -23,7 +23,8 @@ GENERATOR = "python -m radsvd.bench.report"
 
 # ----------------------------------------------------------------------------- formatting
 def num(x, digits: int = 3) -> str:
-    """A number for a table: ``digits`` significant digits, powers of ten as 2.31e6."""
+    """A number for a table: ``digits`` significant digits; from 10^(digits+1) on and below
+    1e-3 with a power of ten (2.31e6)."""
     if x is None:
         return ""
     if isinstance(x, bool):
@@ -34,7 +35,7 @@ def num(x, digits: int = 3) -> str:
         return str(x)
     if not math.isfinite(x):
         return str(x)
-    if x != 0 and (abs(x) >= 10 ** (digits + 2) or abs(x) < 1e-3):
+    if x != 0 and (abs(x) >= 10 ** (digits + 1) or abs(x) < 1e-3):
         mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
         return f"{mantissa}e{int(exponent)}"
     text = f"{x:.{digits}g}"

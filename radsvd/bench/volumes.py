@@ -30,6 +30,9 @@ Records (``measure``):
   every step-3 transform made (no branch and bound; ``pruning_speedup`` = their time over
   the pruned one, ``same_best_as_pruned`` = 1 when every best index agrees and every score
   to the rounding of step 3).
+* ``volumes.full.1thread``, ``volumes.rank{H}.1thread``: both paths with one thread: the
+  per-core speedup, and ``threads_speedup`` (1-thread time / all-thread time) of each path,
+  whose ratio turns the per-core speedup into the all-thread one (machine-dependent).
 Rounds are interleaved over the configurations and the fastest of ``ROUNDS`` is kept.
 ``OPENBLAS_THREAD_TIMEOUT=4`` must be in the environment before numpy loads (``radsvd``
 sets it, and OMP_WAIT_POLICY=PASSIVE, when it is imported first, as by ``radsvd bench``):
@@ -150,7 +153,7 @@ def _run(plan, vols, block=BLOCK, prune=True):
     best_v = np.empty(vols.shape[0])
     for a0 in range(0, vols.shape[0], block):
         a1 = min(a0 + block, vols.shape[0])
-        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], times=tm, prune=prune)
+        b, i, j, best_v[a0:a1] = plan.best_rotations(vols[a0:a1], timer=tm, prune=prune)
         calls += plan.step3_calls
         best_i[a0:a1] = np.ravel_multi_index((b, i, j), (plan.n_beta, plan.M, plan.M))
     return best_i, best_v, tm, calls
@@ -192,6 +195,13 @@ def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None, prun
     t_basis = time.perf_counter() - t
     plan = prepare(grid, target, basis, rank=(H, H), M=M, precision=precision, wigner=wigner)
     return _result(plan, vols, time.perf_counter() - t, prune, t_basis=t_basis)
+
+
+def _one_thread(fn, *args, **kwargs):
+    from radsvd._jit import threads
+
+    with threads(1):
+        return fn(*args, **kwargs)
 
 
 def _metrics(plans, vols):
@@ -268,6 +278,9 @@ def measure(quick: bool = False) -> list[dict]:
     configs["full.unpruned"] = lambda: _full(grid, target, vols, wigner=W, prune=False)
     configs["rank.unpruned"] = lambda: _compressed(grid, target, vols, H2, wigner=W,
                                                    prune=False)
+    # one thread: what the second vCPU adds to each path (machine-dependent, see below)
+    configs["full.1thread"] = lambda: _one_thread(_full, grid, target, vols, wigner=W)
+    configs["rank.1thread"] = lambda: _one_thread(_compressed, grid, target, vols, H2, wigner=W)
     best = {}
     for _ in range(rounds):
         for key, fn in configs.items():
@@ -344,6 +357,24 @@ def measure(quick: bool = False) -> list[dict]:
                      speedup_vs_full_unpruned=ru_f["total"] / ru_c["total"],
                      same_best_as_pruned=_same_best(ru_c, rc),
                      params=dict(params, H_C=H2, H_D=H2, prune=False)))
+    # per core: the rank-H2 speedup over full with one thread, and what the other threads
+    # give each path (``threads_speedup`` = 1-thread time / all-thread time).  The speedup
+    # with all threads is the 1-thread one × rank's threads_speedup / full's: these records
+    # say which of the two factors differs between machines.
+    r1f, r1c = best["full.1thread"], best["rank.1thread"]
+    recs.append(dict(name="volumes.full.1thread", seconds=r1f["total"],
+                     per_pair_ms=1e3 * r1f["total"] / n_vol,
+                     threads_speedup=r1f["total"] / total_f,
+                     step1_seconds=r1f["tm"]["step1"], step2_seconds=r1f["tm"]["step2"],
+                     step3_seconds=r1f["tm"]["step3"], params=dict(params, threads=1)))
+    recs.append(dict(name=f"volumes.rank{H2}.1thread", seconds=r1c["total"],
+                     per_pair_ms=1e3 * r1c["total"] / n_vol,
+                     speedup_vs_full=r1f["total"] / r1c["total"],
+                     threads_speedup=r1c["total"] / rc["total"],
+                     precompute_seconds=r1c["pre"], step0_seconds=r1c["tm"]["step0"],
+                     step1_seconds=r1c["tm"]["step1"], step2_seconds=r1c["tm"]["step2"],
+                     step3_seconds=r1c["tm"]["step3"],
+                     params=dict(params, H_C=H2, H_D=H2, threads=1)))
     recs.append(dict(name="volumes.setup", seconds=t_setup, plan_seconds=t_plan,
                      params=dict(params, what="synthetic shells (not part of the timings)")))
     return recs

@@ -60,6 +60,7 @@ def run(args) -> int:
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
     from radsvd.volumes.shells import ShellGrid, ShellTransform
+    from radsvd._pool import pool_map
     from radsvd._profile import mark
 
     mark("startup")
@@ -80,16 +81,13 @@ def run(args) -> int:
     mark("transform")
     if rank != "full":
         rank = check_rank(rank, min(grid.R, grid.L + 1), "--rank")
-    # one map in memory at a time: keep only its shell coefficients
+    # one map per worker in memory at a time: keep only its shell coefficients; the maps
+    # are read and transformed on the project's threads (finufft and BLAS release the GIL)
     ca = np.empty((len(args.volumes), grid.R, grid.n_lm), dtype=np.complex128)
-    paths = args.volumes
-    if not args.no_progress:
-        from tqdm import tqdm
 
-        paths = tqdm(paths, unit="map", desc="shells")
-    for i, path in enumerate(paths):
+    def shells_of(item):
+        i, path = item
         v, size = read_mrc(path, dtype=None, expect="map")
-        mark("reading")
         if v.shape != target.shape:
             raise InputError(f"{path}: box {v.shape} differs from the target's {target.shape}; "
                              f"resample to a common box first")
@@ -97,7 +95,18 @@ def run(args) -> int:
             raise InputError(f"{path}: voxel size {size:g} Å differs from the target's "
                              f"{t_size:g} Å; resample to a common pixel size first")
         ca[i] = transform(v)[0]
-        mark("transform")
+
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(args.volumes), unit="map", desc="shells")
+    try:
+        pool_map(shells_of, enumerate(args.volumes), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    mark("transform")        # the maps' reading included: it overlaps their transforms
     if rank == "full":
         basis, ranks = None, None
     else:

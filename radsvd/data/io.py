@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from radsvd._files import atomic_path
+from radsvd._lazy import LazyModule
 from radsvd._validate import InputError, InputWarning
+
+pd = LazyModule("pandas")     # STAR tables only: reading maps and stacks does not load it
 
 # ---------------------------------------------------------------------------------------------
 # MRC: one header parser and one reading policy for every reader (docs/robustness.md)

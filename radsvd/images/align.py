@@ -46,7 +46,8 @@ from radsvd._files import save_npz
 from radsvd._validate import InputError, degenerate_targets, grid_of, rank as _rank
 from radsvd.grids import PolarGrid
 from radsvd.images import _kernels as K
-from radsvd.images._pool import all_finite, pool_map
+from radsvd._pool import pool_map
+from radsvd._validate import all_finite
 from radsvd.images.basis import RadialBasis
 
 __all__ = ["AlignResult", "align_images", "landscapes", "landscape_tiles", "prepare"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from radsvd._validate import InputError, grid_of, finite_array, rank as _rank
 from radsvd.grids import PolarGrid
-from radsvd.images._pool import all_finite
+from radsvd._validate import all_finite
 from radsvd.images.methods import METHODS
 
 __all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
@@ -57,7 +57,7 @@ def _gram(fb, grid: PolarGrid, include_zero: bool, chunk: int = 64) -> np.ndarra
     Re(conj(x)·y) = Re x·Re y + Im x·Im y: one real GEMM per chunk of targets (cache-sized),
     chunks on the task pool, partial sums added in chunk order (deterministic).
     """
-    from radsvd.images._pool import pool_map
+    from radsvd._pool import pool_map
 
     wq = _q_multiplicity(grid.Q, include_zero)
     wk = np.repeat(np.sqrt(wq), 2)                       # (re, im) per q

@@ -28,11 +28,19 @@ from radsvd.grids import PolarGrid
 __all__ = ["to_polar", "to_fb", "fb_to_polar", "polar_to_images", "images_to_fb", "FBSource"]
 
 
-def _nodes_scaled(grid: PolarGrid, N: int):
-    """finufft coordinates of the polar nodes: (ky·dx, kx·dx), flattened r-major."""
+def _nodes_scaled(grid: PolarGrid, N: int, half: bool = False):
+    """finufft coordinates of the polar nodes: (ky·dx, kx·dx), flattened r-major; ``half``:
+    only ψ_j < π (j < Q/2), the others follow from Â(-k) = conj(Â(k)) (:func:`_polar`)."""
     dx = 2.0 / N
     kx, ky = grid.points()
+    if half:
+        kx, ky = kx[:, : grid.Q // 2], ky[:, : grid.Q // 2]
     return (np.ascontiguousarray(ky.ravel() * dx), np.ascontiguousarray(kx.ravel() * dx))
+
+
+def _transform(grid: PolarGrid, N: int, precision: str, eps: float, threads: int) -> Type2:
+    """The type-2 NUFFT of N×N images at the half of the polar nodes with ψ < π."""
+    return Type2(_nodes_scaled(grid, N, half=True), (N, N), precision, eps, threads)
 
 
 def to_polar(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
@@ -51,8 +59,8 @@ def to_polar(images, grid: PolarGrid, eps: float | None = None, threads: int | N
     precision, eps = transform_precision(_dtype(images), eps, precision)
     imgs = _checked_images(images, grid, precision)
     N = imgs.shape[-1]
-    transform = Type2(_nodes_scaled(grid, N), (N, N), precision, eps, threads or fft_workers())
-    return _polar(transform, imgs, grid)
+    transform = _transform(grid, N, precision, eps, threads or fft_workers())
+    return _polar(transform, imgs, grid).astype(np.complex128, copy=False)
 
 
 def _dtype(data) -> np.dtype:
@@ -73,9 +81,15 @@ def _checked_images(images, grid: PolarGrid, precision: str) -> np.ndarray:
 
 
 def _polar(transform: Type2, imgs: np.ndarray, grid: PolarGrid) -> np.ndarray:
+    """Polar samples (n, R, Q), scaled by dx², at the transform's precision.  Real images:
+    Â(k, ψ + π) = conj(Â(k, ψ)), so the NUFFT runs on ψ < π only (half the points: the
+    transform's cost is their interpolation) and the other half is conjugated."""
     n, N = imgs.shape[0], imgs.shape[-1]
-    out = transform(imgs).reshape(n, grid.R, grid.Q)
-    out *= (2.0 / N) ** 2
+    h = grid.Q // 2
+    half = transform(imgs, native=True).reshape(n, grid.R, h)
+    out = np.empty((n, grid.R, grid.Q), dtype=half.dtype)
+    np.multiply(half, (2.0 / N) ** 2, out=out[..., :h])
+    np.conjugate(out[..., :h], out=out[..., h:])
     return out
 
 
@@ -105,18 +119,15 @@ def images_to_fb(images, grid: PolarGrid, eps: float | None = None, threads: int
     imgs = _checked_images(images, grid, precision)
     N = imgs.shape[-1]
     threads = threads or fft_workers()
-    return _fb(Type2(_nodes_scaled(grid, N), (N, N), precision, eps, threads), imgs, grid,
-               threads)
+    return _fb(_transform(grid, N, precision, eps, threads), imgs, grid, threads)
 
 
 def _fb(transform: Type2, imgs: np.ndarray, grid: PolarGrid, workers: int) -> np.ndarray:
     """Fourier–Bessel coefficients (eq. 32, 34) at the transform's precision until the
-    last step, which scales by dx²/Q and casts to complex128 in one pass."""
-    n, N = imgs.shape[0], imgs.shape[-1]
-    p = transform(imgs, native=True).reshape(n, grid.R, grid.Q)
-    a = scipy.fft.fft(p, axis=-1, workers=workers)[..., : grid.n_freq]
-    out = np.empty(a.shape, dtype=np.complex128)
-    np.multiply(a, (2.0 / N) ** 2 / grid.Q, out=out)
+    last step, which divides by Q and casts to complex128 in one pass."""
+    a = scipy.fft.fft(_polar(transform, imgs, grid), axis=-1, workers=workers)
+    out = np.empty(a.shape[:-1] + (grid.n_freq,), dtype=np.complex128)
+    np.multiply(a[..., : grid.n_freq], 1.0 / grid.Q, out=out)
     return out
 
 
@@ -164,8 +175,7 @@ class FBSource:
         key = (threading.get_ident(), threads)
         t = self._transforms.get(key)
         if t is None:
-            t = Type2(_nodes_scaled(self.grid, self.N), (self.N, self.N), self.precision,
-                      self.eps, threads)
+            t = _transform(self.grid, self.N, self.precision, self.eps, threads)
             self._transforms[key] = t
         return t
 

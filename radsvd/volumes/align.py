@@ -24,7 +24,7 @@ from radsvd._files import save_npz
 from radsvd._validate import InputError, degenerate_targets
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
-from radsvd.volumes.landscape.plan import _UNSET, rank_pair
+from radsvd.volumes.landscape.plan import _UNSET, StageClock, rank_pair
 from radsvd.volumes.shells import ShellGrid, to_shells
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
@@ -117,7 +117,8 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
                   rank=None, n_beta: int | None = None, M: int | None = None,
                   refine: bool = False, return_landscapes: bool = False, block: int = 8,
                   progress: bool = False, plan: LandscapePlan | None = None,
-                  precision: str = "auto", *, ranks=_UNSET) -> VolumeAlignResult:
+                  precision: str = "auto", timer: dict | None = None, *,
+                  ranks=_UNSET) -> VolumeAlignResult:
     """Best rotation of every volume onto the target (see the module docstring).
 
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
@@ -129,13 +130,18 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     (:meth:`LandscapePlan.step3_best`), exact for the values it computes: scores may differ
     in the last bits between block sizes (never between thread counts).
     precision: "auto" (double for the full path, single for compressed plans), "double" or
-    "single" (step 2's output and step 3; see :func:`prepare`).
+    "single" (step 2's output and step 3; see :func:`prepare`).  timer: optional dict;
+    seconds per stage are added to it: 'plan' (when made here), the steps of
+    :data:`~radsvd.volumes.landscape.STEPS`, or 'landscapes' with return_landscapes, and
+    'refine' (as ``align_images(timer=...)``).
     """
     rank = rank_pair(rank, ranks, "align_volumes")
     degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
                        "coef_target", flat="error")
+    clock = StageClock(timer)
     if plan is None:
         plan = prepare(grid, coef_target, basis, rank, n_beta, M, precision=precision)
+        clock.lap("plan")
     a = check_coefficients(coef_volumes, grid, "coef_volumes")
     if isinstance(block, bool) or int(block) != block or block < 1:
         raise InputError(f"block must be a positive integer, got {block!r}")
@@ -151,20 +157,24 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
         bar = tqdm(total=n, unit="vol", desc="align-volumes")
     full_plan = None
     for a0, a1 in ((a0, min(a0 + int(block), n)) for a0 in range(0, n, int(block))):
+        clock.restart()
         if land is None:                      # first grid maximiser, as a full argmax
-            b, i, j, score[a0:a1] = plan.best_rotations(a[a0:a1])
+            b, i, j, score[a0:a1] = plan.best_rotations(a[a0:a1], timer=timer)
         else:
             S = plan.slices(a[a0:a1])         # distinct β only (mirrors: index shifts)
             b, i, j, score[a0:a1] = plan.best(S)
             plan.expand(S, out=land[a0:a1])
+            clock.lap("landscapes")
         tau[a0:a1] = np.stack([plan.gammas[j], plan.betas[b], plan.alphas[i]], -1)
         if refine:
             if full_plan is None:
                 full_plan = plan if not plan.compressed else prepare(
                     grid, coef_target, n_beta=plan.n_beta, M=plan.M, wigner=plan.wigner)
             step = 2.0 * np.pi / max(plan.M, plan.n_beta)
+            clock.restart()
             for v in range(a0, a1):
                 tau[v], score[v] = _refine(_full_T(a[v], full_plan), full_plan, tau[v], step)
+            clock.lap("refine")
         if bar is not None:
             bar.update(a1 - a0)
     if bar is not None:

@@ -188,13 +188,14 @@ class ShellGrid:
                 f"{N}-voxel box; lower K or use larger volumes")
 
 
-def sht(samples, grid: ShellGrid) -> np.ndarray:
+def sht(samples, grid: ShellGrid, workers: int | None = None) -> np.ndarray:
     """Spherical-harmonic transform of samples f(θ_i, φ_j) on ``grid``'s sphere rule.
 
     ``samples``: complex (..., n_theta, n_phi) → coefficients (..., n_lm), m ≥ 0 only,
     f_l^m = ∫ f conj(Y_l^m) dk̂ (FFT in φ, then Gauss–Legendre quadrature in cos θ: for each
     m one real matrix product of the weighted P̄_l^m(cos θ_i) with the real and imaginary
     parts of every shell's order-m Fourier coefficients, laid out (m, θ, shell)).
+    ``workers``: scipy.fft workers (default: the project's).
     """
     f = np.asarray(samples, dtype=np.complex128)
     if f.shape[-2:] != (grid.n_theta, grid.n_phi):
@@ -203,7 +204,7 @@ def sht(samples, grid: ShellGrid) -> np.ndarray:
     L, nt = grid.L, grid.n_theta
     lead = f.shape[:-2]
     n = int(np.prod(lead, dtype=np.int64))
-    F = scipy.fft.fft(f.reshape(n, nt, grid.n_phi), axis=-1, workers=fft_workers())
+    F = scipy.fft.fft(f.reshape(n, nt, grid.n_phi), axis=-1, workers=workers or fft_workers())
     # (L+1, n_theta, n) complex = (L+1, n_theta, 2n) real: one real GEMM per order m
     G = np.ascontiguousarray(np.transpose(F[..., : L + 1], (2, 1, 0)))
     G *= 2.0 * np.pi / grid.n_phi
@@ -251,47 +252,79 @@ def _dtype(data) -> np.dtype:
 
 
 class ShellTransform:
-    """Shell coefficients of N³ maps through one finufft plan (points set once), for many
-    maps: ``ShellTransform(grid, N, dtype)(volumes)`` equals ``to_shells(volumes, grid)``.
+    """Shell coefficients of N³ maps through finufft plans with the points set once, for
+    many maps: ``ShellTransform(grid, N, dtype)(volumes)`` equals ``to_shells(volumes, grid)``.
 
     Precision and tolerance as :func:`to_shells` (from ``dtype``, the maps' dtype, unless
-    ``eps``/``precision`` say otherwise).  Not thread-safe.
+    ``eps``/``precision`` say otherwise).  Each map is transformed by one thread (finufft's
+    output at upsampling factor 1.25 depends on its thread count: one thread keeps results
+    independent of the machine); a stack of maps is spread over the project's thread pool,
+    and calls from several threads at once are safe (one plan per thread).
     """
 
     def __init__(self, grid: ShellGrid, N: int, dtype=np.float64, eps: float | None = None,
-                 precision: str | None = None, threads: int | None = None):
-        from radsvd._nufft import Type2, transform_precision
+                 precision: str | None = None):
+        from radsvd._nufft import transform_precision
 
         self.precision, self.eps = transform_precision(dtype, eps, precision)
         N = int(N)
         grid.check_box(N)
         self.grid, self.N = grid, N
         dx = 2.0 / N
-        kx, ky, kz = grid.points()
+        # real maps: Â(-k) = conj(Â(k)), and -k of a node (k, θ_i, φ_j) is the node
+        # (k, θ_{n_θ-1-i}, φ_j + π): the NUFFT runs on the upper half of every sphere (the
+        # equator's first n_φ/2 nodes for odd n_θ) and _full_sphere conjugates the rest
+        nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
+        half = [np.concatenate([c[:, :h].reshape(grid.R, -1), c[:, h:nt - h, :P].reshape(
+            grid.R, -1)], axis=1) for c in grid.points()]
         # finufft pairs its first coordinate with the first array axis (z), the last with x.
-        pts = [c.ravel() * dx for c in (kz, ky, kx)]
-        # single precision: finufft's upsampling factor 1.25 (fine grid (1.25 N)³ instead of
-        # (2N)³) halved the NUFFT of a 65³ map at K = 48 (0.071 → 0.038 s, one thread) at
-        # the same accuracy (7e-7 relative to double at 1e-12); in double at 1e-12 it is
-        # slower (0.35 against 0.28 s) and short of the tolerance
-        ups = 1.25 if self.precision == "single" else None
-        self._nufft = Type2(pts, (N, N, N), self.precision, self.eps,
-                            threads or fft_workers(), upsampfac=ups)
+        self._points = [c.ravel() * dx for c in half[::-1]]
+        self._plans = {}
+
+    def _nufft(self):
+        """This thread's finufft transform.  Single precision: upsampling factor 1.25 (fine
+        grid (1.25 N)³ instead of (2N)³) halved the NUFFT of a 65³ map at K = 48 (0.071 →
+        0.038 s) at the same accuracy (7e-7 relative to double at 1e-12); in double at
+        1e-12 it is slower (0.35 against 0.28 s) and short of the tolerance."""
+        import threading
+
+        from radsvd._nufft import Type2
+
+        key = threading.get_ident()
+        t = self._plans.get(key)
+        if t is None:
+            ups = 1.25 if self.precision == "single" else None
+            t = Type2(self._points, (self.N,) * 3, self.precision, self.eps, 1, upsampfac=ups)
+            self._plans[key] = t
+        return t
+
+    def _full_sphere(self, half: np.ndarray) -> np.ndarray:
+        """(R, n_θ, n_φ) samples from the NUFFT's half (see __init__), scaled by dx³."""
+        grid = self.grid
+        nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
+        half = half.reshape(grid.R, -1) * (2.0 / self.N) ** 3
+        F = np.empty((grid.R, nt, grid.n_phi), dtype=np.complex128)
+        top = half[:, : h * grid.n_phi].reshape(grid.R, h, grid.n_phi)
+        F[:, :h] = top
+        F[:, nt - 1 - np.arange(h)] = np.conj(np.roll(top, -P, axis=-1))
+        if nt % 2:
+            F[:, h, :P] = half[:, h * grid.n_phi:]
+            F[:, h, P:] = np.conj(F[:, h, :P])
+        return F
+
+    def _one(self, vol: np.ndarray) -> np.ndarray:
+        samples = self._full_sphere(self._nufft()(vol[None], native=True))
+        return sht(samples[None], self.grid, workers=1)[0]
 
     def __call__(self, volumes) -> np.ndarray:
-        vol = _volumes(volumes, dtype=self._nufft.real)
-        n, N, grid = vol.shape[0], vol.shape[1], self.grid
-        if N != self.N:
-            raise InputError(f"volumes: box {N} differs from the transform's {self.N}")
-        out = np.empty((n, grid.R, grid.n_lm), dtype=np.complex128)
-        chunk = max(1, (1 << 24) // N ** 3)          # ≤ 256 MB of complex volume at a time
-        for a0 in range(0, n, chunk):
-            a1 = min(n, a0 + chunk)
-            samples = self._nufft(vol[a0:a1])
-            samples = samples.reshape(a1 - a0, grid.R, grid.n_theta, grid.n_phi)
-            samples *= (2.0 / N) ** 3
-            out[a0:a1] = sht(samples, grid)
-        return out
+        """(n, R, n_lm) coefficients of (N, N, N) or (n, N, N, N) real maps."""
+        from radsvd._pool import pool_map
+
+        vol = _volumes(volumes, dtype=np.float32 if self.precision == "single" else np.float64)
+        if vol.shape[1] != self.N:
+            raise InputError(f"volumes: box {vol.shape[1]} differs from the transform's "
+                             f"{self.N}")
+        return np.stack(pool_map(self._one, vol))
 
 
 def to_shells(volumes, grid: ShellGrid, eps: float | None = None,

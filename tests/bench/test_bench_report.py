@@ -100,7 +100,8 @@ def test_bad_documents_are_refused(mutate, message):
 
 def test_number_format():
     assert num(2_311_000.0) == "2.31e6" and num(0.44) == "0.44" and num(97.6) == "97.6"
-    assert num(1234.0) == "1234" and num(2e-11) == "2.00e-11" and num(3) == "3"
+    assert num(1234.0) == "1234" and num(21669.0) == "2.17e4" and num(2e-11) == "2.00e-11"
+    assert num(3) == "3" and num(0.0) == "0"
 
 
 def test_command_line(tmp_path, capsys):

@@ -95,11 +95,11 @@ class Handler(BaseHTTPRequestHandler):
                 block = body[i:i + (1 if trickle else WRITE_CHUNK)]
                 if trickle:
                     time.sleep(trickle)
-                self.wfile.write(block)
-                with srv.lock:
+                with srv.lock:  # counted before the write: the client may finish reading first
                     srv.sent += len(block)
+                self.wfile.write(block)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading: what it was not sent is not counted
+            pass  # the client stopped reading: at most this block was counted but not sent
 
 
 def start_server(root: Path) -> ThreadingHTTPServer:

@@ -94,7 +94,7 @@ def test_precision_policy():
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_best_rotations_records_step_times_and_runs_unpruned(compressed):
-    """times= adds every step's seconds without changing a bit; prune=False transforms every
+    """timer= adds every step's seconds without changing a bit; prune=False transforms every
     slice and gives best(slices(coef)) exactly."""
     grid = ShellGrid(K=6, R=4, L=6)
     A, B = _coefficients(grid, 5, 5), _coefficients(grid, 1, 6)
@@ -102,13 +102,21 @@ def test_best_rotations_records_step_times_and_runs_unpruned(compressed):
             else prepare(grid, B))
     ref = plan.best_rotations(A)
     times = {}
-    got = plan.best_rotations(A, times=times)
+    got = plan.best_rotations(A, timer=times)
     for x, y in zip(ref, got):
         np.testing.assert_array_equal(x, y)
     assert set(times) == set(STEPS) and all(t >= 0 for t in times.values())
     first = dict(times)
-    plan.best_rotations(A, times=times)
+    plan.best_rotations(A, timer=times)
     assert all(times[k] >= first[k] for k in STEPS) and times["step3"] > first["step3"]
+    stages = {}
+    res = align_volumes(A, B[0], grid, plan=plan, block=2, refine=True, timer=stages)
+    assert set(stages) == set(STEPS) | {"refine"} and all(t >= 0 for t in stages.values())
+    np.testing.assert_array_equal(res.score, align_volumes(A, B[0], grid, plan=plan, block=2,
+                                                           refine=True).score)
+    stages = {}
+    align_volumes(A, B[0], grid, return_landscapes=True, timer=stages)
+    assert set(stages) == {"plan", "landscapes"}
     whole = plan.best(plan.slices(A))
     unpruned = plan.best_rotations(A, prune=False)
     for x, y in zip(whole, unpruned):

@@ -50,8 +50,9 @@ def dataset_config(ds):
     return merged
 
 
-def dataset_keys(*keys):
-    """A ``params`` function: the dataset's configuration reduced to ``keys``.
+def dataset_keys(*keys, ds=None):
+    """A ``params`` function: the configuration of dataset ``ds`` (default: the rule's {ds}
+    wildcard) reduced to ``keys``.
 
     Keys are dotted paths into :func:`dataset_config` ("images.K", "seed", or "real" for a
     whole section).  The result is nested as in dataset_config, so a script reads
@@ -61,7 +62,7 @@ def dataset_keys(*keys):
     listed in its rule (a missing one is a KeyError when the job runs)."""
 
     def pick(wildcards):
-        full = dataset_config(wildcards.ds)
+        full = dataset_config(ds or wildcards.ds)
         out = {}
         for key in keys:
             *parents, leaf = key.split(".")

@@ -5,7 +5,9 @@
 #                     (gaussian-shift-svd) kernels and the baselines: correlation and f (fig16);
 #   pose_scores       align-particles' poses (radsvd.images.particles) against the true poses:
 #                     median angular and shift errors per method (fig14's last panel).
-# Deterministic (no timings), so fig16 is reproducible bit for bit.
+# Deterministic (no timings), so fig16 is reproducible bit for bit.  Each rule gets only the
+# configuration it reads (the `shifts` section, and of the main dataset its simulation
+# settings, box, seed and CTF tolerance).
 
 SHIFTS_DIR = f"{RESULTS}/{MAIN}/shifts"
 POSE_TABLE = f"{RESULTS}/tables/pose_scores.tsv"
@@ -25,7 +27,9 @@ rule simulate_shifted:
         star=f"{SHIFTS_DIR}/particles.star",
         map=f"{SHIFTS_DIR}/map.mrc",
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        synthetic=dataset_config(MAIN)["synthetic"],
+        box=dataset_config(MAIN)["images"]["box"],
+        seed=dataset_config(MAIN)["seed"],
         shifts=config["shifts"],
     log:
         log_path(f"{MAIN}/simulate_shifted"),
@@ -46,7 +50,7 @@ rule shift_landscapes:
     output:
         SHIFT_TABLE,
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        ctf_tolerance=dataset_config(MAIN)["images"]["ctf_tolerance"],
         shifts=config["shifts"],
         methods=SHIFT_METHODS,
     log:
@@ -68,7 +72,7 @@ rule pose_scores:
     output:
         POSE_TABLE,
     params:
-        cfg=lambda wc: dataset_config(MAIN),
+        ctf_tolerance=dataset_config(MAIN)["images"]["ctf_tolerance"],
         shifts=config["shifts"],
         methods=SHIFT_METHODS,
     log:

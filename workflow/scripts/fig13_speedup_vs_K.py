@@ -39,8 +39,8 @@ axes[1].legend(frameon=False, fontsize=7)
 row = df.iloc[0]
 n_rep = int(snakemake.params.repeats)
 fig.suptitle(f"Speedup as a function of K ({int(row.n_images)} images, shell-rule targets; "
-             f"{int(row.numba_threads)} thread(s)); best of {n_rep} repeats, "
-             f"bands and bars: their range", fontsize=9)
+             f"{int(row.numba_threads)} thread(s))\nlines: best of {n_rep} repeats; bands and "
+             "bars: their range", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

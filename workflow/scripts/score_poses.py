@@ -19,10 +19,10 @@ from radsvd.images.particles import prepare_particles, search_poses
 from wf_common import setup
 
 log = setup(snakemake)
-cfg, sh = snakemake.params.cfg, snakemake.params.shifts
+sh = snakemake.params.shifts
 truth = read_star(snakemake.input.star)
 prob = prepare_particles(snakemake.input.star, snakemake.input.map, K=float(sh["K"]),
-                         ignore_origins=True, ctf_tolerance=float(cfg["images"]["ctf_tolerance"]))
+                         ignore_origins=True, ctf_tolerance=float(snakemake.params.ctf_tolerance))
 p = prob.pixel_size
 spacing = 360.0 / (3 + round(prob.grid.K))
 H = min(int(sh["pose_rank"]), prob.grid.R)

@@ -23,9 +23,9 @@ from radsvd.metrics import LandscapeMetrics
 from wf_common import rank_sweep, setup
 
 log = setup(snakemake)
-cfg, sh = snakemake.params.cfg, snakemake.params.shifts
+sh = snakemake.params.shifts
 prob = prepare_particles(snakemake.input.star, snakemake.input.map, K=float(sh["K"]),
-                         ignore_origins=True, ctf_tolerance=float(cfg["images"]["ctf_tolerance"]))
+                         ignore_origins=True, ctf_tolerance=float(snakemake.params.ctf_tolerance))
 grid, N = prob.grid, prob.box
 shifts = shift_grid(float(sh["search_max_shift"]), float(sh["shift_step"]), N)
 ranks = [h for h in rank_sweep(sh["ranks"], grid.R) if h < grid.R]

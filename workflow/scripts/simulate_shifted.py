@@ -11,9 +11,8 @@ from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 from wf_common import setup
 
 log = setup(snakemake)
-cfg, sh = snakemake.params.cfg, snakemake.params.shifts
-syn = cfg["synthetic"]
-n, N, pixel = int(sh["n_images"]), int(cfg["images"]["box"]), float(syn["pixel_size"])
+syn, sh = snakemake.params.synthetic, snakemake.params.shifts
+n, N, pixel = int(sh["n_images"]), int(snakemake.params.box), float(syn["pixel_size"])
 molecule = synthetic_molecule(syn["molecule"])
 scope = Microscope(voltage=float(syn["voltage"]), cs=float(syn["cs"]),
                    amplitude_contrast=float(syn["amplitude_contrast"]),
@@ -21,7 +20,7 @@ scope = Microscope(voltage=float(syn["voltage"]), cs=float(syn["cs"]),
                    astigmatism=float(syn["astigmatism"]),
                    particles_per_micrograph=max(1, math.ceil(n / int(syn["n_micrographs"]))))
 images, table = simulate_particles(molecule, n=n, N=N, pixel_size=pixel,
-                                   snr=float(sh.get("snr", syn["snr"])), seed=cfg["seed"] + 1,
+                                   snr=float(sh.get("snr", syn["snr"])), seed=int(snakemake.params.seed) + 1,
                                    max_shift=float(sh["max_shift"]) * pixel, microscope=scope,
                                    volume_box=N)
 out = Path(snakemake.output.star).parent

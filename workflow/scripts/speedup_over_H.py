@@ -22,9 +22,9 @@ else:
 if sel.empty:
     raise ValueError(f"no {table} rows for dataset {snakemake.params.dataset!r}")
 row = sel.iloc[0]
-fig, ax = plt.subplots(figsize=(style["width"] * 0.45, style["width"] * 0.36))
+fig, ax = plt.subplots(figsize=(style["width"] * 0.5, style["width"] * 0.4))
 speedup_panel(ax, sel, ideal_label=ideal)
-fig.suptitle(f"{snakemake.params.title}: {what}, K = {row.K:g}; "
+fig.suptitle(f"{snakemake.params.title}\n{what}, K = {row.K:g}; "
              f"{int(row.numba_threads)} thread(s)", fontsize=8)
 fig.tight_layout()
 save(fig, snakemake.output[0])

@@ -62,6 +62,8 @@ def inside(root: Path, rel: str, base: Path | None = None, what: str = "path") -
     rel = str(rel)
     if not rel or "\0" in rel:
         raise InputError(f"{what} {rel!r}: empty or not a file name")
+    if "://" in rel:
+        raise InputError(f"{what} {rel!r} is a URL, not a relative path: refusing it")
     if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() \
             or PureWindowsPath(rel).drive:
         raise InputError(f"{what} {rel!r} is absolute: refusing to write outside {root}")

@@ -209,6 +209,10 @@ def _open(url: str, clock: _Clock, start: int = 0, end: int | None = None):
             raise
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Transient(f"HTTP {exc.code} {exc.reason} for {url}") from None
+        if 300 <= exc.code < 400:
+            raise FetchError(f"{url}: the server's redirects lead nowhere usable (HTTP "
+                             f"{exc.code}: a redirect loop, too many redirects or a "
+                             "non-http(s) target)") from None
         hint = {404: "the file is not at this address (moved or renamed?): check the entry "
                      "page and the manifest URL",
                 410: "the file was removed from this address",
@@ -228,11 +232,15 @@ def _open(url: str, clock: _Clock, start: int = 0, end: int | None = None):
 
 
 def _read_into(resp, out, want: int | None, clock: _Clock, url: str, got: int) -> int:
-    """Copy at most ``want`` bytes (all if None) of ``resp`` to ``out``; returns bytes copied."""
+    """Copy at most ``want`` bytes (all if None) of ``resp`` to ``out``; returns bytes copied.
+
+    One socket read at a time (``read1``): what arrived is written at once, so a run killed
+    mid-transfer leaves it in the partial file for the next run to resume."""
     n = 0
+    read = getattr(resp, "read1", resp.read)
     try:
         while want is None or n < want:
-            block = resp.read(CHUNK if want is None else min(CHUNK, want - n))
+            block = read(CHUNK if want is None else min(CHUNK, want - n))
             if not block:
                 break
             out(block)

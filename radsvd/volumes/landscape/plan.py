@@ -39,14 +39,14 @@ from radsvd.volumes.landscape.workspace import Workspace
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable
 
-__all__ = ["STEPS", "LandscapePlan", "landscapes", "prepare", "rank_pair"]
+__all__ = ["STEPS", "LandscapePlan", "StageClock", "landscapes", "prepare", "rank_pair"]
 
 # step 1 by the numba kernel up to this many radial functions, else one BLAS product per
 # degree (measured at K = 48 in the benchmark, blocks of 8 volumes, 2 threads: R = 49 numba
 # 1.57 vs BLAS 1.15 ms/pair (cold caches); H_C = 8 numba 0.16-0.22 vs BLAS 0.40 ms/pair)
 SMALL_RANK = 16
 
-# the keys under which best_rotations(times=...) adds each step's seconds (compressed plans
+# the keys under which best_rotations(timer=...) adds each step's seconds (compressed plans
 # with H_C ≤ SMALL_RANK run steps 1 and 1b fused: reported as step 1, step 1b = 0)
 STEPS = ("step0", "step1", "step1b", "step2", "step3")
 
@@ -477,17 +477,17 @@ class LandscapePlan:
         """Steps 0–3 on a block of volumes (n, R, n_lm): the step-3 slices (work array)."""
         return self.step3(self.spectra(coef))
 
-    def best_rotations(self, coef: np.ndarray, times: dict | None = None,
+    def best_rotations(self, coef: np.ndarray, timer: dict | None = None,
                        prune: bool = True):
         """Steps 0–3 and the grid maximiser of a block of volumes, (b, i, j, score) as
         ``best(slices(coef))`` but without the slices of the block in memory
         (:meth:`step3_best`; ``head_only`` plans: step 2 of the first rows only, the others
         formed in step 3 where needed).
 
-        times: a dict to which each step's seconds are added under the keys of ``STEPS``
-        (step 3 includes the search).  prune=False: every slice transformed (no bounds, no
+        timer: a dict to which each step's seconds are added under the keys of ``STEPS``
+        (step 3 includes the search), as ``align_images(timer=...)`` does for its stages.  prune=False: every slice transformed (no bounds, no
         row norms): the reference the pruned search is checked against."""
-        clock = _Clock(times)
+        clock = StageClock(timer)
         c = self.radial_compress(coef)
         clock.lap("step0")
         # compressed: steps 1 + 1b fused (one kernel, reported as step 1)
@@ -529,18 +529,24 @@ class _Step3Range:
                 transform_m1(self.src[a, s0:s1], self.out[a, s0:s1], self.M)
 
 
-class _Clock:
-    """Adds the seconds since the previous lap to ``times[step]`` (no-op without times)."""
+class StageClock:
+    """Adds the seconds since the previous lap to ``timer[stage]`` (no-op without a timer)."""
 
-    def __init__(self, times: dict | None):
-        self.times = times
-        self.t = time.perf_counter() if times is not None else 0.0
+    def __init__(self, timer: dict | None):
+        self.timer = timer
+        self.t = time.perf_counter() if timer is not None else 0.0
 
-    def lap(self, step: str) -> None:
-        if self.times is None:
+    def restart(self) -> None:
+        """Start the next lap now (the time since the previous lap is not recorded)."""
+        if self.timer is not None:
+            self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Add the seconds since the previous lap (or restart) to ``timer[stage]``."""
+        if self.timer is None:
             return
         t = time.perf_counter()
-        self.times[step] = self.times.get(step, 0.0) + (t - self.t)
+        self.timer[stage] = self.timer.get(stage, 0.0) + (t - self.t)
         self.t = t
 
 

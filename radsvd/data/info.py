@@ -10,6 +10,7 @@ from radsvd._validate import InputError
 
 _MRC_NAMES = (".mrc", ".mrcs", ".map", ".st", ".mrc.gz", ".mrcs.gz", ".map.gz")
 STACK_STAT_IMAGES = 256  # statistics of a stack cover at most its first images (stacks are big)
+MAP_STAT_BYTES = 1 << 26  # and those of a larger map evenly spaced sections of this many bytes
 
 
 def _kind(path: Path) -> str:
@@ -65,11 +66,14 @@ def _describe_mrc(path: Path) -> dict:
     if h.is_stack:
         out["images"], out["box"] = h.nz, [h.ny, h.nx] if h.nx != h.ny else h.nx
         k = min(h.nz, STACK_STAT_IMAGES)
-        out.update(mrc_statistics(path, h, k))
+        out.update(mrc_statistics(path, h, np.arange(k)))
         out["stats_over_images"] = k
     else:
         out["box"] = h.shape[0] if len(set(h.shape)) == 1 else list(h.shape)
-        out.update(mrc_statistics(path, h))
+        k = min(h.nz, max(1, MAP_STAT_BYTES // h.section_bytes))
+        out.update(mrc_statistics(path, h, np.linspace(0, h.nz - 1, k).round()))
+        if k < h.nz:
+            out["stats_over_sections"] = k
     if h.warnings:
         out["warnings"] = list(h.warnings)
     return out

@@ -379,25 +379,34 @@ def read_stack(path, indices=None, dtype=np.float32) -> np.ndarray:
     return out
 
 
-def mrc_statistics(path, header: MRCHeader | None = None, n_sections: int | None = None) -> dict:
-    """min, max, mean and std (float64) over the first ``n_sections`` sections (default all),
-    in blocks: never holds more than a block in memory, plain or gzip."""
+def mrc_statistics(path, header: MRCHeader | None = None, sections=None) -> dict:
+    """min, max, mean and std (float64) over the given sections (indices; default all), in
+    blocks: never holds more than a block in memory.  Plain files read only those sections;
+    gzip files are streamed up to the last of them."""
     h = _read_header(path) if header is None else header
-    stop = h.nz if n_sections is None else min(int(n_sections), h.nz)
-    blocks = ((0, _memmap(path, h)),) if not h.compressed else _sections(path, h, stop)
+    idx = np.arange(h.nz) if sections is None else np.unique(np.asarray(sections, np.int64))
+    if idx.size == 0 or idx[0] < 0 or idx[-1] >= h.nz:
+        raise InputError(f"{path}: sections to summarise must lie in 0..{h.nz - 1}")
     per = max(1, _CHUNK_BYTES // h.section_bytes)
+    if not h.compressed:
+        mm = _memmap(path, h)
+        blocks = (mm[idx[i:i + per]] for i in range(0, idx.size, per))
+    else:
+        blocks = (block[idx[(idx >= first) & (idx < first + len(block))] - first]
+                  for first, block in _sections(path, h, int(idx[-1]) + 1))
     n, mean, m2, lo, hi = 0, 0.0, 0.0, np.inf, -np.inf
-    for first, block in blocks:
-        for s in range(0, min(len(block), stop - first), per):
-            b = np.asarray(block[s:min(s + per, stop - first)], dtype=np.float64)
-            _finite(b, path)
-            k, bm = b.size, float(b.mean())
-            bm2 = float(((b - bm) ** 2).sum())
-            delta = bm - mean
-            m2 += bm2 + delta * delta * n * k / (n + k)   # Chan et al. pairwise update
-            mean += delta * k / (n + k)
-            n += k
-            lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+    for block in blocks:
+        if not len(block):
+            continue
+        b = np.asarray(block, dtype=np.float64)
+        _finite(b, path)
+        k, bm = b.size, float(b.mean())
+        bm2 = float(((b - bm) ** 2).sum())
+        delta = bm - mean
+        m2 += bm2 + delta * delta * n * k / (n + k)   # Chan et al. pairwise update
+        mean += delta * k / (n + k)
+        n += k
+        lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
     return {"min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(m2 / n))}
 
 

@@ -23,11 +23,7 @@ single-threaded, and merged in a fixed order: results are bitwise identical for 
 count.  Memory: the prepared targets, one image tile per task and per-worker tile buffers,
 plus O(N_A) results (O(N_A·N_B) with all_pairs) — never N_A × N_B × Q.
 
-Measured (radsvd bench, 2-vCPU Xeon, N_A = 1024, N_B = 993, K = 48, quiet machine):
-full path ≈ 2.6–2.7e6 pairs/s (≈ 2.5× the tiled numpy baseline in the same run); rank 6 with
-its precomputation ≈ 8.5e6 pairs/s (≈ 3.2× the full path; 3.8× on one thread).  The compressed
-path moves more bytes per flop, so it gains less from the second vCPU and suffers most when
-other jobs share the cache (≈ 2.6× then).
+Measured throughput and speedups: docs/performance.md (generated from ``radsvd bench``).
 
 Precision: ``precision="double"`` (float64 GEMMs) or ``"single"`` (float32 GEMMs; FB
 coefficients, compression and refinement stay float64).  Default ("auto"): double on the

@@ -3,24 +3,19 @@ image box, and simulated particles (uniform random poses, one CTF per micrograph
 at the configured SNR), written as an MRC stack + RELION 3.1 STAR file with the true poses.
 """
 
-import math
 from pathlib import Path
 
 from radsvd.data.io import write_mrc
 from radsvd.data.molecules import synthetic_molecule
-from radsvd.data.simulate import Microscope, simulate_particles, write_particles
-from wf_common import setup
+from radsvd.data.simulate import simulate_particles, write_particles
+from wf_common import microscope, setup
 
 log = setup(snakemake)
 cfg = snakemake.params.cfg
 syn, img = cfg["synthetic"], cfg["images"]
 n, N, pixel = int(img["n_images"]), int(img["box"]), float(syn["pixel_size"])
 molecule = synthetic_molecule(syn["molecule"])
-scope = Microscope(voltage=float(syn["voltage"]), cs=float(syn["cs"]),
-                   amplitude_contrast=float(syn["amplitude_contrast"]),
-                   defocus_range=tuple(float(d) for d in syn["defocus"]),
-                   astigmatism=float(syn["astigmatism"]),
-                   particles_per_micrograph=max(1, math.ceil(n / int(syn["n_micrographs"]))))
+scope = microscope(syn, n)
 log.info("simulating %d particles of %s: box %d, %.3g Å/px, SNR %g, %d micrograph(s)", n,
          syn["molecule"], N, pixel, float(syn["snr"]), int(syn["n_micrographs"]))
 images, table = simulate_particles(molecule, n=n, N=N, pixel_size=pixel, snr=float(syn["snr"]),

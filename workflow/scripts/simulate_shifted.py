@@ -3,22 +3,17 @@ in a disc of ``shifts.max_shift`` pixels, true poses and origins in the RELION 3
 map beside them.  Same molecule, microscope, box, pixel size and SNR as the dataset; a seed of
 its own."""
 
-import math
 from pathlib import Path
 
 from radsvd.data.molecules import synthetic_molecule
-from radsvd.data.simulate import Microscope, simulate_particles, write_particles
-from wf_common import setup
+from radsvd.data.simulate import simulate_particles, write_particles
+from wf_common import microscope, setup
 
 log = setup(snakemake)
 syn, sh = snakemake.params.synthetic, snakemake.params.shifts
 n, N, pixel = int(sh["n_images"]), int(snakemake.params.box), float(syn["pixel_size"])
 molecule = synthetic_molecule(syn["molecule"])
-scope = Microscope(voltage=float(syn["voltage"]), cs=float(syn["cs"]),
-                   amplitude_contrast=float(syn["amplitude_contrast"]),
-                   defocus_range=tuple(float(d) for d in syn["defocus"]),
-                   astigmatism=float(syn["astigmatism"]),
-                   particles_per_micrograph=max(1, math.ceil(n / int(syn["n_micrographs"]))))
+scope = microscope(syn, n)
 images, table = simulate_particles(molecule, n=n, N=N, pixel_size=pixel,
                                    snr=float(sh.get("snr", syn["snr"])), seed=int(snakemake.params.seed) + 1,
                                    max_shift=float(sh["max_shift"]) * pixel, microscope=scope,

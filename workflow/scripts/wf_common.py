@@ -141,6 +141,21 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
+def microscope(syn: dict, n_images: int):
+    """The simulated microscope of a dataset's ``synthetic`` section, for ``n_images``
+    particles spread over its ``n_micrographs`` (one CTF per micrograph)."""
+    import math
+
+    from radsvd.data.simulate import Microscope
+
+    return Microscope(voltage=float(syn["voltage"]), cs=float(syn["cs"]),
+                      amplitude_contrast=float(syn["amplitude_contrast"]),
+                      defocus_range=tuple(float(d) for d in syn["defocus"]),
+                      astigmatism=float(syn["astigmatism"]),
+                      particles_per_micrograph=max(1, math.ceil(n_images
+                                                                / int(syn["n_micrographs"]))))
+
+
 def rank_sweep(ranks, R: int) -> list[int]:
     """The H values of a sweep: those ≤ R, plus R itself (which must reproduce full)."""
     return sorted({int(h) for h in ranks if 1 <= int(h) <= R} | {int(R)})

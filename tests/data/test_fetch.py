@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fetch_mirror import put, sha, start_server
+from fetch_mirror import put, sha
 
 from radsvd.data.fetch import (
     FetchError,
@@ -20,14 +20,6 @@ from radsvd.data.fetch import (
     parse_mrc_header,
 )
 from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
-
-
-@pytest.fixture()
-def server(tmp_path):
-    httpd = start_server(tmp_path / "www")
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def _parts(folder):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fetch_mirror import put, sha, start_server
+from fetch_mirror import put, sha
 
 from radsvd._validate import InputError
 from radsvd.data.fetch import (
@@ -28,14 +28,6 @@ from radsvd.data.io import read_stack, write_mrc, write_star
 
 FAST = Limits(read_timeout=0.5, deadline=1.5, retries=5)
 QUIET = {"log": lambda *_: None}
-
-
-@pytest.fixture()
-def server(tmp_path):
-    httpd = start_server(tmp_path / "www")
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def _parts(folder):

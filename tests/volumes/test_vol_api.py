@@ -8,6 +8,7 @@ import stat
 
 import numpy as np
 import pytest
+import vol_helpers as hv
 
 from radsvd import InputError
 from radsvd.data.molecules import GaussianMolecule
@@ -15,16 +16,6 @@ from radsvd.volumes import (ShellGrid, VolumeAlignResult, align_maps, align_volu
                             align_volumes, landscapes, prepare, rank_sweep, rotation_matrix,
                             volume_svd)
 from radsvd.volumes.landscape import STEPS
-
-
-def _coefficients(grid, n, seed):
-    rng = np.random.default_rng(seed)
-    shape = (n, grid.R, grid.n_lm)
-    c = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-    l, m = grid.degrees, grid.orders
-    z = m == 0
-    c[..., z] = np.where(l[z] % 2 == 0, c[..., z].real, 1j * c[..., z].imag)
-    return c
 
 
 def _same(r1, r2):
@@ -51,7 +42,7 @@ def test_align_maps_is_a_deprecated_alias_with_the_target_first():
 
 def test_one_rank_spelling_and_the_deprecated_ranks_keyword():
     grid = ShellGrid(K=5, R=4, L=5)
-    A, B = _coefficients(grid, 3, 1), _coefficients(grid, 1, 2)
+    A, B = hv.coefficients(grid, 3, 1), hv.coefficients(grid, 1, 2)
     basis = volume_svd(B, grid)
     X = landscapes(A, B, grid, basis, rank=(3, 3))
     np.testing.assert_array_equal(landscapes(A, B, grid, basis, rank=3), X)   # H = (H, H)
@@ -78,7 +69,7 @@ def test_precision_policy():
     """'auto' (the default of the alignments and plans): single precision for compressed
     landscapes, double for the full one; landscapes and rank_sweep return double."""
     grid = ShellGrid(K=5, R=4, L=5)
-    A, B = _coefficients(grid, 2, 3), _coefficients(grid, 1, 4)
+    A, B = hv.coefficients(grid, 2, 3), hv.coefficients(grid, 1, 4)
     basis = volume_svd(B, grid)
     assert align_volumes(A, B[0], grid).info["precision"] == "double"
     assert align_volumes(A, B[0], grid, basis, 2).info["precision"] == "single"
@@ -97,7 +88,7 @@ def test_best_rotations_records_step_times_and_runs_unpruned(compressed):
     """timer= adds every step's seconds without changing a bit; prune=False transforms every
     slice and gives best(slices(coef)) exactly."""
     grid = ShellGrid(K=6, R=4, L=6)
-    A, B = _coefficients(grid, 5, 5), _coefficients(grid, 1, 6)
+    A, B = hv.coefficients(grid, 5, 5), hv.coefficients(grid, 1, 6)
     plan = (prepare(grid, B, volume_svd(B, grid), rank=(2, 3), head_only=True) if compressed
             else prepare(grid, B))
     ref = plan.best_rotations(A)

@@ -3,6 +3,7 @@ rank, recovery of known rotations, thread determinism, streaming metrics."""
 
 import numpy as np
 import pytest
+import vol_helpers as hv
 
 from radsvd import threads
 from radsvd.data.molecules import GaussianMolecule
@@ -12,16 +13,6 @@ from radsvd._validate import InputError
 from radsvd.volumes.shells import coefficient_norms
 
 EPS = np.finfo(float).eps
-
-
-def _coefficients(grid, n, seed):
-    rng = np.random.default_rng(seed)
-    shape = (n, grid.R, grid.n_lm)
-    c = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-    l, m = grid.degrees, grid.orders
-    z = m == 0
-    c[..., z] = np.where(l[z] % 2 == 0, c[..., z].real, 1j * c[..., z].imag)
-    return c
 
 
 def _brute(a, b, grid, tau):
@@ -34,7 +25,7 @@ def _brute(a, b, grid, tau):
 @pytest.mark.parametrize("M,n_beta", [(None, None), (16, 9), (15, 12)])
 def test_landscape_equals_brute_force(M, n_beta):
     grid = ShellGrid(K=6, R=4, L=6)
-    A, B = _coefficients(grid, 2, 0), _coefficients(grid, 1, 1)
+    A, B = hv.coefficients(grid, 2, 0), hv.coefficients(grid, 1, 1)
     plan = prepare(grid, B, n_beta=n_beta, M=M)
     X = plan(A)
     assert X.shape == (2, plan.n_beta, plan.M, plan.M)
@@ -50,7 +41,7 @@ def test_landscape_equals_brute_force(M, n_beta):
 
 def test_even_and_odd_M_agree():
     grid = ShellGrid(K=5, R=3, L=5)
-    A, B = _coefficients(grid, 2, 3), _coefficients(grid, 1, 4)
+    A, B = hv.coefficients(grid, 2, 3), hv.coefficients(grid, 1, 4)
     even = prepare(grid, B, M=12)    # mirrored β by the half-period shift, distinct β only
     odd = prepare(grid, B, M=13)     # every β transformed, the sign (-1)^{m1-m2} folded in
     assert (even.n_slices, odd.n_slices) == (even.wigner.betas.size, odd.n_beta)
@@ -75,7 +66,7 @@ def test_best_picks_first_maximiser_of_whole_landscape(M):
     """best() on the step-3 slices equals np.argmax over the expanded landscape, also with
     exact ties planted in a mirrored slice (whose first occurrence moves under the shift)."""
     grid = ShellGrid(K=5, R=3, L=5)
-    plan = prepare(grid, _coefficients(grid, 1, 20), n_beta=12, M=M)
+    plan = prepare(grid, hv.coefficients(grid, 1, 20), n_beta=12, M=M)
     rng = np.random.default_rng(21)
     S = rng.standard_normal((4, plan.n_slices, M, M))
     # volume 1: ties inside one slice; volume 2: ties across slices; volume 3: all equal
@@ -115,7 +106,7 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
     the pruned search (best_rotations) gives it to the rounding of step 3; both apply the
     tie rule on planted ties."""
     grid = ShellGrid(K=5, R=4, L=5)
-    A, B = _coefficients(grid, 5, 22), _coefficients(grid, 1, 23)
+    A, B = hv.coefficients(grid, 5, 22), hv.coefficients(grid, 1, 23)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=12, M=M),
                  prepare(grid, B, basis, rank=(2, 3), n_beta=12, M=M)):
@@ -157,7 +148,7 @@ def test_fused_step3_best_equals_argmax_of_landscape(M):
 def _peaked(grid, B, n, seed):
     """Randomly rotated copies of the target B plus 10% noise: one clear peak each."""
     rng = np.random.default_rng(seed)
-    noise = 0.1 * np.sqrt(np.mean(np.abs(B) ** 2)) * _coefficients(grid, n, seed)
+    noise = 0.1 * np.sqrt(np.mean(np.abs(B) ** 2)) * hv.coefficients(grid, n, seed)
     return np.stack([rotate(B[0], grid, rng.uniform(-np.pi, np.pi, 3)) for _ in range(n)]) + noise
 
 
@@ -171,7 +162,7 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
     from radsvd.volumes.landscape.tail import HEAD_ONLY_MIN_L
 
     grid = ShellGrid(K=8, R=5, L=7)
-    B = _coefficients(grid, 1, 30)
+    B = hv.coefficients(grid, 1, 30)
     A = _peaked(grid, B, 9, 31)                        # 3 units of the pruned search
     basis = volume_svd(B, grid)
     head_only = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M, head_only=True)
@@ -216,7 +207,7 @@ def test_pruned_search_skips_work_and_finds_the_maximum(M):
                 np.testing.assert_array_equal(x, y)
     assert head_only.head_only
     grid32 = ShellGrid(K=5, R=2, L=HEAD_ONLY_MIN_L)
-    B32 = _coefficients(grid32, 1, 32)
+    B32 = hv.coefficients(grid32, 1, 32)
     small = prepare(grid, B, basis, rank=(3, 4), n_beta=16, M=M)
     large = prepare(grid32, B32, volume_svd(B32, grid32), rank=(2, 2), n_beta=4)
     assert not small.head_only and large.head_only
@@ -230,7 +221,7 @@ def test_column_bound_holds_and_is_attained():
     from radsvd.volumes.landscape.transforms import transform_m2
 
     grid = ShellGrid(K=5, R=3, L=5)
-    plan = prepare(grid, _coefficients(grid, 1, 40), n_beta=8, M=12)
+    plan = prepare(grid, hv.coefficients(grid, 1, 40), n_beta=8, M=12)
     L, M, ns = plan.L, plan.M, plan.n_slices
     rng = np.random.default_rng(41)
     used = np.zeros((M // 2 + 1, M), dtype=bool)
@@ -266,7 +257,7 @@ def test_step2_row_norms_bound_the_slices():
     from radsvd.volumes.landscape.transforms import transform_m2
 
     grid = ShellGrid(K=6, R=4, L=6)
-    A, B = _coefficients(grid, 3, 50), _coefficients(grid, 1, 51)
+    A, B = hv.coefficients(grid, 3, 50), hv.coefficients(grid, 1, 51)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B, n_beta=10, M=14), prepare(grid, B, n_beta=10, M=13),
                  prepare(grid, B, basis, rank=(2, 3), n_beta=10)):
@@ -314,7 +305,7 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
     from radsvd.volumes.landscape.tail import _tail_rows
 
     grid = ShellGrid(K=6, R=4, L=6)
-    A, B = _coefficients(grid, 3, 52), _coefficients(grid, 1, 53)
+    A, B = hv.coefficients(grid, 3, 52), hv.coefficients(grid, 1, 53)
     basis = volume_svd(B, grid)
     for precision in ("single", "double"):
         plan = prepare(grid, B, basis, rank=(2, 3), n_beta=10, M=M, precision=precision)
@@ -362,7 +353,7 @@ def test_head_only_step2_bounds_and_forms_the_other_rows(M):
 
 def test_full_ranks_equal_full_and_low_ranks_differ():
     grid = ShellGrid(K=6, R=5, L=6)
-    A, B = _coefficients(grid, 3, 5), _coefficients(grid, 1, 6)
+    A, B = hv.coefficients(grid, 3, 5), hv.coefficients(grid, 1, 6)
     X = landscapes(A, B, grid)
     basis = volume_svd(B, grid)
     XH = landscapes(A, B, grid, basis, rank=(grid.R, grid.L + 1), precision="double")
@@ -380,7 +371,7 @@ def test_full_ranks_equal_full_and_low_ranks_differ():
 
 def test_basis_kernels_are_real_symmetric_and_exclude_l0():
     grid = ShellGrid(K=6, R=5, L=6)
-    B = _coefficients(grid, 1, 8)
+    B = hv.coefficients(grid, 1, 8)
     basis = volume_svd(B, grid)
     assert np.allclose(basis.U.T @ basis.U, np.eye(grid.R), atol=1e-13)
     assert np.allclose(basis.V.T @ basis.V, np.eye(grid.L + 1), atol=1e-13)
@@ -440,7 +431,7 @@ def test_recovers_real_space_resampled_rotation():
 
 def test_thread_count_does_not_change_results():
     grid = ShellGrid(K=6, R=5, L=7)
-    A, B = _coefficients(grid, 3, 9), _coefficients(grid, 1, 10)
+    A, B = hv.coefficients(grid, 3, 9), hv.coefficients(grid, 1, 10)
     basis = volume_svd(B, grid)
     out = []
     for n in (1, 2):
@@ -453,7 +444,7 @@ def test_thread_count_does_not_change_results():
 
 def test_rank_sweep_metrics():
     grid = ShellGrid(K=6, R=5, L=6)
-    A, B = _coefficients(grid, 4, 11), _coefficients(grid, 1, 12)
+    A, B = hv.coefficients(grid, 4, 11), hv.coefficients(grid, 1, 12)
     res = rank_sweep(A, B, grid, [(2, 2), (grid.R, grid.L + 1)], block=3)
     assert res[1]["rel_frobenius"] < 1e-12 and np.isclose(res[1]["correlation"], 1.0)
     assert res[1]["f"] == 1.0 and res[1]["n_pairs"] == 4
@@ -462,7 +453,7 @@ def test_rank_sweep_metrics():
 
 def test_align_volumes_landscapes_on_request_and_scores():
     grid = ShellGrid(K=5, R=4, L=5)
-    A, B = _coefficients(grid, 3, 13), _coefficients(grid, 1, 14)
+    A, B = hv.coefficients(grid, 3, 13), hv.coefficients(grid, 1, 14)
     res = align_volumes(A, B[0], grid, return_landscapes=True, block=2)
     X = landscapes(A, B, grid)
     np.testing.assert_array_equal(res.landscapes, X)
@@ -478,7 +469,7 @@ def test_single_precision_compressed_metrics_unchanged():
     from radsvd.metrics import LandscapeMetrics
 
     grid = ShellGrid(K=8, R=6, L=8)
-    A, B = _coefficients(grid, 6, 22), _coefficients(grid, 1, 23)
+    A, B = hv.coefficients(grid, 6, 22), hv.coefficients(grid, 1, 23)
     basis = volume_svd(B, grid)
     X = landscapes(A, B, grid).reshape(6, -1)
     res = []
@@ -494,7 +485,7 @@ def test_single_precision_compressed_metrics_unchanged():
 @pytest.mark.parametrize("M", [None, 15])
 def test_single_precision_step3(M):
     grid = ShellGrid(K=6, R=5, L=7)
-    A, B = _coefficients(grid, 2, 15), _coefficients(grid, 1, 16)
+    A, B = hv.coefficients(grid, 2, 15), hv.coefficients(grid, 1, 16)
     X = landscapes(A, B, grid, M=M)
     X32 = landscapes(A, B, grid, M=M, precision="single")
     assert X32.dtype == np.float32
@@ -507,7 +498,7 @@ def test_step1_kernel_equals_blas(monkeypatch):
     import radsvd.volumes.landscape.plan as land
 
     grid = ShellGrid(K=7, R=5, L=7)
-    A, B = _coefficients(grid, 3, 24), _coefficients(grid, 1, 25)
+    A, B = hv.coefficients(grid, 3, 24), hv.coefficients(grid, 1, 25)
     basis = volume_svd(B, grid)
     for plan in (prepare(grid, B), prepare(grid, B, basis, rank=(3, 4))):
         c = plan.radial_compress(A)
@@ -527,7 +518,7 @@ def test_fused_step1_projection_equals_two_steps(monkeypatch):
 
     grid = ShellGrid(K=7, R=5, L=7)
     L = grid.L
-    A, B = _coefficients(grid, 3, 26), _coefficients(grid, 1, 27)
+    A, B = hv.coefficients(grid, 3, 26), hv.coefficients(grid, 1, 27)
     plan = prepare(grid, B, volume_svd(B, grid), rank=(3, 4), precision="double")
     c = plan.radial_compress(A)
     Y = plan.step1_project(c).reshape(3, L + 1, 4, 2 * L + 1)       # [a, m1, j, m2 + L]

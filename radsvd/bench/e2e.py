@@ -9,7 +9,10 @@ float32 MRC files to the result file; the wall time from launch to exit is the r
 tile by tile; their thread-seconds are ``transform_thread_seconds``; for maps, ``reading`` is
 the target's and the other maps are read in the tasks that transform them), ``writing``, and
 ``other`` (exit, the rest); ``cpu_seconds``: the process's user + system CPU time.
-``e2e.help`` times ``radsvd --help`` against ``python -c pass``.
+``e2e.help`` times ``radsvd --help`` against ``python -c pass``.  The compressed records
+also give ``speedup_vs_full`` (whole commands), ``method_speedup_vs_full`` (precomputation +
+alignment, the phases the rank changes) and ``bound_speedup_vs_full`` (Amdahl: the whole
+command's speedup if those phases of the compressed command took no time).
 
 Sizes (full): 1024 images × 993 targets of 64² pixels at K = 48 (the paper's 2D scale), and
 24 maps of 65³ voxels against one target at K = 48.  Rounds are interleaved over the commands
@@ -125,6 +128,23 @@ def run_command(argv, source: str | None = None, profile: str | None = None,
     return out
 
 
+def _method_share(full: dict, rank: dict) -> dict:
+    """What the compressed method can change in a whole command (from the phases, when
+    profiled): ``method_speedup_vs_full``, the speedup of the phases the rank changes
+    (precomputation + alignment), and ``bound_speedup_vs_full``, Amdahl's bound on the
+    whole command's speedup: the full command's time over its time without those phases,
+    i.e. the speedup if the compressed precomputation and alignment took no time at all."""
+    keys = ("precomputation_seconds", "alignment_seconds")
+    if not all(k in full and k in rank for k in keys):
+        return {}
+    f = sum(full[k] for k in keys)
+    c = sum(rank[k] for k in keys)
+    out = dict(bound_speedup_vs_full=full["seconds"] / max(full["seconds"] - f, 1e-9))
+    if c > 0:
+        out["method_speedup_vs_full"] = f / c
+    return out
+
+
 def _children_cpu() -> float:
     """User + system CPU seconds of the finished child processes (less sensitive than wall
     time to other jobs on a shared machine)."""
@@ -186,6 +206,7 @@ def measure(quick: bool = False, baseline: str | None = None, rounds: int | None
         if not name.endswith(".full") and full is not None:
             rec["speedup_vs_full"] = full["seconds"] / r["seconds"]
             rec["cpu_speedup_vs_full"] = full["cpu_seconds"] / r["cpu_seconds"]
+            rec.update(_method_share(full, r))
         if name.startswith("align_images.rank"):
             rec["same_best_target_as_full"] = same_images
         if baseline:

@@ -303,6 +303,47 @@ def _volumes(recs: _Records) -> list[str]:
     return lines
 
 
+def _e2e(recs: _Records) -> list[str]:
+    """The whole commands (``e2e.<command>.<rank>``): wall time, where it went, and what the
+    rank can change of it (radsvd/bench/e2e.py)."""
+    pat = re.compile(r"e2e\.(align_\w+)\.(full|rank\d+)$")
+    names = [n for n in recs.by_name if pat.match(n)]
+    if not names:
+        return []
+    phases = ("startup", "reading", "transform", "precomputation", "alignment", "writing")
+    lines = ["## Whole commands", "",
+             "`radsvd bench --e2e`: the commands as users run them, fresh processes from float32 "
+             "MRC files to the result file; wall seconds (CPU seconds), and the phases each "
+             "command marked. \"rank vs full\": the whole command; \"method\": the phases "
+             "the rank changes (precomputation + alignment); \"bound\": the whole command's "
+             "speedup if those phases of the compressed command took no time (Amdahl).", ""]
+    rows = []
+    for n in names:
+        r = recs.get(n)
+        command, rank = pat.match(n).groups()
+        base = recs.get(f"{n}.baseline")
+        rows.append([f"`{command.replace('_', '-')} --rank {rank.removeprefix('rank')}`",
+                     f"{num(r['seconds'])} ({num(r.get('cpu_seconds'))})"]
+                    + [num(r.get(f"{p}_seconds")) for p in phases]
+                    + [times(r.get("speedup_vs_full")), times(r.get("method_speedup_vs_full")),
+                       times(r.get("bound_speedup_vs_full")),
+                       f"{times(r.get('speedup_vs_baseline'))} ({num(base['seconds'])} s)"
+                       if base else ""])
+    lines += _table(["command", "seconds (CPU)", *phases, "rank vs full", "method",
+                     "bound", "vs baseline"], rows)
+    p = recs.by_name[names[0]].get("params", {})
+    lines += ["", f"Sizes: {p.get('N_A', '?')} images × {p.get('N_B', '?')} targets of "
+                  f"{p.get('N', '?')}² pixels at K = {num(p.get('K'))}; {p.get('n_maps', '?')} "
+                  f"maps of {p.get('N3', '?')}³ voxels against one target at K = "
+                  f"{num(p.get('K3'))}; fastest of {p.get('rounds', '?')} interleaved rounds.",
+              ""]
+    h = recs.get("e2e.help")
+    if h:
+        lines += [f"`radsvd --help`: {num(h['seconds'])} s, "
+                  f"{num(h.get('beyond_python_seconds'))} s beyond `python -c pass`.", ""]
+    return lines
+
+
 def _others(recs: _Records) -> list[str]:
     rest = recs.rest()
     if not rest:
@@ -338,7 +379,8 @@ def render(doc: dict, note: str | None = None) -> str:
     if not doc["records"]:
         raise InputError("the benchmark document has no records")
     recs = _Records(doc)
-    lines = _header(doc, note) + _images(recs) + _volumes(recs) + _others(recs) + _footer()
+    lines = (_header(doc, note) + _images(recs) + _volumes(recs) + _e2e(recs)
+             + _others(recs) + _footer())
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

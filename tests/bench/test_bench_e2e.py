@@ -41,6 +41,13 @@ def test_records_time_whole_commands_with_their_phases(records):
     # the images' streamed transforms are counted in thread-seconds
     assert by["e2e.align_images.full"]["transform_thread_seconds"] > 0
     assert by["e2e.align_images.rank4"]["speedup_vs_full"] > 0
+    for command in ("align_images", "align_volumes"):
+        full, rank = by[f"e2e.{command}.full"], by[f"e2e.{command}.rank4"]
+        method = sum(full[f"{p}_seconds"] for p in ("precomputation", "alignment"))
+        # Amdahl: the whole command could not beat full / (full - what the rank changes)
+        assert rank["bound_speedup_vs_full"] == pytest.approx(
+            full["seconds"] / (full["seconds"] - method))
+        assert rank["bound_speedup_vs_full"] > 1 and rank["method_speedup_vs_full"] > 0
     assert 0 <= by["e2e.align_images.rank4"]["same_best_target_as_full"] <= 1
     assert by["e2e.help"]["seconds"] > by["e2e.help"]["beyond_python_seconds"]
 

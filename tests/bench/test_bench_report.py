@@ -77,6 +77,32 @@ def test_renders_every_record_with_its_numbers():
     assert page.endswith("\n") and "## Regenerating this page" in page
 
 
+E2E = dict(N_A=1024, N_B=993, N=64, K=48.0, n_maps=24, N3=65, K3=48.0, rounds=3)
+
+
+def test_whole_commands_table():
+    phases = dict(startup_seconds=0.5, reading_seconds=0.002, transform_seconds=0.55,
+                  writing_seconds=0.002, cpu_seconds=2.1)
+    doc = small_doc()
+    doc["records"] += [
+        dict(name="e2e.align_volumes.full", seconds=1.7, precomputation_seconds=0.0,
+             alignment_seconds=0.5, **phases, params=E2E),
+        dict(name="e2e.align_volumes.rank8", seconds=1.5, precomputation_seconds=0.004,
+             alignment_seconds=0.33, speedup_vs_full=1.7 / 1.5, method_speedup_vs_full=1.5,
+             bound_speedup_vs_full=1.7 / 1.2, speedup_vs_baseline=5.0, **phases, params=E2E),
+        dict(name="e2e.align_volumes.rank8.baseline", seconds=7.5, params=E2E),
+        dict(name="e2e.help", seconds=0.05, beyond_python_seconds=0.03, params={}),
+    ]
+    page = render(doc)
+    table = page.split("## Whole commands", 1)[1].split("## Other records", 1)[0]
+    assert ("| `align-volumes --rank 8` | 1.5 (2.1) | 0.5 | 0.002 | 0.55 | 0.004 | 0.33 | "
+            "0.002 | 1.13× | 1.5× | 1.42× | 5× (7.5 s) |") in table
+    assert "| `align-volumes --rank full` | 1.7 (2.1) |" in table
+    assert "24 maps of 65³ voxels" in table and "0.03 s beyond `python -c pass`" in table
+    others = page.split("## Other records", 1)[1]
+    assert "e2e.align_volumes" not in others and "e2e.help" not in others
+
+
 def test_absent_areas_are_left_out():
     doc = small_doc()
     doc["records"] = [r for r in doc["records"] if r["name"].startswith("images.")]

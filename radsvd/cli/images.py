@@ -76,6 +76,7 @@ def _read_stack(path: str, name: str):
 
 def _align_images(args) -> int:
     from radsvd._files import check_output_file
+    from radsvd._jit import prepare_compiler
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import FBSource, align_images
@@ -118,6 +119,8 @@ def _align_images(args) -> int:
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
         mark("transform")
+        prepare_compiler()
+        mark("startup")     # numba's set-up, paid by the first kernel whatever the rank
         basis = None
         if rank is not None:
             shifts = shift_grid(args.max_shift, args.shift_step, N)

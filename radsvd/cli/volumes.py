@@ -55,6 +55,7 @@ def run(args) -> int:
     import numpy as np
 
     from radsvd._files import check_output_file
+    from radsvd._jit import prepare_compiler
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.data.io import read_mrc
     from radsvd.volumes.align import align_volumes
@@ -107,6 +108,8 @@ def run(args) -> int:
         if bar is not None:
             bar.close()
     mark("transform")        # the maps' reading included: it overlaps their transforms
+    prepare_compiler()
+    mark("startup")          # numba's set-up, paid by the first kernel whatever the rank
     if rank == "full":
         basis, ranks = None, None
     else:

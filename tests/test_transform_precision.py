@@ -82,6 +82,14 @@ def test_maps_single_precision_transform_keeps_rotations_f_and_correlation():
     m32, m64 = out["single"][2], out["double"][2]
     assert abs(m32["f"] - m64["f"]) < 1e-4
     assert abs(m32["correlation"] - m64["correlation"]) < 1e-4
+    # the real-space entry point transforms at the maps' precision too (float32: single)
+    from radsvd.volumes.align import align_volume_maps
+
+    res = align_volume_maps(maps, target, K=48.0, rank=8)
+    assert np.array_equal(res.euler, out["single"][1].euler)
+    assert np.array_equal(res.score, out["single"][1].score)
+    mixed = align_volume_maps(maps, target.astype(np.float64), K=48.0, rank=8)
+    assert np.array_equal(mixed.euler, out["double"][1].euler)      # the wider: double
 
 
 def test_map_transforms_do_not_depend_on_the_thread_count():

@@ -191,20 +191,28 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
 def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None = None,
                       R: int | None = None, voxel_sizes=None, refine: bool = False,
                       return_landscapes: bool = False, progress: bool = False,
-                      eps: float = 1e-12, precision: str = "auto") -> VolumeAlignResult:
+                      eps: float | None = None, precision: str = "auto",
+                      transform_precision: str | None = None) -> VolumeAlignResult:
     """Align real-space volumes (n, N, N, N) (or one (N, N, N)) onto a target (N, N, N)
     (see the module docstring): :func:`to_shells` of both at frequency K, then
     :func:`align_volumes`.
 
     rank: None or "full", or H (H_C = H_D = H, the paper's choice) or (H_C, H_D), with the
     radial- and degree-SVD of the target (:func:`volume_svd`).  voxel_sizes: optional
-    (target_size, [sizes of volumes]) in Å; they must all agree.
+    (target_size, [sizes of volumes]) in Å; they must all agree.  The transforms run at
+    the data's precision (single at eps 1e-6 when target and volumes are float32 or
+    narrower, else double at 1e-12); ``eps`` and ``transform_precision`` override it
+    (:func:`radsvd._nufft.transform_precision`).  ``precision``: the landscapes', as
+    :func:`align_volumes`.
     """
+    from radsvd._nufft import transform_precision as choose
     from radsvd._validate import real_stack
 
-    tgt = real_stack(np.asarray(target), "target", ndim=3)
+    tgt = real_stack(np.asarray(target), "target", ndim=3, dtype=None)
     vols = np.asarray(volumes)
-    vols = real_stack(vols[None] if vols.ndim == 3 else vols, "volumes", ndim=3)
+    vols = real_stack(vols[None] if vols.ndim == 3 else vols, "volumes", ndim=3, dtype=None)
+    # one transform for target and volumes: at the wider of their precisions
+    t_prec, eps = choose(np.result_type(tgt.dtype, vols.dtype), eps, transform_precision)
     if tgt.shape[0] != 1:
         raise InputError(f"target: expected one volume, got {tgt.shape[0]}")
     if vols.shape[1:] != tgt.shape[1:]:
@@ -220,8 +228,8 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
     grid = ShellGrid(K=K, R=R, L=L)
     grid.check_box(tgt.shape[1])
     ranks = rank_pair(rank, caller="align_volume_maps")
-    cb = to_shells(tgt, grid, eps=eps)
-    ca = to_shells(vols, grid, eps=eps)
+    cb = to_shells(tgt, grid, eps=eps, precision=t_prec)
+    ca = to_shells(vols, grid, eps=eps, precision=t_prec)
     basis = None
     if ranks is not None:
         from radsvd._validate import rank as _rank
@@ -235,7 +243,7 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
 def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = None,
                R: int | None = None, voxel_sizes=None, refine: bool = False,
                return_landscapes: bool = False, progress: bool = False,
-               eps: float = 1e-12) -> VolumeAlignResult:
+               eps: float | None = None) -> VolumeAlignResult:
     """Deprecated: :func:`align_volume_maps` (volumes first, target last, as
     :func:`align_volumes` and :func:`radsvd.images.align_images`)."""
     warnings.warn("align_maps(target, volumes, ...) is deprecated: use "

@@ -310,7 +310,8 @@ def _e2e(recs: _Records) -> list[str]:
     names = [n for n in recs.by_name if pat.match(n)]
     if not names:
         return []
-    phases = ("startup", "reading", "transform", "precomputation", "alignment", "writing")
+    from radsvd.bench.e2e import PHASES as phases
+
     lines = ["## Whole commands", "",
              "`radsvd bench --e2e`: the commands as users run them, fresh processes from float32 "
              "MRC files to the result file; wall seconds (CPU seconds), and the phases each "

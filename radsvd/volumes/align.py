@@ -25,7 +25,7 @@ from radsvd._validate import InputError, degenerate_targets
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
 from radsvd.volumes.landscape.plan import _UNSET, StageClock, rank_pair
-from radsvd.volumes.shells import ShellGrid, to_shells
+from radsvd.volumes.shells import ShellGrid, ShellTransform
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
 
@@ -194,8 +194,8 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
                       eps: float | None = None, precision: str = "auto",
                       transform_precision: str | None = None) -> VolumeAlignResult:
     """Align real-space volumes (n, N, N, N) (or one (N, N, N)) onto a target (N, N, N)
-    (see the module docstring): :func:`to_shells` of both at frequency K, then
-    :func:`align_volumes`.
+    (see the module docstring): shell coefficients of both at frequency K (one
+    :class:`ShellTransform`, as :func:`to_shells`), then :func:`align_volumes`.
 
     rank: None or "full", or H (H_C = H_D = H, the paper's choice) or (H_C, H_D), with the
     radial- and degree-SVD of the target (:func:`volume_svd`).  voxel_sizes: optional
@@ -205,14 +205,11 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
     (:func:`radsvd._nufft.transform_precision`).  ``precision``: the landscapes', as
     :func:`align_volumes`.
     """
-    from radsvd._nufft import transform_precision as choose
     from radsvd._validate import real_stack
 
     tgt = real_stack(np.asarray(target), "target", ndim=3, dtype=None)
     vols = np.asarray(volumes)
     vols = real_stack(vols[None] if vols.ndim == 3 else vols, "volumes", ndim=3, dtype=None)
-    # one transform for target and volumes: at the wider of their precisions
-    t_prec, eps = choose(np.result_type(tgt.dtype, vols.dtype), eps, transform_precision)
     if tgt.shape[0] != 1:
         raise InputError(f"target: expected one volume, got {tgt.shape[0]}")
     if vols.shape[1:] != tgt.shape[1:]:
@@ -226,10 +223,13 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
             raise InputError(f"voxel size mismatch: target {float(t_size):g} Å, volume {bad[0]} "
                              f"{v_sizes[bad[0]]:g} Å; resample to a common pixel size first")
     grid = ShellGrid(K=K, R=R, L=L)
-    grid.check_box(tgt.shape[1])
+    # one transform (one finufft plan per thread, points set once) for target and volumes,
+    # at the wider of their precisions; it checks K against the box's Nyquist frequency
+    transform = ShellTransform(grid, tgt.shape[1], np.result_type(tgt.dtype, vols.dtype),
+                               eps, transform_precision)
     ranks = rank_pair(rank, caller="align_volume_maps")
-    cb = to_shells(tgt, grid, eps=eps, precision=t_prec)
-    ca = to_shells(vols, grid, eps=eps, precision=t_prec)
+    cb = transform(tgt)
+    ca = transform(vols)
     basis = None
     if ranks is not None:
         from radsvd._validate import rank as _rank

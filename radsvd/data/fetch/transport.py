@@ -379,18 +379,11 @@ class _Part:
     def seek_end(self) -> None:
         os.lseek(self.fd, 0, os.SEEK_END)
 
-    def sha256(self, limit: int | None = None) -> str:
+    def sha256(self) -> str:
         os.lseek(self.fd, 0, os.SEEK_SET)
-        h, left = hashlib.sha256(), limit
-        while left is None or left > 0:
-            block = os.read(self.fd, CHUNK if left is None else min(CHUNK, left))
-            if not block:
-                break
-            h.update(block)
-            if left is not None:
-                left -= len(block)
+        digest = _sha256_of(lambda n: os.read(self.fd, n))
         self.seek_end()
-        return h.hexdigest()
+        return digest
 
     def commit(self, dest: Path) -> None:
         umask = os.umask(0)
@@ -410,16 +403,16 @@ class _Part:
             self.fd = None
 
 
-def sha256_file(path, limit: int | None = None) -> str:
-    h, left = hashlib.sha256(), limit
+def sha256_file(path) -> str:
     with open(path, "rb") as f:
-        while left is None or left > 0:
-            block = f.read(CHUNK if left is None else min(CHUNK, left))
-            if not block:
-                break
-            h.update(block)
-            if left is not None:
-                left -= len(block)
+        return _sha256_of(f.read)
+
+
+def _sha256_of(read) -> str:
+    """Hex SHA-256 of what ``read(n)`` returns, CHUNK bytes at a time, until it returns b""."""
+    h = hashlib.sha256()
+    for block in iter(lambda: read(CHUNK), b""):
+        h.update(block)
     return h.hexdigest()
 
 

@@ -263,7 +263,6 @@ def map_shells(volume, grid: PolarGrid, L: int | None = None, eps: float = 1e-10
     L (default round(K) + 2: the slices' angular band plus a margin)."""
     import finufft
 
-    from radsvd._jit import fft_workers
     from radsvd._validate import real_stack
     from radsvd.volumes.shells import ShellGrid, sht
 
@@ -286,8 +285,8 @@ def map_shells(volume, grid: PolarGrid, L: int | None = None, eps: float = 1e-10
     pts = grid.k[:, None, None, None] * n_dir[None]                 # (R, n_theta, n_phi, 3)
     dx = 2.0 / N
     c = [np.ascontiguousarray(pts[..., a].ravel() * dx) for a in (2, 1, 0)]
-    f = finufft.nufft3d2(*c, vol.astype(np.complex128), eps=eps, isign=-1,
-                         nthreads=int(fft_workers()))
+    # one thread: finufft's multi-threaded FFT rounds differently for each thread count
+    f = finufft.nufft3d2(*c, vol.astype(np.complex128), eps=eps, isign=-1, nthreads=1)
     samples = f.reshape(grid.R, sg.n_theta, sg.n_phi) * dx ** 3
     return sht(samples, sg)
 

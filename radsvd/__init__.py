@@ -32,7 +32,7 @@ _EXPORTS = {
     "radsvd._jit": ("set_threads", "threads"),
     "radsvd._validate": ("InputError",),
     "radsvd.grids": ("PolarGrid", "radial_quadrature"),
-    "radsvd.images": ("AlignResult", "RadialBasis", "align_images", "energy_pca",
+    "radsvd.images": ("AlignResult", "ImagePlan", "RadialBasis", "align_images", "energy_pca",
                       "frequency_marching", "images_to_fb", "polar_to_images", "radial_svd",
                       "to_fb", "to_polar"),
     "radsvd.metrics": ("LandscapeMetrics",),
@@ -51,7 +51,7 @@ __all__ = [
     "InputError", "PolarGrid", "ShellGrid", "radial_quadrature", "set_threads", "threads",
     # images (2D)
     "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
-    "frequency_marching", "energy_pca", "align_images", "AlignResult",
+    "frequency_marching", "energy_pca", "ImagePlan", "align_images", "AlignResult",
     # volumes (3D)
     "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
     "align_maps", "VolumeAlignResult",

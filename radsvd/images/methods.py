@@ -24,10 +24,9 @@ import warnings
 import numpy as np
 
 from radsvd._validate import InputError
+from radsvd.images._radial import METHODS
 
 __all__ = ["METHODS", "canonical_method", "ctf_groups", "group_targets", "make_basis"]
-
-METHODS = ("radial-svd", "shift-svd", "gaussian-shift-svd", "frequency-marching", "energy-pca")
 
 
 def canonical_method(name: str) -> str:
@@ -71,10 +70,10 @@ def make_basis(method: str, grid, templates=None, ctf_rings=None, group_sizes=No
     the CTF groups ``ctf_rings`` (m, R) of sizes ``group_sizes`` (None: no CTF).
 
     ``shift-svd`` needs ``shifts`` (S, 2) pixels of an N = ``box`` image; ``gaussian-shift-svd``
-    needs ``shells`` (:func:`radsvd.images.shifts.map_shells`), ``sigma`` (pixels) and ``box``.
+    needs ``shells`` (:func:`radsvd.volumes.shells.map_shells`), ``sigma`` (pixels) and ``box``.
     """
-    from radsvd.images import basis as B
-    from radsvd.images import shifts as S
+    from radsvd.images.basis import RadialBasis, energy_pca, frequency_marching, radial_svd
+    from radsvd.images.shifts import gaussian_shift_kernel, shift_kernel
 
     method = canonical_method(method)
 
@@ -84,23 +83,22 @@ def make_basis(method: str, grid, templates=None, ctf_rings=None, group_sizes=No
         return value
 
     if method == "frequency-marching":
-        return B.frequency_marching(grid)
+        return frequency_marching(grid)
     if method == "gaussian-shift-svd":
-        C = S.gaussian_shift_kernel(need("shells", shells), grid, float(need("sigma", sigma)),
-                                    int(need("box", box)), ctf=ctf_rings,
-                                    group_sizes=group_sizes)
-        return B._from_kernel(C, grid, method)
+        C = gaussian_shift_kernel(need("shells", shells), grid, float(need("sigma", sigma)),
+                                  int(need("box", box)), ctf=ctf_rings, group_sizes=group_sizes)
+        return RadialBasis.from_kernel(C, grid, method)
     templates = need("templates", templates)
     if method == "radial-svd":
-        return B.radial_svd(templates, grid, ctf=ctf_rings, group_sizes=group_sizes)
+        return radial_svd(templates, grid, ctf=ctf_rings, group_sizes=group_sizes)
     if method == "shift-svd":
-        C = S.shift_kernel(templates, grid, need("shifts", shifts), int(need("box", box)),
-                           ctf=ctf_rings, group_sizes=group_sizes)
-        return B._from_kernel(C, grid, method)
+        C = shift_kernel(templates, grid, need("shifts", shifts), int(need("box", box)),
+                         ctf=ctf_rings, group_sizes=group_sizes)
+        return RadialBasis.from_kernel(C, grid, method)
     # energy-pca: energy of the CTF-modulated templates, pooled over groups through the
     # count-weighted RMS ring CTF (the energy kernel has no per-group form)
     if ctf_rings is not None:
         rings = np.atleast_2d(np.asarray(ctf_rings, np.float64))
         rms = np.sqrt(np.average(rings ** 2, axis=0, weights=group_sizes))
         templates = group_targets(templates, rms)
-    return B.energy_pca(templates, grid)
+    return energy_pca(templates, grid)

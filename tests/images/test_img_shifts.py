@@ -15,8 +15,8 @@ from radsvd.images import align_images, images_to_fb, landscapes, radial_kernel,
 from radsvd.images.methods import canonical_method, make_basis
 from radsvd.images.polar import fb_to_polar
 from radsvd.images.shifts import (gaussian_E_minus, gaussian_E_plus, gaussian_shift_kernel,
-                                  map_shells, shift_grid, shift_kernel)
-from radsvd.volumes.shells import ShellGrid, sht
+                                  shift_grid, shift_kernel)
+from radsvd.volumes.shells import ShellGrid, map_shells, sht
 
 N = 32
 

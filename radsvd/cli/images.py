@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--method", default="radial-svd",
                    help="radial basis for --rank H, built from the targets: radial-svd "
                         "(default), shift-svd (eq. 118 over the shift disc), "
-                        "frequency-marching or energy-pca (underscores: deprecated)")
+                        "frequency-marching or energy-pca")
     p.add_argument("--max-shift", type=float, default=0.0,
                    help="also search translations in a disc of this radius (pixels; default 0)")
     p.add_argument("--shift-step", type=float, default=1.0,

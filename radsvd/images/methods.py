@@ -9,7 +9,6 @@ Method names (hyphenated, as on the command line and in ``RadialBasis.method``):
                           (:func:`radsvd.images.shifts.gaussian_shift_kernel`);
 - ``frequency-marching``  the lowest-frequency rings (baseline);
 - ``energy-pca``          PCA of the rings by energy, q = 0 included (baseline).
-The underscore spellings (``radial_svd``, …) are accepted as deprecated aliases.
 
 CTF groups (paper §3.5 and the reference code): particles are grouped by their ring-averaged
 CTF (:func:`ctf_groups`); group g's targets are the templates times its ring CTF
@@ -18,8 +17,6 @@ the groups (``kernel="pooled"``) or use one group's CTF (``ctf_rings`` of one ro
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
@@ -30,17 +27,16 @@ __all__ = ["METHODS", "canonical_method", "ctf_groups", "group_targets", "make_b
 
 
 def canonical_method(name: str) -> str:
-    """The hyphenated method name; underscores are a deprecated alias (a warning)."""
+    """``name`` if it is one of :data:`METHODS`; otherwise an :class:`InputError` (for an
+    underscore spelling such as ``radial_svd``, naming the hyphenated one)."""
     if not isinstance(name, str):
         raise InputError(f"method must be a string, one of {', '.join(METHODS)}; got {name!r}")
     if name in METHODS:
         return name
-    hyphen = name.replace("_", "-")
-    if hyphen in METHODS:
-        warnings.warn(f"method name {name!r} is deprecated; use {hyphen!r}",
-                      DeprecationWarning, stacklevel=3)
-        return hyphen
-    raise InputError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    hint = ""
+    if name.replace("_", "-") in METHODS:
+        hint = f" (did you mean {name.replace('_', '-')!r}?)"
+    raise InputError(f"unknown method {name!r}{hint}; choose one of {', '.join(METHODS)}")
 
 
 def ctf_groups(table, grid, box: int, tolerance: float = 0.05):

@@ -272,9 +272,9 @@ def test_gaussian_kernel_small_sigma_keeps_degrees_l_ge_1(molecule_shells):
 def test_methods_dispatch_and_aliases(data, molecule_shells):
     grid, _, _, fb = data
     a = make_basis("radial-svd", grid, fb)
-    with pytest.warns(DeprecationWarning):
-        b = make_basis("radial_svd", grid, fb)
-    assert np.array_equal(a.vectors, b.vectors) and a.method == "radial-svd"
+    with pytest.raises(InputError, match="did you mean 'radial-svd'"):
+        make_basis("radial_svd", grid, fb)
+    assert a.method == "radial-svd"
     s = make_basis("shift-svd", grid, fb, shifts=shift_grid(2, 1), box=N)
     assert s.method == "shift-svd" and not np.allclose(np.abs(s.vectors), np.abs(a.vectors))
     mol, g8, shells = molecule_shells

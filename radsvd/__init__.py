@@ -36,9 +36,8 @@ _EXPORTS = {
                       "frequency_marching", "images_to_fb", "polar_to_images", "radial_svd",
                       "to_fb", "to_polar"),
     "radsvd.metrics": ("LandscapeMetrics",),
-    "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_maps",
-                       "align_volume_maps", "align_volumes", "to_shells", "volume_svd",
-                       "wigner_d"),
+    "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_volume_maps",
+                       "align_volumes", "to_shells", "volume_svd", "wigner_d"),
     "radsvd.data": ("CTFParams", "GaussianMolecule", "cluster_ctf", "load_particles",
                     "make_templates", "read_mrc", "read_star", "shell_directions",
                     "simulate_particles", "synthetic_molecule", "write_mrc"),
@@ -54,7 +53,7 @@ __all__ = [
     "frequency_marching", "energy_pca", "ImagePlan", "align_images", "AlignResult",
     # volumes (3D)
     "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
-    "align_maps", "VolumeAlignResult",
+    "VolumeAlignResult",
     # metrics
     "LandscapeMetrics",
     # data

@@ -67,6 +67,26 @@ def rank(H, R: int, name: str = "rank") -> int:
     return H
 
 
+def rank_pair(rank) -> tuple | None:
+    """The ranks (H_C, H_D) of a volume ``rank`` argument, or None for the full landscape.
+
+    rank: None or "full" (the full landscape), an integer H (H_C = H_D = H, the paper's
+    choice) or a pair (H_C, H_D); each is checked against its bound where it is used."""
+    if rank is None or (isinstance(rank, str) and rank == "full"):
+        return None
+    if isinstance(rank, (str, bool, np.bool_)):
+        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
+                         f"got {rank!r}")
+    if np.ndim(rank) == 0:
+        return (rank, rank)
+    try:
+        H_C, H_D = rank
+    except (TypeError, ValueError):
+        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
+                         f"got {rank!r}") from None
+    return (H_C, H_D)
+
+
 def grid_of(grid, cls, name: str = "grid"):
     """Return ``grid`` if it is a ``cls`` (PolarGrid, ShellGrid), else raise a clear error."""
     if not isinstance(grid, cls):

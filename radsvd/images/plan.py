@@ -51,6 +51,7 @@ import scipy.fft
 
 from radsvd._files import save_npz
 from radsvd._pool import pool_map
+from radsvd._precision import Precision
 from radsvd._validate import (InputError, all_finite, degenerate_targets, grid_of,
                               rank as check_rank)
 from radsvd.grids import PolarGrid
@@ -64,7 +65,6 @@ __all__ = ["AlignResult", "ImagePlan", "ShiftedRows", "Targets", "prepare"]
 IMAGE_TILE = 64     # images per tile: 64 × 128 was the fastest measured for the full path
 TARGET_TILE = 128   # and for H = 6 (2-core Xeon, K = 48); larger tiles push Z out of L2
 SUB = 1024          # pairs per DFT piece: the quarter-DFT buffers stay in L2
-PRECISIONS = ("auto", "single", "double")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -278,13 +278,9 @@ class ImagePlan:
                 raise InputError(f"basis was built for another grid (R={basis.R}); rebuild it "
                                  f"for R={grid.R}, Q={grid.Q}")
             H = grid.R if rank in (None, "full") else check_rank(rank, grid.R)
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be 'auto', 'single' or 'double', got "
-                             f"{precision!r}")
-        if precision == "auto":
-            precision = "single" if basis is not None and H < grid.R else "double"
-        self.grid, self.basis, self.rank, self.precision = grid, basis, H, precision
-        self.dtype = np.float32 if precision == "single" else np.float64
+        resolved = Precision.of(precision, compressed=basis is not None and H < grid.R)
+        self.grid, self.basis, self.rank, self.precision = grid, basis, H, resolved.name
+        self.dtype = resolved.real
         self.tables = _tables(grid.Q, self.dtype)
         self.eta = grid.eta
 

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from radsvd._jit import fft_workers
+from radsvd._precision import Precision
 from radsvd._validate import InputError, grid_of, rank as _rank, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.landscape.kernels import (_contract_rows, _degree_project, _degree_tables,
@@ -120,15 +121,9 @@ class LandscapePlan:
         """Transform precision (real_dtype, complex_dtype) and step 2's operand precision:
         float32 for single-precision compressed plans only (the full path's Wigner table
         stays double)."""
-        if precision not in ("auto", "double", "single"):
-            raise InputError(f"precision must be 'auto', 'double' or 'single', got "
-                             f"{precision!r}")
-        if precision == "auto":
-            precision = "single" if compressed else "double"
-        self.precision = precision
-        single = precision == "single"
-        self.real_dtype = np.float32 if single else np.float64
-        self.complex_dtype = np.complex64 if single else np.complex128
+        resolved = Precision.of(precision, compressed=compressed)
+        self.precision = resolved.name
+        self.real_dtype, self.complex_dtype = resolved.real, resolved.complex
         self._operand_dtype = self.complex_dtype if compressed else np.complex128
 
     def _check_wigner(self, wigner: WignerTable | None) -> WignerTable:

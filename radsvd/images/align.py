@@ -11,11 +11,10 @@ the image's density by +shift).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from radsvd._timer import StageTimer
 from radsvd._validate import InputError, grid_of, rank as check_rank
 from radsvd.grids import PolarGrid
 from radsvd.images.basis import RadialBasis
@@ -58,7 +57,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid | None = None, basis: RadialBasis |
     summed over tasks, and 'total' wall time) are added to it.
     Returns :class:`AlignResult`.
     """
-    t_start = time.perf_counter()
+    clock = StageTimer(timer)
     if plan is None:
         if grid is None:
             raise InputError("align_images: give grid= (and basis=, rank=) or plan=")
@@ -80,17 +79,14 @@ def align_images(fb_a, fb_b, grid: PolarGrid | None = None, basis: RadialBasis |
         check_shift_options(max_shift, shift_step, int(box))
     elif max_shift is not None:
         check_shift_options(max_shift, shift_step)
-    t0 = time.perf_counter()
-    targets = plan.targets(fb_b, tile=target_tile)
-    if timer is not None:
-        timer["targets"] = timer.get("targets", 0.0) + time.perf_counter() - t0
+    with clock.stage("targets"):
+        targets = plan.targets(fb_b, tile=target_tile)
     if max_shift:
         result = plan.best_poses_shifted(fb_a, targets, max_shift=max_shift,
                                          shift_step=shift_step, box=box, **options)
     else:
         result = plan.best_poses(fb_a, targets, **options)
-    if timer is not None:
-        timer["total"] = timer.get("total", 0.0) + time.perf_counter() - t_start
+    clock.lap("total")
     return result
 
 

@@ -43,7 +43,6 @@ Measured throughput and speedups: docs/performance.md (generated from ``radsvd b
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +51,7 @@ import scipy.fft
 from radsvd._files import save_npz
 from radsvd._pool import pool_map
 from radsvd._precision import Precision
+from radsvd._timer import StageTimer
 from radsvd._validate import (InputError, all_finite, degenerate_targets, grid_of,
                               rank as check_rank)
 from radsvd.grids import PolarGrid
@@ -187,24 +187,6 @@ class AlignResult:
         for k, v in self.info.items():
             arrays[f"info_{k}"] = np.asarray(v)
         save_npz(path, **arrays)
-
-
-class _Clock:
-    """Seconds per stage of one task (merged into the caller's ``timer`` in task order)."""
-
-    def __init__(self):
-        self.now = time.perf_counter
-        self.t = {}
-
-    def add(self, key, t0):
-        self.t[key] = self.t.get(key, 0.0) + self.now() - t0
-
-
-def _merge_times(timer: dict | None, clocks) -> None:
-    if timer is not None:
-        for clock in clocks:
-            for key, sec in clock.t.items():
-                timer[key] = timer.get(key, 0.0) + sec
 
 
 # ----------------------------------------------------------------------------- plan
@@ -416,16 +398,15 @@ class ImagePlan:
             if bar is not None:
                 bar.close()
 
-    def _prepared(self, fb_a, targets, tile, clock: _Clock):
+    def _prepared(self, fb_a, targets, tile, clock: StageTimer):
         """Checked images, prepared targets (timed as 'targets') and image tile."""
         fb_a = check_fb_source(fb_a, self.grid, "fb_a")
         if isinstance(targets, Targets):
             return fb_a, self.targets(targets), check_tile(tile, "image tile")
         fb_b = check_fb_source(targets, self.grid, "fb_b")
         tile = check_tile(tile, "image tile")
-        t0 = clock.now()
-        targets = self.targets(fb_b)
-        clock.add("targets", t0)
+        with clock.stage("targets"):
+            targets = self.targets(fb_b)
         return fb_a, targets, tile
 
     # ------------------------------------------------------------------ best poses
@@ -442,7 +423,7 @@ class ImagePlan:
         of the stages 'targets', 'images', 'pairs' and 'refine' (summed over tasks) are added.
         Ties go to the lowest target, then the lowest γ.
         """
-        clock = _Clock()
+        clock = StageTimer(timer)
         fb_a, targets, tile = self._prepared(fb_a, targets, tile, clock)
         buffers = _WorkerBuffers(self, tile, targets.tile, check_tile(sub, "sub"))
         NA, NB = int(fb_a.shape[0]), len(targets)
@@ -452,13 +433,12 @@ class ImagePlan:
 
         def task(rng):
             a0, a1 = rng
-            ck = _Clock()
+            ck = StageTimer({})
             buf = buffers.get()
-            t0 = ck.now()
+            ck.restart()
             rings_a = self.rings(load(fb_a, a0, a1, "fb_a"))
             side_a = self._side_a(rings_a)
-            ck.add("images", t0)
-            t0 = ck.now()
+            ck.lap("images")
             n = a1 - a0
             best_score = np.full(n, -np.inf)
             best_target = np.zeros(n, dtype=np.int64)
@@ -485,18 +465,18 @@ class ImagePlan:
                         continue
                 kernels._row_best(val.reshape(n, nb), idx.reshape(n, nb), b0, best_score,
                                   best_target, best_index)
-            ck.add("pairs", t0)
+            ck.lap("pairs")
             if best_angle is None:
                 best_angle = best_index * dg
             if refine and not all_pairs:
-                t0 = ck.now()
                 Z = self._z_pairs(rings_a, targets.rings[best_target])
                 best_angle, best_score = self._refine(Z, best_index)
-                ck.add("refine", t0)
+                ck.lap("refine")
             return best_target, best_angle, best_score, ck
 
         parts = self._run(task, tile_ranges(NA, tile), progress)
-        _merge_times(timer, [clock] + [p[3] for p in parts])
+        for part in parts:
+            clock.merge(part[3])
         return AlignResult(np.concatenate([p[0] for p in parts]),
                            np.concatenate([p[1] for p in parts]),
                            np.concatenate([p[2] for p in parts]), angles, scores,
@@ -516,16 +496,15 @@ class ImagePlan:
         :func:`radsvd.images.shifts.refine_poses`.  Ties go to the lowest target, then the
         lowest shift, then the lowest γ.  Other options: :meth:`best_poses`.
         """
-        clock = _Clock()
+        clock = StageTimer(timer)
         fb_a, targets, tile = self._prepared(fb_a, targets, tile, clock)
         if box is None:
             box = getattr(fb_a, "N", None)
         if box is None:
             raise InputError("max_shift needs the image box N (box=...) to convert pixels")
         max_shift, shift_step = check_shift_options(max_shift, shift_step, int(box))
-        t0 = clock.now()
-        rows = ShiftedRows(self, shift_grid(max_shift, shift_step, int(box)), int(box))
-        clock.add("images", t0)
+        with clock.stage("images"):
+            rows = ShiftedRows(self, shift_grid(max_shift, shift_step, int(box)), int(box))
         ns = rows.n_shifts
         buffers = _WorkerBuffers(self, tile, targets.tile, check_tile(sub, "sub"))
         NA, NB = int(fb_a.shape[0]), len(targets)
@@ -536,13 +515,13 @@ class ImagePlan:
 
         def task(rng):
             a0, a1 = rng
-            ck = _Clock()
+            ck = StageTimer({})
             buf = buffers.get()
-            t0 = ck.now()
+            ck.restart()
             fa = load(fb_a, a0, a1, "fb_a")
             n = a1 - a0
             side_a = rows.side_a(fa)                                # (nf, n·ns, 2H)
-            ck.add("images", t0)
+            ck.lap("images")
             best_score = np.full(n, -np.inf)
             best_target = np.full(n, NB, dtype=np.int64)
             best_index = np.zeros(n, dtype=np.int64)
@@ -551,7 +530,7 @@ class ImagePlan:
                 pair_score = np.full((n, NB), -np.inf)
                 pair_index = np.zeros((n, NB), dtype=np.int64)
                 pair_shift = np.full((n, NB), ns, dtype=np.int64)
-            t0 = ck.now()
+            ck.restart()
             for v0 in range(0, n * ns, tile):
                 row = np.arange(v0, min(n * ns, v0 + tile))
                 image, shift = row // ns, row % ns
@@ -564,23 +543,24 @@ class ImagePlan:
                     if all_pairs:
                         kernels._shift_pair_best(val, idx, b0, image, shift, pair_score,
                                                  pair_index, pair_shift)
-            ck.add("pairs", t0)
+            ck.lap("pairs")
             if all_pairs:
                 scores[a0:a1] = pair_score
                 angles[a0:a1] = pair_index * dg
                 pair_shifts[a0:a1] = rows.shifts_px[pair_shift]
             best_angle, shift_px = best_index * dg, rows.shifts_px[best_shift]
             if refine:
-                t0 = ck.now()
+                ck.restart()
                 best_angle, shift_px, best_score = refine_poses(
                     fa, self._projected(targets.fb[best_target]), self.grid, best_angle,
                     shift_px, int(box), float(shift_step))
-                ck.add("refine", t0)
+                ck.lap("refine")
             return best_target, best_angle, best_score, shift_px, ck
 
         n_img = max(1, (4 * tile) // ns)
         parts = self._run(task, tile_ranges(NA, n_img), progress)
-        _merge_times(timer, [clock] + [p[4] for p in parts])
+        for part in parts:
+            clock.merge(part[4])
         info = dict(self.info, refine=refine, max_shift=max_shift, shift_step=shift_step,
                     n_shifts=ns, box=int(box))
         return AlignResult(np.concatenate([p[0] for p in parts]),

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radsvd._files import save_npz
+from radsvd._timer import StageTimer
 from radsvd._validate import InputError, degenerate_targets, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
-from radsvd.volumes.landscape.plan import StageClock
 from radsvd.volumes.shells import ShellGrid, ShellTransform
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
@@ -135,7 +135,7 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     rank = rank_pair(rank)
     degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
                        "coef_target", flat="error")
-    clock = StageClock(timer)
+    clock = StageTimer(timer)
     if plan is None:
         plan = prepare(grid, coef_target, basis, rank, n_beta, M, precision=precision)
         clock.lap("plan")

@@ -24,6 +24,7 @@ import numpy as np
 
 from radsvd._jit import fft_workers
 from radsvd._precision import Precision
+from radsvd._timer import StageTimer
 from radsvd._validate import InputError, grid_of, rank as _rank, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.landscape.kernels import (_contract_rows, _degree_project, _degree_tables,
@@ -39,7 +40,7 @@ from radsvd.volumes.landscape.workspace import Workspace
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable
 
-__all__ = ["STEPS", "LandscapePlan", "StageClock", "landscapes", "prepare"]
+__all__ = ["STEPS", "LandscapePlan", "landscapes", "prepare"]
 
 # step 1 by the numba kernel up to this many radial functions, else one BLAS product per
 # degree (measured at K = 48 in the benchmark, blocks of 8 volumes, 2 threads: R = 49 numba
@@ -452,7 +453,7 @@ class LandscapePlan:
         timer: a dict to which each step's seconds are added under the keys of ``STEPS``
         (step 3 includes the search), as ``align_images(timer=...)`` does for its stages.  prune=False: every slice transformed (no bounds, no
         row norms): the reference the pruned search is checked against."""
-        clock = StageClock(timer)
+        clock = StageTimer(timer)
         c = self.radial_compress(coef)
         clock.lap("step0")
         # compressed: steps 1 + 1b fused (one kernel, reported as step 1)
@@ -492,27 +493,6 @@ class _Step3Range:
             for s0, s1 in self.chunks:
                 transform_m2(self.src[a, s0:s1])
                 transform_m1(self.src[a, s0:s1], self.out[a, s0:s1], self.M)
-
-
-class StageClock:
-    """Adds the seconds since the previous lap to ``timer[stage]`` (no-op without a timer)."""
-
-    def __init__(self, timer: dict | None):
-        self.timer = timer
-        self.t = time.perf_counter() if timer is not None else 0.0
-
-    def restart(self) -> None:
-        """Start the next lap now (the time since the previous lap is not recorded)."""
-        if self.timer is not None:
-            self.t = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        """Add the seconds since the previous lap (or restart) to ``timer[stage]``."""
-        if self.timer is None:
-            return
-        t = time.perf_counter()
-        self.timer[stage] = self.timer.get(stage, 0.0) + (t - self.t)
-        self.t = t
 
 
 def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, rank=None,

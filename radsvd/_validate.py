@@ -13,7 +13,23 @@ MAX_NODES = 4 * MAX_BOX                # cap on grid counts R, Q, L (defaults at
 
 
 class InputError(ValueError):
-    """Bad input to a public radsvd function; the message says what is wrong and where."""
+    """Bad input to a public radsvd function; the message says what is wrong and where.
+
+    A ``ValueError``; the command line prints it as ``radsvd <cmd>: error: ...`` and exits 2.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and where (the file, field or argument).
+
+    Examples
+    --------
+    >>> try:
+    ...     radsvd.PolarGrid(K=-1)
+    ... except radsvd.InputError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    InputError True
+    """
 
 
 class InputWarning(UserWarning):

@@ -36,26 +36,67 @@ def align_images(fb_a, fb_b, grid: PolarGrid | None = None, basis: RadialBasis |
                  tile: tuple[int, int] | None = None, sub: int | None = None,
                  max_shift: float = 0.0, shift_step: float = 1.0, box: int | None = None,
                  timer: dict | None = None) -> AlignResult:
-    """Best rotation (and shift) and target for every image, streaming over tiles of pairs.
+    """Best rotation (and shift) and target for every image, streaming over tiles of pairs
+    (eq. 35–36, 84; shifts §5).
 
-    fb_a: (N_A, R, Q//2+1) FB coefficients of the images (array, memmap, or any object with
-    ``.shape`` and slicing that returns such arrays, read one tile of images at a time);
-    fb_b: (N_B, R, Q//2+1) of the targets.  grid, basis, rank, precision: the
-    :class:`ImagePlan` (basis None for the full landscape, or a RadialBasis and
-    1 ≤ H ≤ R), or ``plan=`` an existing one instead.  refine: off-grid angle (eq. 23), and
-    with shifts off-grid (γ, δ) (:func:`radsvd.images.shifts.refine_poses`).  all_pairs:
-    also every pair's angle and score.  tile: (images, targets) per tile; sub: pairs per DFT
-    piece.
+    X(γ) = <Â, R_γ B̂> with R_γ rotating the TARGET counter-clockwise; with shifts
+    X(γ, δ) = <Â, T_δ R_γ B̂>, the image being the target rotated by γ then moved by +δ.
+    Ties go to the lowest target, then the lowest shift, then the lowest γ.
 
-    Shifts (paper §5): ``max_shift`` > 0 searches the disc of shifts of radius ``max_shift``
-    and step ``shift_step`` (pixels of the N = ``box`` image; an :class:`FBSource` knows N):
-    X(γ, δ) = <Â, T_δ R_γ B̂>, the image being the target rotated by γ then moved by +δ
-    (:meth:`ImagePlan.best_poses_shifted`).  Ties go to the lowest target, then the lowest
-    shift, then the lowest γ.
+    Parameters
+    ----------
+    fb_a : array_like
+        (N_A, R, Q//2+1) FB coefficients of the images: an array, a memmap or any object
+        with ``.shape`` and slicing (e.g. :class:`~radsvd.images.FBSource`), read one tile
+        of images at a time.
+    fb_b : array_like
+        (N_B, R, Q//2+1) FB coefficients of the targets.
+    grid : PolarGrid, optional
+        The grid (not with ``plan``).
+    basis : RadialBasis, optional
+        None for the full landscape, or a basis for the compressed one (not with ``plan``).
+    rank : int or "full", optional
+        H, 1 ≤ H ≤ R (not with ``plan``).
+    plan : ImagePlan, optional
+        A plan to use instead of grid, basis, rank and precision.
+    refine : bool
+        Off-grid angle (eq. 23); with shifts off-grid (γ, δ)
+        (:func:`radsvd.images.shifts.refine_poses`).
+    all_pairs : bool
+        Also every pair's angle and score (and shift).
+    progress : bool
+        A progress bar on stderr.
+    precision : {"auto", "single", "double"}
+        As for :class:`ImagePlan`.
+    tile : (int, int), optional
+        Images and targets per tile (default 64 × 128).
+    sub : int, optional
+        Pairs per DFT piece (default 1024).
+    max_shift : float
+        Radius of the disc of shifts searched, pixels (0: rotations only).
+    shift_step : float
+        Step of the shift grid, pixels.
+    box : int, optional
+        N, the images' pixels per side (an :class:`~radsvd.images.FBSource` knows it).
+    timer : dict, optional
+        Seconds per stage ('targets', 'images', 'pairs', 'refine', summed over tasks, and
+        'total' wall time) are added to it.
 
-    timer: optional dict; seconds per stage ('targets', 'images', 'pairs', 'refine',
-    summed over tasks, and 'total' wall time) are added to it.
-    Returns :class:`AlignResult`.
+    Returns
+    -------
+    AlignResult
+        best_target, angle, score (and shift; angles, scores with all_pairs).
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=16)
+    >>> x = (np.arange(32) - 16) / 16.0
+    >>> blob = np.exp(-((x[None, :] - 0.3) ** 2 + x[:, None] ** 2) / 0.02)   # at (0.3, 0)
+    >>> turned = np.exp(-(x[None, :] ** 2 + (x[:, None] - 0.3) ** 2) / 0.02)  # at (0, 0.3)
+    >>> result = radsvd.align_images(radsvd.images_to_fb(turned, grid),
+    ...                              radsvd.images_to_fb(blob, grid), grid, refine=True)
+    >>> round(float(np.degrees(result.angle[0])), 1)     # the target turned by +90°
+    90.0
     """
     clock = StageTimer(timer)
     if plan is None:

@@ -46,9 +46,30 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
 class RadialBasis:
     """Orthonormal radial basis (columns of ``vectors``, R×R, in priority order).
 
-    ``values``: the kernel eigenvalues for radial-svd / energy-pca (descending), and for
-    frequency-marching the ring frequencies k_r negated (so priority is descending too).
-    ``eta``: η_r = sqrt(w_r Δψ) of the grid the basis was built for.
+    Built by :func:`radial_svd`, :func:`frequency_marching`, :func:`energy_pca`,
+    :meth:`from_kernel` or :func:`radsvd.images.methods.make_basis`; compresses
+    coefficients to H principal rings (:meth:`compress`, eq. 71, 84).
+
+    Parameters
+    ----------
+    vectors : ndarray
+        (R, R) orthonormal columns u_1 … u_R, in priority order.
+    values : ndarray
+        The kernel eigenvalues for radial-svd / energy-pca (descending), and for
+        frequency-marching the ring frequencies k_r negated (so priority is descending too).
+    eta : ndarray
+        η_r = sqrt(w_r Δψ) of the grid the basis was built for.
+    method : str
+        One of :data:`radsvd.images.methods.METHODS`.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> basis = radsvd.radial_svd(targets, grid)
+    >>> basis.method, basis.R, basis.compress(targets, 3).shape
+    ('radial-svd', 9, (20, 3, 10))
     """
 
     vectors: np.ndarray
@@ -99,13 +120,59 @@ class RadialBasis:
 
 
 def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> RadialBasis:
-    """The radial-SVD basis: eigenvectors of :func:`radial_kernel`, largest eigenvalue first."""
+    """The radial-SVD basis: eigenvectors of :func:`radial_kernel` (eq. 83, 85), largest
+    eigenvalue first.
+
+    Parameters
+    ----------
+    fb_targets : array_like
+        (n, R, Q//2+1) Fourier–Bessel coefficients of the targets (CTF-free templates).
+    grid : PolarGrid
+        Their grid.
+    ctf : array_like, optional
+        (n_groups, R) ring-averaged CTFs: the kernel is pooled over the groups.
+    group_sizes : array_like, optional
+        Images per CTF group (default equal weights).
+
+    Returns
+    -------
+    RadialBasis
+        ``method="radial-svd"``.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> basis = radsvd.radial_svd(targets, grid)
+    >>> bool(np.allclose(basis.vectors.T @ basis.vectors, np.eye(grid.R)))
+    True
+    >>> bool(np.all(np.diff(basis.values) <= 0))          # priority order
+    True
+    """
     return RadialBasis.from_kernel(radial_kernel(fb_targets, grid, ctf, group_sizes), grid,
                                    "radial-svd")
 
 
 def frequency_marching(grid: PolarGrid) -> RadialBasis:
-    """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k)."""
+    """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k).
+
+    Parameters
+    ----------
+    grid : PolarGrid
+        The grid whose rings are kept.
+
+    Returns
+    -------
+    RadialBasis
+        ``method="frequency-marching"``.
+
+    Examples
+    --------
+    >>> basis = radsvd.frequency_marching(radsvd.PolarGrid(K=8))
+    >>> basis.method, bool(np.array_equal(np.abs(basis.vectors), np.eye(9)))
+    ('frequency-marching', True)
+    """
     grid_of(grid, PolarGrid)
     order = np.argsort(grid.k, kind="stable")
     V = np.eye(grid.R)[:, order]
@@ -114,6 +181,27 @@ def frequency_marching(grid: PolarGrid) -> RadialBasis:
 
 
 def energy_pca(fb, grid: PolarGrid) -> RadialBasis:
-    """Baseline: PCA of the rescaled rings by energy, q = 0 included (no rotation weighting)."""
+    """Baseline: PCA of the rescaled rings by energy, q = 0 included (no rotation weighting).
+
+    Parameters
+    ----------
+    fb : array_like
+        (n, R, Q//2+1) Fourier–Bessel coefficients.
+    grid : PolarGrid
+        Their grid.
+
+    Returns
+    -------
+    RadialBasis
+        ``method="energy-pca"``.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> radsvd.energy_pca(targets, grid).method
+    'energy-pca'
+    """
     b = fb_stack(fb, grid, "fb")
     return RadialBasis.from_kernel(gram(b, grid, include_zero=True), grid, "energy-pca")

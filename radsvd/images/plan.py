@@ -155,15 +155,35 @@ def _apply_basis(M: np.ndarray, fb: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- results
 @dataclass
 class AlignResult:
-    """Best rotations of every image over all targets.
+    """Best rotations (and shifts) of every image over all targets.
 
-    best_target[i]: index of the target that matches image i best; angle[i]: the angle γ
-    (radians, in [0, 2π)) by which that TARGET must be rotated counter-clockwise about pixel
-    (N//2, N//2) (x = last axis, y = first axis) to match image i; score[i] = X(γ) = <Â, R_γ B̂>.
-    With all_pairs: angles, scores of shape (N_A, N_B) for every pair.
-    With shifts: shift[i] = (sx, sy) pixels, the translation applied after the rotation
-    (image ≈ T_shift R_angle target, its density moved by +shift); score = <Â, T_δ R_γ B̂>;
-    with all_pairs also shifts (N_A, N_B, 2).
+    Parameters
+    ----------
+    best_target : ndarray
+        (N_A,) index of the target that matches image i best.
+    angle : ndarray
+        (N_A,) the angle γ (radians, in [0, 2π)) by which that TARGET must be rotated
+        counter-clockwise about pixel (N//2, N//2) (x = last axis, y = first axis) to match
+        image i.
+    score : ndarray
+        (N_A,) X(γ) = <Â, R_γ B̂> (with shifts <Â, T_δ R_γ B̂>).
+    angles, scores : ndarray, optional
+        (N_A, N_B) for every pair (``all_pairs``).
+    info : dict
+        rank, R, Q, K, precision, method, refine (and the shift search's parameters).
+    shift : ndarray, optional
+        (N_A, 2) = (sx, sy) pixels, the translation applied after the rotation (image ≈
+        T_shift R_angle target, its density moved by +shift).
+    shifts : ndarray, optional
+        (N_A, N_B, 2) per pair (``all_pairs`` with shifts).
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> fb = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((4, 16, 16)), grid)
+    >>> result = radsvd.align_images(fb, fb, grid)
+    >>> result.best_target.tolist(), result.info["method"]
+    ([0, 1, 2, 3], 'full')
     """
 
     best_target: np.ndarray
@@ -234,15 +254,47 @@ class _WorkerBuffers:
 
 
 class ImagePlan:
-    """What the 2D engine needs besides the images and targets: grid, radial basis and rank H,
-    precision and DFT tables (module doc).  Build it once, then call :meth:`targets` once per
-    set of targets and :meth:`best_poses`, :meth:`best_poses_shifted` or
-    :meth:`landscape_tiles` for any number of image stacks.
+    """The 2D engine's plan: grid, radial basis and rank H, precision and DFT tables
+    (eq. 35–36, 84; :mod:`radsvd.images.plan`).
 
-    ``basis``: None for the full landscape (H = R), or a :class:`RadialBasis` of the grid;
-    ``rank``: None or "full" (H = R), or 1 ≤ H ≤ R (needs a basis below R);
-    ``precision``: "auto" (single for H < R, else double), "single" or "double".
-    Attributes ``grid``, ``basis``, ``rank`` (H), ``precision``, ``dtype``.
+    Build it once, prepare each set of targets once (:meth:`targets`), then run
+    :meth:`best_poses`, :meth:`best_poses_shifted` or :meth:`landscape_tiles` on any number
+    of image stacks.  :func:`align_images` does all of it in one call.
+
+    Parameters
+    ----------
+    grid : PolarGrid
+        The polar grid of the images and targets.
+    basis : RadialBasis, optional
+        None for the full landscape (H = R), or a basis of the grid for the compressed one.
+    rank : int or "full", optional
+        H, 1 ≤ H ≤ R (H < R needs a basis); None or "full" for H = R.
+    precision : {"auto", "single", "double"}
+        Of the products: "auto" is single for H < R, else double
+        (:class:`radsvd._precision.Precision`).
+
+    Attributes
+    ----------
+    grid, basis : PolarGrid, RadialBasis or None
+        As given.
+    rank : int
+        H.
+    precision : str
+        "single" or "double".
+    dtype : type
+        np.float32 or np.float64.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> rng = np.random.default_rng(0)
+    >>> targets = radsvd.images_to_fb(rng.standard_normal((6, 16, 16)), grid)
+    >>> plan = radsvd.ImagePlan(grid, radsvd.radial_svd(targets, grid), rank=4)
+    >>> prepared = plan.targets(targets)
+    >>> plan.best_poses(targets[[2, 5]], prepared).best_target.tolist()
+    [2, 5]
+    >>> plan.precision
+    'single'
     """
 
     def __init__(self, grid: PolarGrid, basis: RadialBasis | None = None, *, rank=None,

@@ -78,16 +78,41 @@ def _by_chunks(fn, n: int, workers: int) -> np.ndarray:
 
 def to_polar(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
              precision: str | None = None) -> np.ndarray:
-    """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32), shape (n, R, Q).
+    """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32).
 
-    ``images``: (n, N, N) or (N, N) real array, ``img[iy, ix]``.  Uses a finufft type-2
-    transform (finufft pairs its first coordinate with the first array axis, y), all images
-    through one plan, at the data's precision by default (float32 data: single precision,
-    eps 1e-6; float64: double, 1e-12; ``eps``/``precision`` override, see
-    :func:`radsvd._nufft.transform_precision`).  Returns complex128.
-    Raises :class:`InputError` for non-square, empty or non-finite stacks and for K beyond
-    the Nyquist frequency πN/2.  ``threads``: worker threads over chunks of images
-    (default: the project's); the result does not depend on it.
+    A finufft type-2 transform (finufft pairs its first coordinate with the first array
+    axis, y) at the data's precision by default: float32 data in single precision at eps
+    1e-6, float64 in double at 1e-12 (:func:`radsvd._nufft.transform_precision`).
+
+    Parameters
+    ----------
+    images : array_like
+        (n, N, N) or (N, N) real, ``img[iy, ix]``, pixel N//2 at the origin.
+    grid : PolarGrid
+        The polar grid; K must not exceed the Nyquist frequency πN/2.
+    eps : float, optional
+        NUFFT tolerance (default from the precision).
+    threads : int, optional
+        Worker threads over chunks of images (default: the project's); the result does not
+        depend on it.
+    precision : {"auto", "single", "double"}, optional
+        Transform precision (default: the data's).
+
+    Returns
+    -------
+    ndarray
+        (n, R, Q) complex128.
+
+    Raises
+    ------
+    InputError
+        For non-square, empty or non-finite stacks and K beyond Nyquist.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> radsvd.to_polar(np.ones((2, 16, 16)), grid).shape
+    (2, 9, 18)
     """
     grid = grid_of(grid, PolarGrid)
     precision, eps = transform_precision(_dtype(images), eps, precision)
@@ -130,8 +155,25 @@ def _polar(transform: Type2, imgs: np.ndarray, grid: PolarGrid) -> np.ndarray:
 def to_fb(polar) -> np.ndarray:
     """Fourier–Bessel coefficients a(k_r, q) = (1/Q) Σ_j Â(k_r, ψ_j) e^{-iqψ_j} (eq. 34).
 
-    ``polar``: (n, R, Q) complex samples of real images.  Returns q = 0 … Q/2 only, shape
-    (n, R, Q//2 + 1), complex128.
+    Parameters
+    ----------
+    polar : array_like
+        (n, R, Q) or (R, Q) complex polar samples of real images (:func:`to_polar`).
+
+    Returns
+    -------
+    ndarray
+        q = 0 … Q/2 only (real images: a(k, -q) = (-1)^q conj(a(k, q))), shape
+        (n, R, Q//2 + 1), complex128.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> x = (np.arange(16) - 8) / 8.0
+    >>> blob = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 0.1)   # round: q = 0 only
+    >>> fb = radsvd.to_fb(radsvd.to_polar(blob, grid))
+    >>> fb.shape, bool(np.abs(fb[..., 1:]).max() < 1e-4 * np.abs(fb).max())
+    ((1, 9, 10), True)
     """
     p = finite_array(polar, "polar", dtype=np.complex128)
     if p.ndim == 2:
@@ -146,8 +188,33 @@ def to_fb(polar) -> np.ndarray:
 
 def images_to_fb(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
                  precision: str | None = None):
-    """``to_fb(to_polar(images, grid, eps, threads, precision))`` (to rounding), shape
-    (n, R, Q//2 + 1) complex128; in single precision the FFT over ψ runs in single too."""
+    """Fourier–Bessel coefficients of real images: ``to_fb(to_polar(images, grid, ...))``
+    to rounding, in one pass (eq. 32, 34).
+
+    In single precision the FFT over ψ runs in single too.
+
+    Parameters
+    ----------
+    images : array_like
+        (n, N, N) or (N, N) real, ``img[iy, ix]``.
+    grid : PolarGrid
+        The polar grid.
+    eps, threads, precision
+        As for :func:`to_polar`.
+
+    Returns
+    -------
+    ndarray
+        (n, R, Q//2 + 1) complex128.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> images = np.random.default_rng(0).standard_normal((3, 16, 16))
+    >>> fb = radsvd.images_to_fb(images, grid)
+    >>> fb.shape, bool(np.allclose(fb, radsvd.to_fb(radsvd.to_polar(images, grid))))
+    ((3, 9, 10), True)
+    """
     grid = grid_of(grid, PolarGrid)
     precision, eps = transform_precision(_dtype(images), eps, precision)
     imgs = _checked_images(images, grid, precision)
@@ -251,9 +318,33 @@ def polar_to_images(polar_or_fb, grid: PolarGrid, N: int, eps: float = 1e-9) -> 
     """Band-limited real-space pictures from polar samples or FB coefficients (eq. 30).
 
     A(x) ≈ (2π)^-2 Σ_{r,j} w_r Δψ Â(k_r, ψ_j) e^{+i k·x} on the N×N pixel centres, by a finufft
-    type-1 transform with the quadrature weights.  Input (n, R, Q) polar samples or
-    (n, R, Q//2+1) FB coefficients; output (n, N, N) float64, ``img[iy, ix]``.  The result is
-    the low-pass (|k| ≤ K) version of the image, meant for pictures, not for exact inversion.
+    type-1 transform with the quadrature weights: the low-pass (‖k‖ ≤ K) version of the
+    image, meant for pictures, not for exact inversion.
+
+    Parameters
+    ----------
+    polar_or_fb : array_like
+        (n, R, Q) polar samples or (n, R, Q//2+1) FB coefficients.
+    grid : PolarGrid
+        Their grid.
+    N : int
+        Pixels per side of the pictures.
+    eps : float
+        NUFFT tolerance.
+
+    Returns
+    -------
+    ndarray
+        (n, N, N) float64, ``img[iy, ix]``.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=20)          # Nyquist of 16 pixels: 8π ≈ 25
+    >>> x = (np.arange(16) - 8) / 8.0
+    >>> blob = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 0.1)
+    >>> back = radsvd.polar_to_images(radsvd.images_to_fb(blob, grid), grid, 16)
+    >>> back.shape, bool(np.abs(back - blob).max() < 0.05 * blob.max())
+    ((1, 16, 16), True)
     """
     import finufft
 

@@ -131,7 +131,7 @@ def align_images(fb_a, fb_b, grid: PolarGrid | None = None, basis: RadialBasis |
     return result
 
 
-def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precision="auto",
+def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), *, precision="auto",
                     tile: tuple[int, int] | None = None):
     """Yield ``(a0, a1, b0, b1, [X_tile per (basis, rank)])``, each X (na·nb, Q) float64.
 
@@ -154,7 +154,7 @@ def landscape_tiles(fb_a, fb_b, grid: PolarGrid, bases=((None, None),), precisio
         yield a0, a1, b0, b1, [X for *_, X in parts]
 
 
-def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None,
+def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, rank=None, *,
                precision: str = "double", max_bytes: float = 2 * 2**30, shifts=None,
                box: int | None = None) -> np.ndarray:
     """The whole landscape array X(γ_j; A, B), shape (N_A, N_B, Q) float64 (eq. 35 / 84).
@@ -179,7 +179,7 @@ def landscapes(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis | None = None, ra
     return X[:, 0] if shifts is None else X.transpose(0, 2, 1, 3)
 
 
-def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision="double",
+def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, *, precision="double",
                tile: tuple[int, int] | None = None) -> dict:
     """Accuracy of the compressed landscapes at several ranks, next to the full calculation.
 
@@ -199,6 +199,6 @@ def rank_sweep(fb_a, fb_b, grid: PolarGrid, basis: RadialBasis, ranks, precision
     bases = [(None, None, "double")] + [(basis, h, precision) for h in Hs]
     with threadpool_limits(limits=1, user_api="blas"):
         stream = ((Xs[0], Xs[1:]) for *_, Xs in
-                  landscape_tiles(fb_a, fb_b, grid, bases, precision, tile))
+                  landscape_tiles(fb_a, fb_b, grid, bases, precision=precision, tile=tile))
         results = sweep(stream, len(Hs))
     return dict(zip(Hs, results))

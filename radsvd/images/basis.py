@@ -27,7 +27,7 @@ from radsvd.images._radial import METHODS, fb_stack, gram, pool_ctf
 __all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
 
 
-def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np.ndarray:
+def radial_kernel(fb_targets, grid: PolarGrid, *, ctf=None, group_sizes=None) -> np.ndarray:
     """Target-averaged radial kernel C (eq. 83, 85), R×R real symmetric.
 
     C_{r,r'} = (1/N_B) Σ_B Σ_{q≠0} conj(b̃(r, q)) b̃(r', q), with b̃ = η b and q over all Q
@@ -119,7 +119,7 @@ class RadialBasis:
 
 
 
-def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> RadialBasis:
+def radial_svd(fb_targets, grid: PolarGrid, *, ctf=None, group_sizes=None) -> RadialBasis:
     """The radial-SVD basis: eigenvectors of :func:`radial_kernel` (eq. 83, 85), largest
     eigenvalue first.
 
@@ -150,8 +150,8 @@ def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> Radia
     >>> bool(np.all(np.diff(basis.values) <= 0))          # priority order
     True
     """
-    return RadialBasis.from_kernel(radial_kernel(fb_targets, grid, ctf, group_sizes), grid,
-                                   "radial-svd")
+    kernel = radial_kernel(fb_targets, grid, ctf=ctf, group_sizes=group_sizes)
+    return RadialBasis.from_kernel(kernel, grid, "radial-svd")
 
 
 def frequency_marching(grid: PolarGrid) -> RadialBasis:

@@ -60,7 +60,7 @@ def group_targets(templates, ring) -> np.ndarray:
     return t * r[None, :, None]
 
 
-def make_basis(method: str, grid, templates=None, ctf_rings=None, group_sizes=None,
+def make_basis(method: str, grid, templates=None, *, ctf_rings=None, group_sizes=None,
                shifts=None, box: int | None = None, sigma: float | None = None, shells=None):
     """The radial basis of ``method`` for CTF-free ``templates`` (n, R, Q//2+1) seen through
     the CTF groups ``ctf_rings`` (m, R) of sizes ``group_sizes`` (None: no CTF).

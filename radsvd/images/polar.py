@@ -76,8 +76,8 @@ def _by_chunks(fn, n: int, workers: int) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def to_polar(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
-             precision: str | None = None) -> np.ndarray:
+def to_polar(images, grid: PolarGrid, *, eps: float | None = None,
+             threads: int | None = None, precision: str | None = None) -> np.ndarray:
     """Polar Fourier samples Â(k_r, ψ_j) of a stack of real images (eq. 32).
 
     A finufft type-2 transform (finufft pairs its first coordinate with the first array
@@ -186,8 +186,8 @@ def to_fb(polar) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def images_to_fb(images, grid: PolarGrid, eps: float | None = None, threads: int | None = None,
-                 precision: str | None = None):
+def images_to_fb(images, grid: PolarGrid, *, eps: float | None = None,
+                 threads: int | None = None, precision: str | None = None):
     """Fourier–Bessel coefficients of real images: ``to_fb(to_polar(images, grid, ...))``
     to rounding, in one pass (eq. 32, 34).
 

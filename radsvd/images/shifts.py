@@ -198,7 +198,7 @@ def _ring_mean_phase(dk: np.ndarray, d: np.ndarray, w: np.ndarray, grid: PolarGr
     return out
 
 
-def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None, ctf=None,
+def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, *, weights=None, ctf=None,
                  group_sizes=None) -> np.ndarray:
     """Radial kernel of eq. 118 for a discrete shift set, averaged over the targets (eq. 85).
 
@@ -239,7 +239,7 @@ def gaussian_E_minus(k, sigma):
     return np.exp(-0.5 * sigma ** 2 * np.asarray(k, np.float64) ** 2)
 
 
-def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int,
+def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int, *,
                           ctf=None, group_sizes=None) -> np.ndarray:
     """Radial kernel of eq. 119–121: isotropic Gaussian shifts (std ``sigma_px`` pixels per
     axis) and targets spread uniformly over SO(3), from the map's shell coefficients

@@ -32,13 +32,12 @@ _EXPORTS = {
     "radsvd._jit": ("set_threads", "threads"),
     "radsvd._validate": ("InputError",),
     "radsvd.grids": ("PolarGrid", "radial_quadrature"),
-    "radsvd.images": ("AlignResult", "RadialBasis", "align_images", "energy_pca",
+    "radsvd.images": ("AlignResult", "ImagePlan", "RadialBasis", "align_images", "energy_pca",
                       "frequency_marching", "images_to_fb", "polar_to_images", "radial_svd",
                       "to_fb", "to_polar"),
     "radsvd.metrics": ("LandscapeMetrics",),
-    "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_maps",
-                       "align_volume_maps", "align_volumes", "to_shells", "volume_svd",
-                       "wigner_d"),
+    "radsvd.volumes": ("ShellGrid", "VolumeAlignResult", "VolumeBasis", "align_volume_maps",
+                       "align_volumes", "to_shells", "volume_svd", "wigner_d"),
     "radsvd.data": ("CTFParams", "GaussianMolecule", "cluster_ctf", "load_particles",
                     "make_templates", "read_mrc", "read_star", "shell_directions",
                     "simulate_particles", "synthetic_molecule", "write_mrc"),
@@ -51,10 +50,10 @@ __all__ = [
     "InputError", "PolarGrid", "ShellGrid", "radial_quadrature", "set_threads", "threads",
     # images (2D)
     "to_polar", "to_fb", "images_to_fb", "polar_to_images", "RadialBasis", "radial_svd",
-    "frequency_marching", "energy_pca", "align_images", "AlignResult",
+    "frequency_marching", "energy_pca", "ImagePlan", "align_images", "AlignResult",
     # volumes (3D)
     "to_shells", "wigner_d", "VolumeBasis", "volume_svd", "align_volumes", "align_volume_maps",
-    "align_maps", "VolumeAlignResult",
+    "VolumeAlignResult",
     # metrics
     "LandscapeMetrics",
     # data

@@ -81,7 +81,26 @@ def available_threads() -> int:
 
 
 def set_threads(n: int | None) -> int:
-    """Use ``n`` threads for numba kernels, BLAS and scipy.fft (``None``: all). Returns n."""
+    """Use ``n`` threads for numba kernels, BLAS and scipy.fft.
+
+    Results do not depend on the thread count (docs/design.md, Determinism).
+
+    Parameters
+    ----------
+    n : int or None
+        Threads, at most ``NUMBA_NUM_THREADS`` (larger values are capped); None for all.
+
+    Returns
+    -------
+    int
+        The thread count now in use.
+
+    Examples
+    --------
+    >>> radsvd.set_threads(1)
+    1
+    >>> _ = radsvd.set_threads(None)     # all of them again
+    """
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Real)
                           or not math.isfinite(n) or int(n) != n):
         raise InputError(f"thread count must be an integer, got {n!r}")
@@ -108,7 +127,25 @@ def fft_workers() -> int:
 
 @contextlib.contextmanager
 def threads(n: int | None):
-    """Context manager: run the enclosed block with ``n`` threads, then restore."""
+    """Context manager: run the enclosed block with ``n`` threads, then restore.
+
+    Parameters
+    ----------
+    n : int or None
+        Threads for the block (None: all), as :func:`set_threads`.
+
+    Returns
+    -------
+    context manager
+        Restores the previous thread counts on exit.
+
+    Examples
+    --------
+    >>> import numba
+    >>> with radsvd.threads(1):
+    ...     print(numba.get_num_threads())
+    1
+    """
     previous = numba.get_num_threads()
     previous_fft = _FFT_WORKERS
     set_threads(n)

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from radsvd._precision import check_precision
 from radsvd._validate import InputError
 
 SINGLE_EPS = 1e-6     # default tolerance in single precision, and the smallest it reaches
 DOUBLE_EPS = 1e-12    # default tolerance in double precision
-PRECISIONS = ("auto", "single", "double")
 
 
 def data_is_single(dtype) -> bool:
@@ -37,9 +37,7 @@ def transform_precision(dtype, eps=None, precision=None) -> tuple[str, float]:
     1e-12 double) or a tolerance in (0, 1).  Raises :class:`InputError` for other values and
     for single precision below 1e-6.
     """
-    precision = "auto" if precision is None else precision
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    precision = check_precision("auto" if precision is None else precision)
     if eps is not None:
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
                 or not 0 < eps < 1:

@@ -17,10 +17,15 @@ import os
 import threading
 import time
 
+from radsvd._timer import StageTimer
+
 _PATH = os.environ.get("RADSVD_PROFILE") or None
 _phases: dict[str, float] = {}
 _counters: dict[str, float] = {}
-_last = float(os.environ.get("RADSVD_PROFILE_T0") or time.time())
+_launch = float(os.environ.get("RADSVD_PROFILE_T0") or time.time())
+_timer = StageTimer(_phases if _PATH else None,
+                    start=time.perf_counter() - (time.time() - _launch))
+_counter_timer = StageTimer(_counters if _PATH else None)
 _lock = threading.Lock()
 
 
@@ -30,19 +35,13 @@ def enabled() -> bool:
 
 def mark(phase: str) -> None:
     """Add the time since the previous mark to ``phase``."""
-    global _last
-    if _PATH is None:
-        return
-    now = time.time()
-    _phases[phase] = _phases.get(phase, 0.0) + (now - _last)
-    _last = now
+    _timer.lap(phase)
 
 
 def add(counter: str, value: float) -> None:
     """Add ``value`` to a counter (e.g. thread-seconds spent in streamed transforms)."""
-    if _PATH is not None:
-        with _lock:
-            _counters[counter] = _counters.get(counter, 0.0) + float(value)
+    with _lock:
+        _counter_timer.add(counter, float(value))
 
 
 def _write() -> None:

@@ -13,7 +13,23 @@ MAX_NODES = 4 * MAX_BOX                # cap on grid counts R, Q, L (defaults at
 
 
 class InputError(ValueError):
-    """Bad input to a public radsvd function; the message says what is wrong and where."""
+    """Bad input to a public radsvd function; the message says what is wrong and where.
+
+    A ``ValueError``; the command line prints it as ``radsvd <cmd>: error: ...`` and exits 2.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong and where (the file, field or argument).
+
+    Examples
+    --------
+    >>> try:
+    ...     radsvd.PolarGrid(K=-1)
+    ... except radsvd.InputError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    InputError True
+    """
 
 
 class InputWarning(UserWarning):
@@ -65,6 +81,26 @@ def rank(H, R: int, name: str = "rank") -> int:
     if not 1 <= H <= R:
         raise InputError(f"{name} H = {H} is out of range: need 1 <= H <= {R}")
     return H
+
+
+def rank_pair(rank) -> tuple | None:
+    """The ranks (H_C, H_D) of a volume ``rank`` argument, or None for the full landscape.
+
+    rank: None or "full" (the full landscape), an integer H (H_C = H_D = H, the paper's
+    choice) or a pair (H_C, H_D); each is checked against its bound where it is used."""
+    if rank is None or (isinstance(rank, str) and rank == "full"):
+        return None
+    if isinstance(rank, (str, bool, np.bool_)):
+        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
+                         f"got {rank!r}")
+    if np.ndim(rank) == 0:
+        return (rank, rank)
+    try:
+        H_C, H_D = rank
+    except (TypeError, ValueError):
+        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
+                         f"got {rank!r}") from None
+    return (H_C, H_D)
 
 
 def grid_of(grid, cls, name: str = "grid"):

@@ -19,7 +19,27 @@ def radial_quadrature(K: float, R: int, dim: int = 2) -> tuple[np.ndarray, np.nd
     """Gauss–Jacobi nodes and weights on [0, K] for the weight k^(dim-1) dk (eq. 33).
 
     ``sum(w * g(k))`` equals ``∫_0^K g(k) k^(dim-1) dk`` exactly for polynomials g of degree
-    at most 2R - 1.  ``dim=2`` gives the image rule (k dk), ``dim=3`` the volume rule (k² dk).
+    at most 2R - 1.
+
+    Parameters
+    ----------
+    K : float
+        Maximum frequency (box units, Nyquist πN/2).
+    R : int
+        Number of nodes.
+    dim : {1, 2, 3}
+        2 for the image rule (k dk), 3 for the volume rule (k² dk).
+
+    Returns
+    -------
+    k, w : ndarray
+        Nodes in (0, K) and weights, shape (R,) each.
+
+    Examples
+    --------
+    >>> k, w = radsvd.radial_quadrature(K=4.0, R=3)
+    >>> bool(np.isclose(np.sum(w * k**2), 4.0**4 / 4))    # ∫_0^4 k² · k dk
+    True
     """
     K = frequency(K)
     _count(R, "R")
@@ -56,11 +76,29 @@ def default_Q(K: float) -> int:
 class PolarGrid:
     """Polar quadrature grid on the disc of radius K: R rings × Q equispaced angles.
 
+    Parameters
+    ----------
+    K : float
+        Maximum frequency in box units (the paper's K = 48; Nyquist is πN/2).
+    R : int, optional
+        Number of rings (default 1 + ceil(K)).
+    Q : int, optional
+        Angles per ring, even (default 2 (round(K) + 1)).
+
     Attributes
     ----------
-    K : maximum frequency; R : number of rings; Q : angles per ring (even);
-    k, w : radial nodes and weights for k dk (eq. 33); psi : ψ_j = 2πj/Q.
-    ``eta`` are the noise-whitening factors η_r = sqrt(w_r Δψ) of eq. 71.
+    k, w : ndarray
+        Radial nodes and weights for k dk (eq. 33).
+    psi : ndarray
+        ψ_j = 2πj/Q.
+    eta : ndarray
+        The noise-whitening factors η_r = sqrt(w_r Δψ) of eq. 71.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=48)
+    >>> grid.R, grid.Q, grid.n_freq
+    (49, 98, 50)
     """
 
     K: float = 48.0

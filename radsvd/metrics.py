@@ -24,7 +24,20 @@ _STATE_FIELDS = ("n_pairs", "n", "ss_diff", "ss_ref", "mx", "my", "sxx", "syy", 
 
 
 class LandscapeMetrics:
-    """Accumulate rel. Frobenius error, correlation and backward-error fraction f over tiles."""
+    """Relative Frobenius error, correlation and backward-error fraction f of approximate
+    landscapes X^H against exact ones X, accumulated tile by tile in float64 (§3.5).
+
+    Add tiles with :meth:`update`, read the metrics with :meth:`result`.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0, 1.0, 2.0, 1.0]])
+    >>> m = radsvd.LandscapeMetrics().update(X, X + 0.1)
+    >>> sorted(m.result())
+    ['correlation', 'f', 'n_pairs', 'rel_frobenius']
+    >>> round(m.result()["correlation"], 6), m.result()["f"]
+    (1.0, 1.0)
+    """
 
     def __init__(self):
         self.n_pairs = 0

@@ -43,7 +43,7 @@ import scipy.fft
 from radsvd._jit import available_threads as threads_available
 from radsvd._jit import fft_workers, threads
 from radsvd.grids import PolarGrid
-from radsvd.images import align_images, images_to_fb, radial_svd, rank_sweep
+from radsvd.images import align_images, fb_to_polar, images_to_fb, radial_svd, rank_sweep
 from radsvd.images.methods import make_basis
 from radsvd.images.shifts import shift_grid
 
@@ -101,7 +101,7 @@ def numpy_baseline_shifts(fb_a, fb_b, grid: PolarGrid, shifts_px, box: int, tile
     kx, ky = grid.points()
     d = np.asarray(shifts_px, np.float64) * (2.0 / box)
     ph = np.exp(1j * (d[:, 0, None, None] * kx + d[:, 1, None, None] * ky))
-    polar = scipy.fft.ifft(_full(fb_a, Q), axis=-1, workers=fft_workers()) * Q
+    polar = fb_to_polar(fb_a, Q)
     B = np.ascontiguousarray(np.transpose(fb_b.conj(), (2, 1, 0)))
     NA, NB = fb_a.shape[0], fb_b.shape[0]
     scores = np.full((NA, NB), -np.inf)
@@ -121,12 +121,6 @@ def numpy_baseline_shifts(fb_a, fb_b, grid: PolarGrid, shifts_px, box: int, tile
                 cur[better] = m[better]
                 best[a0:a0 + ta, b0:b0 + tb][better] = s
     return scores, best
-
-
-def _full(fb, Q):
-    from radsvd.images.polar import _full_spectrum
-
-    return _full_spectrum(fb, Q)
 
 
 def _rank6(fb_a, fb_b, grid, H):

@@ -189,7 +189,7 @@ def _full(grid, target, vols, M=None, precision="double", wigner=None, prune=Tru
     return _result(plan, vols, time.perf_counter() - t, prune)
 
 
-def _compressed(grid, target, vols, H, M=None, precision=None, wigner=None, prune=True):
+def _compressed(grid, target, vols, H, M=None, precision="auto", wigner=None, prune=True):
     t = time.perf_counter()
     basis = volume_svd(target, grid, H_C=H)
     t_basis = time.perf_counter() - t

@@ -44,7 +44,10 @@ def main(argv=None) -> int:
     for debugging.  Warnings print as one line ``radsvd CMD: warning: …``.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:    # --help, --version (0) or an option argparse refused (2)
+        return int(exc.code or 0)
     prefix = f"radsvd {args.command}"
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, *_, **__: print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsvd._options import rank_option
+
 ANGLE_CONVENTION = """\
 Angle convention: `angle` (radians, in [0, 2*pi)) is the rotation gamma that, applied to the
 TARGET, best matches the image: image ~ R_gamma(target), where R_gamma rotates
@@ -35,14 +37,14 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", help="MRC stack of images (n, N, N)")
     p.add_argument("targets", help="MRC stack of targets (m, N, N), same N")
-    p.add_argument("--rank", default="full",
+    p.add_argument("--rank", default="full", type=rank_option,
                    help="compression rank H (1 <= H <= R) or 'full' (default: full)")
     p.add_argument("--K", type=float, default=48.0,
                    help="maximum frequency in box units (Nyquist = pi*N/2; default 48)")
     p.add_argument("--method", default="radial-svd",
                    help="radial basis for --rank H, built from the targets: radial-svd "
                         "(default), shift-svd (eq. 118 over the shift disc), "
-                        "frequency-marching or energy-pca (underscores: deprecated)")
+                        "frequency-marching or energy-pca")
     p.add_argument("--max-shift", type=float, default=0.0,
                    help="also search translations in a disc of this radius (pixels; default 0)")
     p.add_argument("--shift-step", type=float, default=1.0,
@@ -107,14 +109,7 @@ def _align_images(args) -> int:
             raise InputError("--method gaussian-shift-svd needs a map: use align-particles")
         N = int(imgs.shape[-1])
         check_shift_options(args.max_shift, args.shift_step, N)
-        rank = None if args.rank == "full" else args.rank
-        if rank is not None:
-            try:
-                rank = int(rank)
-            except ValueError:
-                raise InputError(f"--rank must be an integer 1..{grid.R} or 'full', "
-                                 f"got {args.rank!r}") from None
-            rank = check_rank(rank, grid.R, "--rank")
+        rank = None if args.rank is None else check_rank(args.rank, grid.R, "--rank")
         mark("reading")
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsvd._options import rank_option
+
 POSE_CONVENTION = """\
 Poses: template t is the map's projection at RELION pose (rot_t, tilt_t, 0) on the reference
 shell directions at K; the engine finds image ~ T_shift R_angle(template) (rotated
@@ -26,7 +28,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("particles", help="particle STAR file")
     p.add_argument("map", help="reference map (MRC) covering the particles' box")
-    p.add_argument("--rank", default="6", help="compression rank H or 'full' (default 6)")
+    p.add_argument("--rank", default="6", type=rank_option, help="compression rank H or 'full' (default 6)")
     p.add_argument("--K", type=float, default=48.0,
                    help="maximum frequency in box units of the aligned images (default 48)")
     p.add_argument("--method", default="radial-svd",
@@ -73,15 +75,7 @@ def _align_particles(args) -> int:
     out = Path(args.out)
     if out.suffix != ".star":
         raise InputError(f"--out must end in .star, got {args.out}")
-    rank = None
-    if args.rank != "full":
-        try:
-            rank = int(args.rank)
-        except ValueError:
-            raise InputError(f"--rank must be an integer or 'full', got {args.rank!r}") from None
-        if rank < 1:
-            raise InputError(f"--rank H = {rank} is out of range: need H >= 1")
-    res = align_particles(args.particles, args.map, K=args.K, rank=rank, method=args.method,
+    res = align_particles(args.particles, args.map, K=args.K, rank=args.rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,
                           invert=args.invert, ignore_origins=args.ignore_origins,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsvd._options import rank_option
+
 CONVENTION = """\
 Output (.npz, written atomically; info_convention holds this text), per VOLUME in
 command-line order:
@@ -35,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("target", metavar="TARGET.mrc", help="target map (cubic)")
     p.add_argument("volumes", metavar="VOLUME.mrc", nargs="+", help="maps to align (same box "
                    "and voxel size as the target)")
-    p.add_argument("--rank", default="full",
+    p.add_argument("--rank", default="full", type=rank_option,
                    help="'full' or H: radial and degree ranks H_C = H_D = H (default full)")
     p.add_argument("--K", type=float, default=48.0,
                    help="maximum frequency in box units (Nyquist = pi N / 2; default 48)")
@@ -66,12 +68,7 @@ def run(args) -> int:
 
     mark("startup")
 
-    rank = args.rank
-    if rank != "full":
-        try:
-            rank = int(rank)
-        except ValueError:
-            raise InputError(f"--rank must be 'full' or an integer, got {args.rank!r}") from None
+    rank = "full" if args.rank is None else args.rank
     check_output_file(args.out, "--out")      # before the work, not after it
     target, t_size = read_mrc(args.target, dtype=None, expect="map")   # the file's precision
     mark("reading")

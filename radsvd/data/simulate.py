@@ -79,8 +79,6 @@ def _slices(volume, rotations, N: int, eps: float) -> np.ndarray:
     """V̂(R (kx, ky, 0)) on the centred N×N grid for each pose: (n, N, N) complex128."""
     import finufft
 
-    from radsvd._jit import fft_workers
-
     vol = volume.astype(np.complex128)
     Nv = vol.shape[0]
     dxv = 2.0 / Nv
@@ -88,7 +86,8 @@ def _slices(volume, rotations, N: int, eps: float) -> np.ndarray:
     inside = np.hypot(kx, ky) <= np.pi * Nv / 2  # beyond the map's Nyquist: 0
     kx, ky = kx[inside], ky[inside]
     out = np.zeros((len(rotations), N, N), dtype=np.complex128)
-    plan = finufft.Plan(2, (Nv, Nv, Nv), eps=eps, isign=-1, nthreads=int(fft_workers()))
+    # one thread: finufft's multi-threaded FFT rounds differently for each thread count
+    plan = finufft.Plan(2, (Nv, Nv, Nv), eps=eps, isign=-1, nthreads=1)
     step = max(1, (1 << 23) // max(kx.size, 1))
     for start in range(0, len(rotations), step):
         Rc = rotations[start:start + step]

@@ -18,12 +18,6 @@ from radsvd.data.rotations import as_rotations
 _MAX_POINTS = 1 << 24  # points per NUFFT call (~400 MB of coordinates and output)
 
 
-def _threads() -> int:
-    from radsvd._jit import fft_workers
-
-    return int(fft_workers())
-
-
 def rotated_polar_points(grid, rotations) -> np.ndarray:
     """3D frequencies (n, R, Q, 3) ordered (kx, ky, kz) of the polar grid under each pose."""
     R = as_rotations(rotations)
@@ -54,7 +48,8 @@ def project_fourier(volume, rotations, grid, eps: float = 1e-6) -> np.ndarray:
     kx, ky = grid.points()
     kx, ky = kx.ravel() * dx, ky.ravel() * dx
     out = np.empty((n, nr * nq), dtype=np.complex128)
-    plan = finufft.Plan(2, (N, N, N), eps=eps, isign=-1, nthreads=_threads())
+    # one thread: finufft's multi-threaded FFT rounds differently for each thread count
+    plan = finufft.Plan(2, (N, N, N), eps=eps, isign=-1, nthreads=1)
     step = max(1, _MAX_POINTS // kx.size)
     for start in range(0, n, step):
         Rc = R[start:start + step]

@@ -1,4 +1,4 @@
-"""Private numba kernels of the 2D engine (called only from radsvd.images.align).
+"""Private numba kernels of the 2D engine (called only from radsvd.images.plan).
 
 Every kernel is serial: the engine parallelises over tiles of pairs (one tile = one task,
 BLAS single-threaded inside), so results never depend on the thread count.
@@ -181,7 +181,8 @@ def _assemble4(EC, ES, OC, OS, J, X):  # pragma: no cover - compiled
 
 
 @jit
-def _row_best(val, idx, b0, bv, bt, bj):  # pragma: no cover - compiled
+def _row_best(val, idx, b0, best_score, best_target,
+              best_index):  # pragma: no cover - compiled
     """Per image (row) of a tile: keep the best (score, target, γ-index) seen so far.
 
     val, idx: (n, nb) per-pair maxima; targets b0 … b0+nb−1.  Strict '>' in target order,
@@ -191,49 +192,52 @@ def _row_best(val, idx, b0, bv, bt, bj):  # pragma: no cover - compiled
     for i in range(n):
         for j in range(nb):
             v = float(val[i, j])
-            if v > bv[i]:
-                bv[i] = v
-                bt[i] = b0 + j
-                bj[i] = idx[i, j]
+            if v > best_score[i]:
+                best_score[i] = v
+                best_target[i] = b0 + j
+                best_index[i] = idx[i, j]
 
 
 @jit
-def _shift_row_best(val, idx, b0, img, sh, bv, bt, bj, bs):  # pragma: no cover - compiled
+def _shift_row_best(val, idx, b0, image, shift, best_score, best_target, best_index,
+                    best_shift):  # pragma: no cover - compiled
     """Per image: best (score, target, shift, γ-index) over rows (image, shift) of a tile.
 
     val, idx: (n_rows, nb) per-pair maxima over γ for targets b0 … b0+nb−1; row v is image
-    img[v] under shift sh[v].  Ties go to the lowest target, then the lowest shift, whatever
-    order the rows and tiles arrive in.
+    image[v] under shift shift[v].  Ties go to the lowest target, then the lowest shift,
+    whatever order the rows and tiles arrive in.
     """
     nv, nb = val.shape
     for v in range(nv):
-        i = img[v]
-        s = sh[v]
+        i = image[v]
+        s = shift[v]
         for j in range(nb):
             x = float(val[v, j])
             t = b0 + j
-            if x > bv[i] or (x == bv[i] and (t < bt[i] or (t == bt[i] and s < bs[i]))):
-                bv[i] = x
-                bt[i] = t
-                bs[i] = s
-                bj[i] = idx[v, j]
+            if x > best_score[i] or (x == best_score[i] and (
+                    t < best_target[i] or (t == best_target[i] and s < best_shift[i]))):
+                best_score[i] = x
+                best_target[i] = t
+                best_shift[i] = s
+                best_index[i] = idx[v, j]
 
 
 @jit
-def _shift_pair_best(val, idx, b0, img, sh, pv, pj, ps):  # pragma: no cover - compiled
+def _shift_pair_best(val, idx, b0, image, shift, pair_score, pair_index,
+                     pair_shift):  # pragma: no cover - compiled
     """Per pair (image, target): best (score, shift, γ-index) over the shifts; ties go to
-    the lowest shift.  pv, pj, ps: (n_images, N_B) of one task."""
+    the lowest shift.  pair_score, pair_index, pair_shift: (n_images, N_B) of one task."""
     nv, nb = val.shape
     for v in range(nv):
-        i = img[v]
-        s = sh[v]
+        i = image[v]
+        s = shift[v]
         for j in range(nb):
             x = float(val[v, j])
             t = b0 + j
-            if x > pv[i, t] or (x == pv[i, t] and s < ps[i, t]):
-                pv[i, t] = x
-                ps[i, t] = s
-                pj[i, t] = idx[v, j]
+            if x > pair_score[i, t] or (x == pair_score[i, t] and s < pair_shift[i, t]):
+                pair_score[i, t] = x
+                pair_shift[i, t] = s
+                pair_index[i, t] = idx[v, j]
 
 
 @jit

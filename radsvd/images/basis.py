@@ -20,64 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radsvd._validate import InputError, grid_of, finite_array, rank as _rank
+from radsvd._validate import InputError, finite_array, grid_of, rank as check_rank
 from radsvd.grids import PolarGrid
-from radsvd._validate import all_finite
-from radsvd.images.methods import METHODS
+from radsvd.images._radial import METHODS, fb_stack, gram, pool_ctf
 
 __all__ = ["RadialBasis", "radial_kernel", "radial_svd", "frequency_marching", "energy_pca"]
 
 
-def _fb_stack(fb, grid: PolarGrid, name: str) -> np.ndarray:
-    grid_of(grid, PolarGrid)
-    a = np.ascontiguousarray(fb, dtype=np.complex128)
-    if not all_finite(a):
-        raise InputError(f"{name}: contains NaN or inf values")
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3 or a.shape[1:] != (grid.R, grid.n_freq):
-        raise InputError(f"{name}: expected Fourier–Bessel coefficients of shape "
-                         f"(n, R={grid.R}, Q//2+1={grid.n_freq}), got {a.shape}")
-    if a.shape[0] == 0:
-        raise InputError(f"{name}: the stack is empty")
-    return a
-
-
-def _q_multiplicity(Q: int, include_zero: bool) -> np.ndarray:
-    """How often each stored q = 0 … Q/2 occurs among the Q periodic frequencies."""
-    m = np.full(Q // 2 + 1, 2.0)
-    m[0] = 1.0 if include_zero else 0.0
-    m[-1] = 1.0
-    return m
-
-
-def _gram(fb, grid: PolarGrid, include_zero: bool, chunk: int = 64) -> np.ndarray:
-    """(1/n) Σ_n Σ_q conj(b̃(r, q)) b̃(r', q) over all periodic q (real for real images).
-
-    Re(conj(x)·y) = Re x·Re y + Im x·Im y: one real GEMM per chunk of targets (cache-sized),
-    chunks on the task pool, partial sums added in chunk order (deterministic).
-    """
-    from radsvd._pool import pool_map
-
-    wq = _q_multiplicity(grid.Q, include_zero)
-    wk = np.repeat(np.sqrt(wq), 2)                       # (re, im) per q
-    X = fb.view(np.float64)                              # (n, R, 2·n_freq)
-
-    def part(rng):
-        a0, a1 = rng
-        F = np.ascontiguousarray(np.transpose(X[a0:a1] * wk, (1, 0, 2))).reshape(grid.R, -1)
-        return F @ F.T
-
-    n = fb.shape[0]
-    parts = pool_map(part, [(i, min(n, i + chunk)) for i in range(0, n, chunk)])
-    G = parts[0]
-    for P in parts[1:]:
-        G = G + P
-    G = G * np.outer(grid.eta, grid.eta) / n
-    return 0.5 * (G + G.T)
-
-
-def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np.ndarray:
+def radial_kernel(fb_targets, grid: PolarGrid, *, ctf=None, group_sizes=None) -> np.ndarray:
     """Target-averaged radial kernel C (eq. 83, 85), R×R real symmetric.
 
     C_{r,r'} = (1/N_B) Σ_B Σ_{q≠0} conj(b̃(r, q)) b̃(r', q), with b̃ = η b and q over all Q
@@ -88,41 +38,38 @@ def radial_kernel(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> np
     Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c with ``group_sizes`` n_c (images per group;
     equal weights if omitted).  The targets are then the CTF-free templates.
     """
-    b = _fb_stack(fb_targets, grid, "fb_targets")
-    return _pool_ctf(_gram(b, grid, include_zero=False), grid, ctf, group_sizes)
-
-
-def _pool_ctf(C: np.ndarray, grid: PolarGrid, ctf, group_sizes) -> np.ndarray:
-    """Σ_c n_c diag(CTF_c) C diag(CTF_c) / Σ_c n_c over CTF groups (ring CTFs (m, R))."""
-    if ctf is None:
-        if group_sizes is not None:
-            raise InputError("group_sizes given without ctf")
-        return C
-    c = finite_array(ctf, "ctf", dtype=np.float64)
-    if c.ndim == 1:
-        c = c[None]
-    if c.ndim != 2 or c.shape[1] != grid.R or c.shape[0] == 0:
-        raise InputError(f"ctf: expected ring averages of shape (n_groups, R={grid.R}), "
-                         f"got {c.shape}")
-    if group_sizes is None:
-        n = np.ones(c.shape[0])
-    else:
-        n = finite_array(group_sizes, "group_sizes", dtype=np.float64).ravel()
-        if n.shape != (c.shape[0],) or np.any(n < 0) or n.sum() <= 0:
-            raise InputError(f"group_sizes: need {c.shape[0]} non-negative weights with a "
-                             f"positive sum, got {n}")
-    K = np.einsum("c,cr,rs,cs->rs", n, c, C, c) / n.sum()
-    return 0.5 * (K + K.T)
-
+    b = fb_stack(fb_targets, grid, "fb_targets")
+    return pool_ctf(gram(b, grid, include_zero=False), grid, ctf, group_sizes)
 
 
 @dataclass(frozen=True)
 class RadialBasis:
     """Orthonormal radial basis (columns of ``vectors``, R×R, in priority order).
 
-    ``values``: the kernel eigenvalues for radial-svd / energy-pca (descending), and for
-    frequency-marching the ring frequencies k_r negated (so priority is descending too).
-    ``eta``: η_r = sqrt(w_r Δψ) of the grid the basis was built for.
+    Built by :func:`radial_svd`, :func:`frequency_marching`, :func:`energy_pca`,
+    :meth:`from_kernel` or :func:`radsvd.images.methods.make_basis`; compresses
+    coefficients to H principal rings (:meth:`compress`, eq. 71, 84).
+
+    Parameters
+    ----------
+    vectors : ndarray
+        (R, R) orthonormal columns u_1 … u_R, in priority order.
+    values : ndarray
+        The kernel eigenvalues for radial-svd / energy-pca (descending), and for
+        frequency-marching the ring frequencies k_r negated (so priority is descending too).
+    eta : ndarray
+        η_r = sqrt(w_r Δψ) of the grid the basis was built for.
+    method : str
+        One of :data:`radsvd.images.methods.METHODS`.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> basis = radsvd.radial_svd(targets, grid)
+    >>> basis.method, basis.R, basis.compress(targets, 3).shape
+    ('radial-svd', 9, (20, 3, 10))
     """
 
     vectors: np.ndarray
@@ -146,7 +93,7 @@ class RadialBasis:
 
     def matrix(self, H: int) -> np.ndarray:
         """The R×H compression matrix diag(η) U[:, :H] (float64)."""
-        H = _rank(H, self.R)
+        H = check_rank(H, self.R)
         return self.eta[:, None] * self.vectors[:, :H]
 
     def compress(self, fb, H: int) -> np.ndarray:
@@ -159,24 +106,73 @@ class RadialBasis:
         M = self.matrix(H)
         return np.ascontiguousarray(np.einsum("rh,nrq->nhq", M, a, optimize=True))
 
+    @classmethod
+    def from_kernel(cls, kernel: np.ndarray, grid: PolarGrid, method: str) -> RadialBasis:
+        """The eigenvectors of a symmetric R×R radial kernel, largest eigenvalue first, each
+        signed so that its largest-magnitude entry is positive (a deterministic output)."""
+        vals, vecs = np.linalg.eigh(kernel)
+        order = np.argsort(vals)[::-1]
+        vals, vecs = vals[order], vecs[:, order]
+        idx = np.argmax(np.abs(vecs), axis=0)
+        vecs = vecs * np.sign(vecs[idx, np.arange(vecs.shape[1])])[None, :]
+        return cls(vectors=vecs, values=vals, eta=grid.eta.copy(), method=method)
 
-def _from_kernel(K: np.ndarray, grid: PolarGrid, method: str) -> RadialBasis:
-    vals, vecs = np.linalg.eigh(K)
-    order = np.argsort(vals)[::-1]
-    vals, vecs = vals[order], vecs[:, order]
-    # fixed sign: largest-magnitude entry of every vector positive (deterministic output)
-    idx = np.argmax(np.abs(vecs), axis=0)
-    vecs = vecs * np.sign(vecs[idx, np.arange(vecs.shape[1])])[None, :]
-    return RadialBasis(vectors=vecs, values=vals, eta=grid.eta.copy(), method=method)
 
 
-def radial_svd(fb_targets, grid: PolarGrid, ctf=None, group_sizes=None) -> RadialBasis:
-    """The radial-SVD basis: eigenvectors of :func:`radial_kernel`, largest eigenvalue first."""
-    return _from_kernel(radial_kernel(fb_targets, grid, ctf, group_sizes), grid, "radial-svd")
+def radial_svd(fb_targets, grid: PolarGrid, *, ctf=None, group_sizes=None) -> RadialBasis:
+    """The radial-SVD basis: eigenvectors of :func:`radial_kernel` (eq. 83, 85), largest
+    eigenvalue first.
+
+    Parameters
+    ----------
+    fb_targets : array_like
+        (n, R, Q//2+1) Fourier–Bessel coefficients of the targets (CTF-free templates).
+    grid : PolarGrid
+        Their grid.
+    ctf : array_like, optional
+        (n_groups, R) ring-averaged CTFs: the kernel is pooled over the groups.
+    group_sizes : array_like, optional
+        Images per CTF group (default equal weights).
+
+    Returns
+    -------
+    RadialBasis
+        ``method="radial-svd"``.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> basis = radsvd.radial_svd(targets, grid)
+    >>> bool(np.allclose(basis.vectors.T @ basis.vectors, np.eye(grid.R)))
+    True
+    >>> bool(np.all(np.diff(basis.values) <= 0))          # priority order
+    True
+    """
+    kernel = radial_kernel(fb_targets, grid, ctf=ctf, group_sizes=group_sizes)
+    return RadialBasis.from_kernel(kernel, grid, "radial-svd")
 
 
 def frequency_marching(grid: PolarGrid) -> RadialBasis:
-    """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k)."""
+    """Baseline: keep the H lowest-frequency rings (identity basis, rings by increasing k).
+
+    Parameters
+    ----------
+    grid : PolarGrid
+        The grid whose rings are kept.
+
+    Returns
+    -------
+    RadialBasis
+        ``method="frequency-marching"``.
+
+    Examples
+    --------
+    >>> basis = radsvd.frequency_marching(radsvd.PolarGrid(K=8))
+    >>> basis.method, bool(np.array_equal(np.abs(basis.vectors), np.eye(9)))
+    ('frequency-marching', True)
+    """
     grid_of(grid, PolarGrid)
     order = np.argsort(grid.k, kind="stable")
     V = np.eye(grid.R)[:, order]
@@ -185,6 +181,27 @@ def frequency_marching(grid: PolarGrid) -> RadialBasis:
 
 
 def energy_pca(fb, grid: PolarGrid) -> RadialBasis:
-    """Baseline: PCA of the rescaled rings by energy, q = 0 included (no rotation weighting)."""
-    b = _fb_stack(fb, grid, "fb")
-    return _from_kernel(_gram(b, grid, include_zero=True), grid, "energy-pca")
+    """Baseline: PCA of the rescaled rings by energy, q = 0 included (no rotation weighting).
+
+    Parameters
+    ----------
+    fb : array_like
+        (n, R, Q//2+1) Fourier–Bessel coefficients.
+    grid : PolarGrid
+        Their grid.
+
+    Returns
+    -------
+    RadialBasis
+        ``method="energy-pca"``.
+
+    Examples
+    --------
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> targets = radsvd.images_to_fb(np.random.default_rng(0).standard_normal((20, 16, 16)),
+    ...                               grid)
+    >>> radsvd.energy_pca(targets, grid).method
+    'energy-pca'
+    """
+    b = fb_stack(fb, grid, "fb")
+    return RadialBasis.from_kernel(gram(b, grid, include_zero=True), grid, "energy-pca")

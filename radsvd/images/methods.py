@@ -9,7 +9,6 @@ Method names (hyphenated, as on the command line and in ``RadialBasis.method``):
                           (:func:`radsvd.images.shifts.gaussian_shift_kernel`);
 - ``frequency-marching``  the lowest-frequency rings (baseline);
 - ``energy-pca``          PCA of the rings by energy, q = 0 included (baseline).
-The underscore spellings (``radial_svd``, …) are accepted as deprecated aliases.
 
 CTF groups (paper §3.5 and the reference code): particles are grouped by their ring-averaged
 CTF (:func:`ctf_groups`); group g's targets are the templates times its ring CTF
@@ -19,29 +18,25 @@ the groups (``kernel="pooled"``) or use one group's CTF (``ctf_rings`` of one ro
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from radsvd._validate import InputError
+from radsvd.images._radial import METHODS
 
 __all__ = ["METHODS", "canonical_method", "ctf_groups", "group_targets", "make_basis"]
 
-METHODS = ("radial-svd", "shift-svd", "gaussian-shift-svd", "frequency-marching", "energy-pca")
-
 
 def canonical_method(name: str) -> str:
-    """The hyphenated method name; underscores are a deprecated alias (a warning)."""
+    """``name`` if it is one of :data:`METHODS`; otherwise an :class:`InputError` (for an
+    underscore spelling such as ``radial_svd``, naming the hyphenated one)."""
     if not isinstance(name, str):
         raise InputError(f"method must be a string, one of {', '.join(METHODS)}; got {name!r}")
     if name in METHODS:
         return name
-    hyphen = name.replace("_", "-")
-    if hyphen in METHODS:
-        warnings.warn(f"method name {name!r} is deprecated; use {hyphen!r}",
-                      DeprecationWarning, stacklevel=3)
-        return hyphen
-    raise InputError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    hint = ""
+    if name.replace("_", "-") in METHODS:
+        hint = f" (did you mean {name.replace('_', '-')!r}?)"
+    raise InputError(f"unknown method {name!r}{hint}; choose one of {', '.join(METHODS)}")
 
 
 def ctf_groups(table, grid, box: int, tolerance: float = 0.05):
@@ -65,16 +60,16 @@ def group_targets(templates, ring) -> np.ndarray:
     return t * r[None, :, None]
 
 
-def make_basis(method: str, grid, templates=None, ctf_rings=None, group_sizes=None,
+def make_basis(method: str, grid, templates=None, *, ctf_rings=None, group_sizes=None,
                shifts=None, box: int | None = None, sigma: float | None = None, shells=None):
     """The radial basis of ``method`` for CTF-free ``templates`` (n, R, Q//2+1) seen through
     the CTF groups ``ctf_rings`` (m, R) of sizes ``group_sizes`` (None: no CTF).
 
     ``shift-svd`` needs ``shifts`` (S, 2) pixels of an N = ``box`` image; ``gaussian-shift-svd``
-    needs ``shells`` (:func:`radsvd.images.shifts.map_shells`), ``sigma`` (pixels) and ``box``.
+    needs ``shells`` (:func:`radsvd.volumes.shells.map_shells`), ``sigma`` (pixels) and ``box``.
     """
-    from radsvd.images import basis as B
-    from radsvd.images import shifts as S
+    from radsvd.images.basis import RadialBasis, energy_pca, frequency_marching, radial_svd
+    from radsvd.images.shifts import gaussian_shift_kernel, shift_kernel
 
     method = canonical_method(method)
 
@@ -84,23 +79,22 @@ def make_basis(method: str, grid, templates=None, ctf_rings=None, group_sizes=No
         return value
 
     if method == "frequency-marching":
-        return B.frequency_marching(grid)
+        return frequency_marching(grid)
     if method == "gaussian-shift-svd":
-        C = S.gaussian_shift_kernel(need("shells", shells), grid, float(need("sigma", sigma)),
-                                    int(need("box", box)), ctf=ctf_rings,
-                                    group_sizes=group_sizes)
-        return B._from_kernel(C, grid, method)
+        C = gaussian_shift_kernel(need("shells", shells), grid, float(need("sigma", sigma)),
+                                  int(need("box", box)), ctf=ctf_rings, group_sizes=group_sizes)
+        return RadialBasis.from_kernel(C, grid, method)
     templates = need("templates", templates)
     if method == "radial-svd":
-        return B.radial_svd(templates, grid, ctf=ctf_rings, group_sizes=group_sizes)
+        return radial_svd(templates, grid, ctf=ctf_rings, group_sizes=group_sizes)
     if method == "shift-svd":
-        C = S.shift_kernel(templates, grid, need("shifts", shifts), int(need("box", box)),
-                           ctf=ctf_rings, group_sizes=group_sizes)
-        return B._from_kernel(C, grid, method)
+        C = shift_kernel(templates, grid, need("shifts", shifts), int(need("box", box)),
+                         ctf=ctf_rings, group_sizes=group_sizes)
+        return RadialBasis.from_kernel(C, grid, method)
     # energy-pca: energy of the CTF-modulated templates, pooled over groups through the
     # count-weighted RMS ring CTF (the energy kernel has no per-group form)
     if ctf_rings is not None:
         rings = np.atleast_2d(np.asarray(ctf_rings, np.float64))
         rms = np.sqrt(np.average(rings ** 2, axis=0, weights=group_sizes))
         templates = group_targets(templates, rms)
-    return B.energy_pca(templates, grid)
+    return energy_pca(templates, grid)

@@ -100,12 +100,12 @@ class ParticleProblem:
     def targets(self, g: int) -> np.ndarray:
         """Targets of CTF group g: templates × ring CTF, each scaled to unit norm (so the
         score ranks templates by correlation rather than by their energy)."""
-        from radsvd.images.basis import _q_multiplicity
+        from radsvd.images._radial import q_multiplicity
         from radsvd.images.methods import group_targets
 
         t = group_targets(self.templates, self.rings[g])
         norm2 = np.einsum("nrq,r,q->n", np.abs(t) ** 2, self.grid.w,
-                          _q_multiplicity(self.grid.Q, True))
+                          q_multiplicity(self.grid.Q, True))
         return t / np.sqrt(norm2)[:, None, None]
 
 
@@ -199,7 +199,8 @@ def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
     from radsvd.images.align import align_images
     from radsvd.images.methods import canonical_method, make_basis
     from radsvd.images.polar import images_to_fb
-    from radsvd.images.shifts import check_shift_options, map_shells, shift_grid
+    from radsvd.images.shifts import check_shift_options, shift_grid
+    from radsvd.volumes.shells import map_shells
 
     method = canonical_method(method)
     grid, p, box = prob.grid, prob.pixel_size, prob.box

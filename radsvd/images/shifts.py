@@ -17,7 +17,8 @@ Kernels:
 - :func:`shift_kernel` — eq. 118 for a discrete, weighted shift set and the targets given,
   averaged over targets (eq. 85); with the zero shift alone it is :func:`radial_kernel`;
 - :func:`gaussian_shift_kernel` — eq. 119–121 for an isotropic Gaussian σ_δ and targets
-  uniform over SO(3), from the map's shell coefficients (:func:`map_shells`).
+  uniform over SO(3), from the map's shell coefficients
+  (:func:`radsvd.volumes.shells.map_shells`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import scipy.fft
 
 from radsvd._validate import InputError, finite_array, grid_of
 from radsvd.grids import PolarGrid
+from radsvd.images._radial import fb_stack, gram, polar_samples, pool_ctf
 
-__all__ = ["shift_grid", "check_shift_options", "shift_phases", "shifted_fb", "refine_poses",
-           "shift_kernel", "map_shells", "gaussian_shift_kernel", "gaussian_E_plus",
-           "gaussian_E_minus"]
+__all__ = ["shift_grid", "check_shift_options", "shift_phases", "refine_poses", "shift_kernel",
+           "gaussian_shift_kernel", "gaussian_E_plus", "gaussian_E_minus"]
 
 
 # ----------------------------------------------------------------------------- shift sets
@@ -89,34 +90,6 @@ def shift_phases(grid: PolarGrid, shifts_px, box: int, sign: float = +1.0) -> np
     return np.exp(sign * 1j * (d[:, 0, None, None] * kx[None] + d[:, 1, None, None] * ky[None]))
 
 
-def _polar(fb: np.ndarray, Q: int) -> np.ndarray:
-    """Polar samples (n, R, Q) of real images from q = 0 … Q/2 (single-threaded FFT)."""
-    nf = Q // 2 + 1
-    full = np.empty(fb.shape[:-1] + (Q,), dtype=np.complex128)
-    full[..., :nf] = fb
-    q = np.arange(1, Q // 2)
-    full[..., Q - q] = np.where(q % 2, -1.0, 1.0) * np.conj(fb[..., q])
-    return scipy.fft.ifft(full, axis=-1, workers=1) * Q
-
-
-def shifted_fb(polar: np.ndarray, phases: np.ndarray, rows_image: np.ndarray,
-               rows_shift: np.ndarray, matrix: np.ndarray | None, eta: np.ndarray) -> np.ndarray:
-    """Principal rings of shifted images, (n_rows, H, Q//2+1) complex128.
-
-    Row v is image ``rows_image[v]`` (index into ``polar``, (n, R, Q)) times
-    ``phases[rows_shift[v]]``; ``matrix`` the R×H compression diag(η) U_H, or None for the
-    full path (η-weighted rings).  Compression is applied before the FFT along ψ (it acts on
-    r only), so a row costs O(RQ + HRQ) + H FFTs of length Q.
-    """
-    Q = polar.shape[-1]
-    P = polar[rows_image] * phases[rows_shift]
-    if matrix is None:
-        P *= eta[None, :, None]
-    else:
-        P = np.einsum("rh,nrq->nhq", matrix, P, optimize=True)
-    return scipy.fft.fft(P, axis=-1, workers=1)[..., : Q // 2 + 1] / Q
-
-
 # ----------------------------------------------------------------------------- refinement
 def _rotated(b_full: np.ndarray, qs: np.ndarray, Q: int, gamma: np.ndarray, order: int):
     """∂^order/∂γ^order of (R_γ B)(k_r, ψ_j) = Σ_q b_q e^{iq(ψ_j − γ)}, (n, R, Q).
@@ -143,8 +116,8 @@ def refine_poses(fb_a, fb_b, grid: PolarGrid, gamma0, shift0_px, box: int, step_
     """
     Q = grid.Q
     n = fb_a.shape[0]
-    A = _polar(fb_a, Q)
-    b_full = np.fft.fft(_polar(fb_b, Q), axis=-1) / Q
+    A = polar_samples(fb_a, Q)
+    b_full = np.fft.fft(polar_samples(fb_b, Q), axis=-1) / Q
     qs = np.fft.fftfreq(Q, 1.0 / Q)
     qs[Q // 2] = Q // 2
     kx, ky = grid.points()
@@ -225,7 +198,7 @@ def _ring_mean_phase(dk: np.ndarray, d: np.ndarray, w: np.ndarray, grid: PolarGr
     return out
 
 
-def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None, ctf=None,
+def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, *, weights=None, ctf=None,
                  group_sizes=None) -> np.ndarray:
     """Radial kernel of eq. 118 for a discrete shift set, averaged over the targets (eq. 85).
 
@@ -239,57 +212,18 @@ def shift_kernel(fb_targets, grid: PolarGrid, shifts_px, box: int, weights=None,
     N = ``box`` image; ``weights`` default uniform; ``ctf``/``group_sizes`` as in
     :func:`radial_kernel`.
     """
-    from radsvd.images.basis import _fb_stack, _gram, _pool_ctf
-
     grid = grid_of(grid, PolarGrid)
-    b = _fb_stack(fb_targets, grid, "fb_targets")
+    b = fb_stack(fb_targets, grid, "fb_targets")
     s, w = _shift_weights(shifts_px, weights)
     proj = _to_box(s, box) @ np.stack([np.cos(grid.psi), np.sin(grid.psi)])   # (S, Q)
     k = grid.k
     Phi = _ring_mean_phase(k[:, None] - k[None, :], s * (2.0 / box), w, grid)
     phi = np.einsum("s,rsj->rj", w, np.exp(-1j * k[:, None, None] * proj[None]))
-    gram_all = _gram(b, grid, include_zero=True)
+    gram_all = gram(b, grid, include_zero=True)
     b0 = b[:, :, 0] * grid.eta[None, :]
     gram_0 = (np.conj(b0).T @ b0).real / b.shape[0]
     C = gram_all * Phi - gram_0 * (np.conj(phi) @ phi.T).real / grid.Q
-    return _pool_ctf(0.5 * (C + C.T), grid, ctf, group_sizes)
-
-
-def map_shells(volume, grid: PolarGrid, L: int | None = None, eps: float = 1e-10) -> np.ndarray:
-    """Spherical-harmonic coefficients B_l^m(k_r) of a real map on the 2D grid's radii.
-
-    ``volume`` vol[iz, iy, ix] covering the images' box; returns (R, n_lm) complex, m ≥ 0,
-    in the m-major layout of :mod:`radsvd.volumes.shells` (orthonormal Y_l^m), degree
-    L (default round(K) + 2: the slices' angular band plus a margin)."""
-    import finufft
-
-    from radsvd._jit import fft_workers
-    from radsvd._validate import real_stack
-    from radsvd.volumes.shells import ShellGrid, sht
-
-    grid = grid_of(grid, PolarGrid)
-    vol = real_stack(volume, "volume", 3)
-    if vol.shape[0] != 1:
-        raise InputError("map_shells: expected one map")
-    vol = vol[0]
-    N = vol.shape[0]
-    try:
-        grid.check_box(N)
-    except ValueError as exc:
-        raise InputError(f"volume: {exc}") from None
-    L = int(round(grid.K)) + 2 if L is None else int(L)
-    sg = ShellGrid(K=grid.K, R=1, L=L)
-    ct = sg.cos_theta[:, None]
-    st = np.sqrt(1 - ct * ct)
-    ph = sg.phi[None, :]
-    n_dir = np.stack([st * np.cos(ph), st * np.sin(ph), ct * np.ones_like(ph)], -1)
-    pts = grid.k[:, None, None, None] * n_dir[None]                 # (R, n_theta, n_phi, 3)
-    dx = 2.0 / N
-    c = [np.ascontiguousarray(pts[..., a].ravel() * dx) for a in (2, 1, 0)]
-    f = finufft.nufft3d2(*c, vol.astype(np.complex128), eps=eps, isign=-1,
-                         nthreads=int(fft_workers()))
-    samples = f.reshape(grid.R, sg.n_theta, sg.n_phi) * dx ** 3
-    return sht(samples, sg)
+    return pool_ctf(0.5 * (C + C.T), grid, ctf, group_sizes)
 
 
 def gaussian_E_plus(k, k2, sigma):
@@ -305,11 +239,11 @@ def gaussian_E_minus(k, sigma):
     return np.exp(-0.5 * sigma ** 2 * np.asarray(k, np.float64) ** 2)
 
 
-def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int,
+def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int, *,
                           ctf=None, group_sizes=None) -> np.ndarray:
     """Radial kernel of eq. 119–121: isotropic Gaussian shifts (std ``sigma_px`` pixels per
     axis) and targets spread uniformly over SO(3), from the map's shell coefficients
-    (:func:`map_shells`, (R, n_lm) m-major on the grid's radii):
+    (:func:`radsvd.volumes.shells.map_shells`, (R, n_lm) m-major on the grid's radii):
         C_{r,r'} = η_r η_r' [Σ_{l,m} conj(B_l^m(k_r)) B_l^m(k_r') E⁺(k_r, k_r')
                               − conj(B_0^0(k_r)) B_0^0(k_r') E⁻(k_r) E⁻(k_r')].
     This is 4π × ½ E|[T_δ R_γ B − T_δ' R_γ' B']|² over independent poses of B, B' (the mean over
@@ -328,12 +262,10 @@ def gaussian_shift_kernel(shells, grid: PolarGrid, sigma_px: float, box: int,
     sigma = float(sigma_px) * 2.0 / box
     orders = np.concatenate([np.full(L + 1 - m, m) for m in range(L + 1)])
     mult = np.where(orders == 0, 1.0, 2.0)
-    gram = ((np.conj(c) * mult) @ c.T).real                      # Σ_{l, |m| ≤ l}
+    degree_gram = ((np.conj(c) * mult) @ c.T).real               # Σ_{l, |m| ≤ l}
     b00 = c[:, 0]                                                 # (l, m) = (0, 0) is index 0
     k = grid.k
     Em = gaussian_E_minus(k, sigma)
-    C = gram * gaussian_E_plus(k, k, sigma) - np.outer(np.conj(b00) * Em, b00 * Em).real
+    C = degree_gram * gaussian_E_plus(k, k, sigma) - np.outer(np.conj(b00) * Em, b00 * Em).real
     C = C * np.outer(grid.eta, grid.eta)
-    from radsvd.images.basis import _pool_ctf
-
-    return _pool_ctf(0.5 * (C + C.T), grid, ctf, group_sizes)
+    return pool_ctf(0.5 * (C + C.T), grid, ctf, group_sizes)

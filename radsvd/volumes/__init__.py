@@ -10,7 +10,7 @@ Names load with their module on first use (see :mod:`radsvd._lazy`)."""
 from radsvd._lazy import exports as _exports
 
 _EXPORTS = {
-    "radsvd.volumes.align": ("VolumeAlignResult", "align_maps", "align_volume_maps",
+    "radsvd.volumes.align": ("VolumeAlignResult", "align_volume_maps",
                              "align_volumes", "canonical_euler", "landscape_blocks",
                              "landscape_value", "rank_sweep"),
     "radsvd.volumes.basis": ("VolumeBasis", "degree_kernel", "radial_kernel", "volume_svd"),
@@ -25,7 +25,7 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = _exports(__name__, _EXPORTS, globals())
 
-__all__ = ["VolumeAlignResult", "align_maps", "align_volume_maps", "align_volumes",
+__all__ = ["VolumeAlignResult", "align_volume_maps", "align_volumes",
            "canonical_euler", "landscape_blocks", "landscape_value", "rank_sweep",
            "VolumeBasis", "degree_kernel", "radial_kernel", "volume_svd", "LandscapePlan",
            "beta_grid", "default_M", "landscapes", "prepare", "ShellGrid", "ShellTransform",

@@ -15,21 +15,20 @@ Two conventions, both precise:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from radsvd._files import save_npz
-from radsvd._validate import InputError, degenerate_targets
+from radsvd._timer import StageTimer
+from radsvd._validate import InputError, degenerate_targets, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
 from radsvd.volumes.landscape import LandscapePlan, prepare
-from radsvd.volumes.landscape.plan import _UNSET, StageClock, rank_pair
 from radsvd.volumes.shells import ShellGrid, ShellTransform
 from radsvd.volumes.wigner import (WignerTable, euler_from_matrix, invert_euler,
                                    rotation_matrix)
 
-__all__ = ["VolumeAlignResult", "align_maps", "align_volume_maps", "align_volumes",
+__all__ = ["VolumeAlignResult", "align_volume_maps", "align_volumes",
            "canonical_euler", "landscape_blocks", "landscape_value", "rank_sweep"]
 
 def canonical_euler(euler) -> np.ndarray:
@@ -117,14 +116,12 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
                   rank=None, n_beta: int | None = None, M: int | None = None,
                   refine: bool = False, return_landscapes: bool = False, block: int = 8,
                   progress: bool = False, plan: LandscapePlan | None = None,
-                  precision: str = "auto", timer: dict | None = None, *,
-                  ranks=_UNSET) -> VolumeAlignResult:
+                  precision: str = "auto", timer: dict | None = None) -> VolumeAlignResult:
     """Best rotation of every volume onto the target (see the module docstring).
 
     coef_volumes (n, R, n_lm), coef_target (R, n_lm): shell coefficients (:func:`to_shells`).
     rank=None (or "full"): full landscape; rank=H or (H_C, H_D) with ``basis``
-    (:func:`volume_svd` of the target): compressed (eq. 117); ``ranks``: the former
-    keyword, deprecated.  refine: polish each grid maximum off-grid on the FULL
+    (:func:`volume_svd` of the target): compressed (eq. 117).  refine: polish each grid maximum off-grid on the FULL
     landscape (Nelder–Mead on eq. 103).  Streams over blocks of ``block`` volumes; without
     landscapes the grid maximum comes from the pruned search
     (:meth:`LandscapePlan.step3_best`), exact for the values it computes: scores may differ
@@ -135,10 +132,10 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
     :data:`~radsvd.volumes.landscape.STEPS`, or 'landscapes' with return_landscapes, and
     'refine' (as ``align_images(timer=...)``).
     """
-    rank = rank_pair(rank, ranks, "align_volumes")
+    rank = rank_pair(rank)
     degenerate_targets(check_coefficients(coef_target, grid, "coef_target"), grid.degrees == 0,
                        "coef_target", flat="error")
-    clock = StageClock(timer)
+    clock = StageTimer(timer)
     if plan is None:
         plan = prepare(grid, coef_target, basis, rank, n_beta, M, precision=precision)
         clock.lap("plan")
@@ -227,7 +224,7 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
     # at the wider of their precisions; it checks K against the box's Nyquist frequency
     transform = ShellTransform(grid, tgt.shape[1], np.result_type(tgt.dtype, vols.dtype),
                                eps, transform_precision)
-    ranks = rank_pair(rank, caller="align_volume_maps")
+    ranks = rank_pair(rank)
     cb = transform(tgt)
     ca = transform(vols)
     basis = None
@@ -240,20 +237,6 @@ def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None
                          precision=precision)
 
 
-def align_maps(target, volumes, K: float = 48.0, rank="full", L: int | None = None,
-               R: int | None = None, voxel_sizes=None, refine: bool = False,
-               return_landscapes: bool = False, progress: bool = False,
-               eps: float | None = None) -> VolumeAlignResult:
-    """Deprecated: :func:`align_volume_maps` (volumes first, target last, as
-    :func:`align_volumes` and :func:`radsvd.images.align_images`)."""
-    warnings.warn("align_maps(target, volumes, ...) is deprecated: use "
-                  "align_volume_maps(volumes, target, ...) (target last, as align_volumes "
-                  "and align_images)", DeprecationWarning, stacklevel=2)
-    return align_volume_maps(volumes, target, K=K, rank=rank, L=L, R=R,
-                             voxel_sizes=voxel_sizes, refine=refine,
-                             return_landscapes=return_landscapes, progress=progress, eps=eps)
-
-
 def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeBasis | None = None,
                n_beta: int | None = None, M: int | None = None, block: int = 8) -> list[dict]:
     """Metrics of compressed landscapes against the full one over the whole SO(3) grid
@@ -263,7 +246,7 @@ def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeB
     Returns one dict per rank pair (with 'H_C', 'H_D' added)."""
     from radsvd.metrics import sweep
 
-    ranks = [rank_pair(r, caller="rank_sweep") for r in ranks]
+    ranks = [rank_pair(r) for r in ranks]
     if not ranks or any(r is None for r in ranks):
         raise InputError("ranks: need one or more ranks, each H or (H_C, H_D)")
     # double precision throughout: the metrics measure compression alone (full ranks give

@@ -29,11 +29,12 @@ import scipy.fft
 from scipy.special import roots_legendre
 
 from radsvd._jit import fft_workers
-from radsvd._validate import MAX_NODES, InputError, check_memory, frequency, real_stack
-from radsvd.grids import default_R, radial_quadrature
+from radsvd._validate import (MAX_NODES, InputError, check_memory, frequency, grid_of,
+                              real_stack)
+from radsvd.grids import PolarGrid, default_R, radial_quadrature
 
 __all__ = ["ShellGrid", "ShellTransform", "to_shells", "from_shells", "sht", "isht", "legendre_table",
-           "coefficient_norms"]
+           "coefficient_norms", "map_shells"]
 
 
 def legendre_table(L: int, x: np.ndarray) -> np.ndarray:
@@ -360,3 +361,38 @@ def coefficient_norms(coefficients, grid: ShellGrid) -> np.ndarray:
     c = np.asarray(coefficients)
     mult = np.where(grid.orders == 0, 1.0, 2.0)
     return np.einsum("nrj,r,j->n", np.abs(c) ** 2, grid.w, mult)
+
+
+def map_shells(volume, grid, L: int | None = None, eps: float = 1e-10) -> np.ndarray:
+    """Spherical-harmonic coefficients B_l^m(k_r) of a real map on the radii of a
+    :class:`~radsvd.grids.PolarGrid` (the 2D grid of the images it will be compared with).
+
+    ``volume`` vol[iz, iy, ix] covering the images' box; returns (R, n_lm) complex, m ≥ 0,
+    in the m-major layout of this module (orthonormal Y_l^m), degree L (default round(K) + 2:
+    the slices' angular band plus a margin).  The radial basis of eq. 119–121 is built from
+    them (:func:`radsvd.images.shifts.gaussian_shift_kernel`)."""
+    import finufft
+
+    grid = grid_of(grid, PolarGrid)
+    vol = real_stack(volume, "volume", 3)
+    if vol.shape[0] != 1:
+        raise InputError("map_shells: expected one map")
+    vol = vol[0]
+    N = vol.shape[0]
+    try:
+        grid.check_box(N)
+    except ValueError as exc:
+        raise InputError(f"volume: {exc}") from None
+    L = int(round(grid.K)) + 2 if L is None else int(L)
+    sg = ShellGrid(K=grid.K, R=1, L=L)
+    ct = sg.cos_theta[:, None]
+    st = np.sqrt(1 - ct * ct)
+    ph = sg.phi[None, :]
+    n_dir = np.stack([st * np.cos(ph), st * np.sin(ph), ct * np.ones_like(ph)], -1)
+    pts = grid.k[:, None, None, None] * n_dir[None]                 # (R, n_theta, n_phi, 3)
+    dx = 2.0 / N
+    c = [np.ascontiguousarray(pts[..., a].ravel() * dx) for a in (2, 1, 0)]
+    # one thread: finufft's multi-threaded FFT rounds differently for each thread count
+    f = finufft.nufft3d2(*c, vol.astype(np.complex128), eps=eps, isign=-1, nthreads=1)
+    samples = f.reshape(grid.R, sg.n_theta, sg.n_phi) * dx ** 3
+    return sht(samples, sg)

@@ -235,7 +235,7 @@ def test_all_pairs_refined(case):
 def test_reduction_kernel_first_argmax_against_numpy(Q, dtype):
     """The quarter-DFT reduction equals max/argmax (first maximum) of the assembled landscape,
     including exact ties (integer-valued landscapes)."""
-    from radsvd.images import _kernels as K
+    from radsvd.images import _kernels as kernels
 
     rng = np.random.default_rng(Q)
     J = Q // 2
@@ -248,9 +248,9 @@ def test_reduction_kernel_first_argmax_against_numpy(Q, dtype):
         arrs[1][-1] = 0
         arrs[2][-1] = 0
     X = np.empty((P, Q), dtype)
-    K._assemble4(*arrs, J, X)
+    kernels._assemble4(*arrs, J, X)
     val = np.empty(P, dtype)
     idx = np.empty(P, np.int64)
-    K._best4(*arrs, J, val, idx)
+    kernels._best4(*arrs, J, val, idx)
     assert np.array_equal(idx, np.argmax(X, axis=1))
     assert np.array_equal(val, X.max(axis=1))

@@ -179,7 +179,7 @@ def test_landscape_tiles_cover_all_pairs(data):
 
 
 def test_all_finite_helper():
-    from radsvd.images._pool import all_finite
+    from radsvd._validate import all_finite
 
     x = np.full((3, 4), 1e308)          # finite, but the sum overflows
     assert all_finite(x)

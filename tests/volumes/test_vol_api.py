@@ -1,5 +1,5 @@
-"""One API voice: target last, one `rank` spelling, the precision policy, deprecated aliases
-that warn and agree; best_rotations' timing recorder and unpruned mode; saved results."""
+"""One API voice: target last, one `rank` spelling, the precision policy; best_rotations'
+timing recorder and unpruned mode; saved results."""
 
 import ast
 import os
@@ -12,7 +12,7 @@ import vol_helpers as hv
 
 from radsvd import InputError
 from radsvd.data.molecules import GaussianMolecule
-from radsvd.volumes import (ShellGrid, VolumeAlignResult, align_maps, align_volume_maps,
+from radsvd.volumes import (ShellGrid, VolumeAlignResult, align_volume_maps,
                             align_volumes, landscapes, prepare, rank_sweep, rotation_matrix,
                             volume_svd)
 from radsvd.volumes.landscape import STEPS
@@ -23,16 +23,15 @@ def _same(r1, r2):
         np.testing.assert_array_equal(getattr(r1, key), getattr(r2, key))
 
 
-def test_align_maps_is_a_deprecated_alias_with_the_target_first():
+def test_align_volume_maps_takes_the_target_last():
     rng = np.random.default_rng(1)
     mol = GaussianMolecule(centers=rng.uniform(-0.3, 0.3, (6, 3)), sigmas=np.full(6, 0.1),
                            weights=rng.uniform(0.5, 1.5, 6))
     target = mol.volume(16)
     vols = np.stack([mol.rotated(rotation_matrix([0.3, 0.8, -1.0])).volume(16), target])
-    new = align_volume_maps(vols, target, K=5, rank=3)
-    with pytest.warns(DeprecationWarning, match="align_volume_maps"):
-        old = align_maps(target, vols, K=5, rank=3)
-    _same(new, old)
+    both = align_volume_maps(vols, target, K=5, rank=3)
+    assert both.score[1] >= both.score[0]          # the target itself matches best
+    np.testing.assert_allclose(both.matrix[1], np.eye(3), atol=0.35)
     # target last: swapping the roles gives the inverse rotations, not the same ones
     single = align_volume_maps(vols[0], target, K=5)
     swapped = align_volume_maps(target, vols[0], K=5)
@@ -40,25 +39,21 @@ def test_align_maps_is_a_deprecated_alias_with_the_target_first():
     assert not np.allclose(single.matrix[0], swapped.matrix[0], atol=0.1)
 
 
-def test_one_rank_spelling_and_the_deprecated_ranks_keyword():
+def test_one_rank_spelling():
     grid = ShellGrid(K=5, R=4, L=5)
     A, B = hv.coefficients(grid, 3, 1), hv.coefficients(grid, 1, 2)
     basis = volume_svd(B, grid)
     X = landscapes(A, B, grid, basis, rank=(3, 3))
     np.testing.assert_array_equal(landscapes(A, B, grid, basis, rank=3), X)   # H = (H, H)
-    with pytest.warns(DeprecationWarning, match="ranks= is deprecated"):
-        np.testing.assert_array_equal(landscapes(A, B, grid, basis, ranks=(3, 3)), X)
-    with pytest.warns(DeprecationWarning, match="ranks= is deprecated"):
-        plan = prepare(grid, B, basis, ranks=(2, 3))
+    plan = prepare(grid, B, basis, rank=(2, 3))
     assert (plan.H_C, plan.H_D) == (2, 3)
     ref = align_volumes(A, B[0], grid, basis, rank=(2, 3))
-    with pytest.warns(DeprecationWarning, match="ranks= is deprecated"):
-        _same(align_volumes(A, B[0], grid, basis, ranks=(2, 3)), ref)
+    _same(align_volumes(A, B[0], grid, basis, rank=(2, 3), plan=plan), ref)
     full = align_volumes(A, B[0], grid)
     _same(align_volumes(A, B[0], grid, rank="full"), full)
     assert not full.info["compressed"] and ref.info["compressed"]
-    with pytest.raises(InputError, match="not both"), pytest.warns(DeprecationWarning):
-        prepare(grid, B, basis, rank=2, ranks=(2, 2))
+    with pytest.raises(TypeError):
+        prepare(grid, B, basis, ranks=(2, 2))       # the pre-release keyword is gone
     sweep = rank_sweep(A, B, grid, [2, (2, 2)], basis=basis)
     assert sweep[0] == sweep[1]
     with pytest.raises(InputError, match="ranks"):
@@ -75,7 +70,6 @@ def test_precision_policy():
     assert align_volumes(A, B[0], grid, basis, 2).info["precision"] == "single"
     assert prepare(grid, B).precision == "double"
     assert prepare(grid, B, basis, 2).precision == "single"
-    assert prepare(grid, B, basis, 2, precision=None).precision == "single"  # former spelling
     assert landscapes(A, B, grid).dtype == np.float64
     assert landscapes(A, B, grid, basis, 2).dtype == np.float64
     assert landscapes(A, B, grid, basis, 2, precision="auto").dtype == np.float32

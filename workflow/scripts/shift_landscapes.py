@@ -18,7 +18,8 @@ from radsvd.images.align import landscapes
 from radsvd.images.methods import make_basis
 from radsvd.images.particles import prepare_particles
 from radsvd.images.polar import images_to_fb
-from radsvd.images.shifts import map_shells, shift_grid
+from radsvd.images.shifts import shift_grid
+from radsvd.volumes.shells import map_shells
 from radsvd.metrics import LandscapeMetrics
 from wf_common import rank_sweep, setup
 

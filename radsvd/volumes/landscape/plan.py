@@ -19,12 +19,13 @@ the tables), :mod:`.transforms` (step 3), :mod:`.search` (the grid maximiser fus
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 
 from radsvd._jit import fft_workers
-from radsvd._validate import InputError, grid_of, rank as _rank
+from radsvd._precision import Precision
+from radsvd._timer import StageTimer
+from radsvd._validate import InputError, grid_of, rank as _rank, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients
 from radsvd.volumes.landscape.kernels import (_contract_rows, _degree_project, _degree_tables,
                                               _step1_project, _step1_small, all_orders,
@@ -39,7 +40,7 @@ from radsvd.volumes.landscape.workspace import Workspace
 from radsvd.volumes.shells import ShellGrid
 from radsvd.volumes.wigner import WignerTable
 
-__all__ = ["STEPS", "LandscapePlan", "StageClock", "landscapes", "prepare", "rank_pair"]
+__all__ = ["STEPS", "LandscapePlan", "landscapes", "prepare"]
 
 # step 1 by the numba kernel up to this many radial functions, else one BLAS product per
 # degree (measured at K = 48 in the benchmark, blocks of 8 volumes, 2 threads: R = 49 numba
@@ -49,35 +50,6 @@ SMALL_RANK = 16
 # the keys under which best_rotations(timer=...) adds each step's seconds (compressed plans
 # with H_C ≤ SMALL_RANK run steps 1 and 1b fused: reported as step 1, step 1b = 0)
 STEPS = ("step0", "step1", "step1b", "step2", "step3")
-
-
-_UNSET = object()
-
-
-def rank_pair(rank, ranks=_UNSET, caller: str = "prepare"):
-    """The ranks (H_C, H_D) of a ``rank`` argument, or None for the full landscape.
-
-    rank: None or "full" (the full landscape), an integer H (H_C = H_D = H, the paper's
-    choice) or a pair (H_C, H_D).  ``ranks``: the former keyword, a deprecated alias."""
-    if ranks is not _UNSET:
-        warnings.warn(f"{caller}: ranks= is deprecated, use rank= (an integer H or a pair "
-                      "(H_C, H_D))", DeprecationWarning, stacklevel=3)
-        if rank is not None:
-            raise InputError(f"{caller}: give rank= or the deprecated ranks=, not both")
-        rank = ranks
-    if rank is None or (isinstance(rank, str) and rank == "full"):
-        return None
-    if isinstance(rank, (str, bool, np.bool_)):
-        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
-                         f"got {rank!r}")
-    if np.ndim(rank) == 0:
-        return (rank, rank)
-    try:
-        H_C, H_D = rank
-    except (TypeError, ValueError):
-        raise InputError(f"rank must be 'full', None, an integer H or a pair (H_C, H_D), "
-                         f"got {rank!r}") from None
-    return (H_C, H_D)
 
 
 class LandscapePlan:
@@ -111,7 +83,7 @@ class LandscapePlan:
         b = check_coefficients(coef_target, grid, "coef_target")
         if b.shape[0] != 1:
             raise InputError(f"coef_target: expected a single target volume, got {b.shape[0]}")
-        ranks = rank_pair(rank, caller="LandscapePlan")
+        ranks = rank_pair(rank)
         self.n_beta, self.M = check_grid(L, n_beta, M)
         self._set_precision(precision, compressed=ranks is not None)
         self.layout = SliceLayout(L, self.n_beta, self.M, self.real_dtype)
@@ -150,15 +122,9 @@ class LandscapePlan:
         """Transform precision (real_dtype, complex_dtype) and step 2's operand precision:
         float32 for single-precision compressed plans only (the full path's Wigner table
         stays double)."""
-        if precision not in ("auto", None, "double", "single"):
-            raise InputError(f"precision must be 'auto', 'double' or 'single', got "
-                             f"{precision!r}")
-        if precision in ("auto", None):                 # None: the former spelling
-            precision = "single" if compressed else "double"
-        self.precision = precision
-        single = precision == "single"
-        self.real_dtype = np.float32 if single else np.float64
-        self.complex_dtype = np.complex64 if single else np.complex128
+        resolved = Precision.of(precision, compressed=compressed)
+        self.precision = resolved.name
+        self.real_dtype, self.complex_dtype = resolved.real, resolved.complex
         self._operand_dtype = self.complex_dtype if compressed else np.complex128
 
     def _check_wigner(self, wigner: WignerTable | None) -> WignerTable:
@@ -487,7 +453,7 @@ class LandscapePlan:
         timer: a dict to which each step's seconds are added under the keys of ``STEPS``
         (step 3 includes the search), as ``align_images(timer=...)`` does for its stages.  prune=False: every slice transformed (no bounds, no
         row norms): the reference the pruned search is checked against."""
-        clock = StageClock(timer)
+        clock = StageTimer(timer)
         c = self.radial_compress(coef)
         clock.lap("step0")
         # compressed: steps 1 + 1b fused (one kernel, reported as step 1)
@@ -529,35 +495,14 @@ class _Step3Range:
                 transform_m1(self.src[a, s0:s1], self.out[a, s0:s1], self.M)
 
 
-class StageClock:
-    """Adds the seconds since the previous lap to ``timer[stage]`` (no-op without a timer)."""
-
-    def __init__(self, timer: dict | None):
-        self.timer = timer
-        self.t = time.perf_counter() if timer is not None else 0.0
-
-    def restart(self) -> None:
-        """Start the next lap now (the time since the previous lap is not recorded)."""
-        if self.timer is not None:
-            self.t = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        """Add the seconds since the previous lap (or restart) to ``timer[stage]``."""
-        if self.timer is None:
-            return
-        t = time.perf_counter()
-        self.timer[stage] = self.timer.get(stage, 0.0) + (t - self.t)
-        self.t = t
-
-
 def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, rank=None,
             n_beta: int | None = None, M: int | None = None,
             wigner: WignerTable | None = None, precision: str = "auto",
-            head_only: bool | None = None, *, ranks=_UNSET) -> LandscapePlan:
+            head_only: bool | None = None) -> LandscapePlan:
     """Precompute a :class:`LandscapePlan` for one target.
 
     rank: None or "full" (eq. 104), or H or (H_C, H_D) with ``basis`` (:func:`volume_svd` of
-    the target) for the compressed landscape (eq. 117); ``ranks``: deprecated alias.
+    the target) for the compressed landscape (eq. 117).
     precision: "double", or "single" for step 2's output and the step-3 transform (float32
     landscapes: half the memory, ~40% faster step 3); compressed plans in single precision
     also store step 1b's degree sums and the [vᵀd] tables in float32 and sum step 2 in
@@ -568,18 +513,18 @@ def prepare(grid: ShellGrid, coef_target, basis: VolumeBasis | None = None, rank
     1e-4).
     head_only (compressed plans): whether best_rotations forms only the first rows in step
     2 (None: from L = HEAD_ONLY_MIN_L, where it is faster)."""
-    return LandscapePlan(grid, coef_target, basis, rank_pair(rank, ranks), n_beta, M, wigner,
+    return LandscapePlan(grid, coef_target, basis, rank_pair(rank), n_beta, M, wigner,
                          precision, head_only)
 
 
 def landscapes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis | None = None,
                rank=None, n_beta: int | None = None, M: int | None = None,
-               precision: str = "double", *, ranks=_UNSET) -> np.ndarray:
+               precision: str = "double") -> np.ndarray:
     """Whole landscapes X[a, b, i, j] = <Â_a, R_τ B̂>, τ = (γ_j, β_b, α_i): (n, n_β, M, M).
 
     rank and basis as for :func:`prepare`.  precision: "double" by default, as every function
     that returns landscapes or metrics ("auto": single for compressed landscapes)."""
-    plan = prepare(grid, coef_target, basis, rank_pair(rank, ranks, "landscapes"), n_beta, M,
+    plan = prepare(grid, coef_target, basis, rank_pair(rank), n_beta, M,
                    precision=precision)
     a = check_coefficients(coef_volumes, grid, "coef_volumes")
     return plan(a)

@@ -243,9 +243,9 @@ def test_info_star_edge_cases(tmp_path, capsys):
     words = tmp_path / "words.star"
     words.write_text("data_\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnDefocusV #3\n"
                      "1@s.mrcs 10000 9000\n2@s.mrcs oops 9100\n3@s.mrcs 12000 9200\n")
-    assert main(["info", str(words)]) == 0
-    out = capsys.readouterr().out
-    assert "defocus_u: 1 of 3 value(s) are not numbers, first in particle row 2" in out
+    assert main(["info", str(words)]) == 2   # the reader refuses what it cannot mean
+    _one_line_error(capsys, "info", str(words), "rlnDefocusU in particle row 2 is 'oops', "
+                    "not a number")
     long_name = tmp_path / "long.star"   # a 5 MB image name: no stack to open, no crash
     long_name.write_text("data_\nloop_\n_rlnImageName\n" + "x" * 5_000_000 + "\n")
     assert main(["info", str(long_name)]) == 0

@@ -305,7 +305,8 @@ def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndar
     """Read a map (nz, ny, nx) or stack (n, ny, nx) and its voxel size in Å (0 if unset).
 
     Maps with a non-standard axis order are transposed to (z, y, x).  ``expect="map"``
-    refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks.
+    refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks, and
+    maps whose every value is 0.
     """
     h = read_header(path)
     _emit(h)
@@ -321,6 +322,9 @@ def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndar
     data = np.array(raw if h.is_stack else raw.transpose(h._permutation()), dtype=dtype)
     del raw
     _finite(data, path)
+    if expect == "map" and not np.any(data):
+        raise InputError(f"{path}: every value of the map is 0: there is nothing to align "
+                         "against (a failed reconstruction or export?)")
     return data, h.voxel_size
 
 

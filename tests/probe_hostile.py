@@ -307,7 +307,7 @@ def probes() -> list:
         chain(fixtures_copy("sim"), lambda w: shutil.copytree(FIX / "sim", w / "other"),
               lambda w: subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "6",
                                         "--box", "16", "--pixel-size", "8", "--seed", "9",
-                                        "--out", str(w / "other")], check=True,
+                                        "--force", "--out", str(w / "other")], check=True,
                                        capture_output=True)), mutates=True))
     P.append(Probe("load_particles n=0", api(
         "from radsvd.data.stacks import load_particles\nload_particles('sim/particles.star', n=0)"),
@@ -452,10 +452,17 @@ def probes() -> list:
     sim("--box 100000 (40 GB per image stack)", ["--n", "2", "--box", "100000", "--out", "s"],
         "error")
     sim("--snr inf", ["--snr", "inf", "--out", "s"], "ok", check=sim_ok)
-    sim("into a folder with an old pair", ["--seed", "3", "--out", "s"], "ok",
-        lambda w: shutil.copytree(FIX / "sim", w / "s"), sim_ok)
+    sim("into a folder with an old pair", ["--seed", "3", "--out", "s"], "error",
+        lambda w: shutil.copytree(FIX / "sim", w / "s"),
+        unchanged("s/particles.star", (FIX / "sim/particles.star").read_bytes()))
+    sim("into a folder with an old pair, --force", ["--seed", "3", "--force", "--out", "s"],
+        "ok", lambda w: shutil.copytree(FIX / "sim", w / "s"), sim_ok)
+    sim("--max-shift beyond half the box", ["--box", "32", "--max-shift", "1000", "--out", "s"],
+        "error", check=lambda w, p: ("data loss", "output written") if (w / "s").exists()
+        else None)
     P.append(Probe("simulate SIGKILL mid-write, then rerun", S + ["--n", "20000", "--box", "64",
-                                                                  "--out", "s"], "killed",
+                                                                  "--force", "--out", "s"],
+                   "killed",
                    lambda w: shutil.copytree(FIX / "sim", w / "s"), _pair_consistent,
                    signal_after=8.0, sig=signal.SIGKILL))
 
@@ -524,7 +531,7 @@ def _pair_consistent(w: Path, proc) -> tuple | None:
         if "radsvd-tmp" in p.name:
             os.utime(p, (old, old))
     rerun = subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "4", "--box",
-                            "16", "--out", "s"], cwd=w, capture_output=True, text=True,
+                            "16", "--force", "--out", "s"], cwd=w, capture_output=True, text=True,
                            timeout=DEADLINE)
     if rerun.returncode:
         return "traceback", rerun.stderr[-300:]

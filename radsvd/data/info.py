@@ -15,13 +15,18 @@ MAP_STAT_BYTES = 1 << 26  # and those of a larger map evenly spaced sections of 
 
 def _kind(path: Path) -> str:
     name = path.name.lower()
-    if name.endswith(".star"):
+    if name.endswith((".star", ".star.gz")):
         return "star"
     if name.endswith(_MRC_NAMES):
         return "mrc"
     with open(path, "rb") as f:
         head = f.read(1024)
-    if head[:2] == b"\x1f\x8b" or head[208:212] == b"MAP ":
+    if head[:2] == b"\x1f\x8b":   # compressed: a STAR file if its text says so
+        from radsvd.data._gzip import read_head
+
+        text = read_head(path, 1024)
+        return "star" if b"data_" in text and text[208:212] != b"MAP " else "mrc"
+    if head[208:212] == b"MAP ":
         return "mrc"
     if b"data_" in head:
         return "star"

@@ -118,7 +118,7 @@ def check_one_optics(table: pd.DataFrame, rtol: float = 1e-4) -> None:
     search aligns images of one pixel grid.  Whatever the row order, the first row whose value
     differs from the first particle's is named."""
     star = table.attrs.get("path", "STAR file")
-    for key, what, unit in (("pixel_size", "pixel size", " Å"), ("image_size", "box", " px")):
+    for key, what, unit in (("pixel_size", "pixel sizes", " Å"), ("image_size", "boxes", " px")):
         if key not in table.columns or not len(table):
             continue
         v = table[key].to_numpy(np.float64)
@@ -132,7 +132,7 @@ def check_one_optics(table: pd.DataFrame, rtol: float = 1e-4) -> None:
             g0 = table["optics_group"].iloc[known[0]] if "optics_group" in table else "?"
             g1 = table["optics_group"].iloc[i] if "optics_group" in table else "?"
             raise InputError(
-                f"{star}: particles of different {what}s: {ref:g}{unit} (optics group {g0}, "
+                f"{star}: particles of different {what}: {ref:g}{unit} (optics group {g0}, "
                 f"row {int(known[0]) + 1}) and {v[i]:g}{unit} (optics group {g1}, row {i + 1}); "
                 "radsvd aligns one pixel grid at a time: split the STAR file by optics group "
                 "(or resample the particles to one pixel size)")

@@ -348,7 +348,8 @@ def probes() -> list:
          stdout_has("particles: 0"))
     star("binary garbage", np.random.default_rng(5).bytes(3000).decode("latin-1"), "error")
     star("non-numeric defocus", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnDefocusV\n"
-         "1@s.mrcs 1e4 9e3\n2@s.mrcs oops 9e3\n", "ok", stdout_has("not numbers"))
+         "1@s.mrcs 1e4 9e3\n2@s.mrcs oops 9e3\n", "error",
+         err_has("p.star", "rlnDefocusU in particle row 2 is 'oops', not a number"))
     star("index 0", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n0@s.mrcs 1e4\n", "error")
     star("index -3", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n-3@s.mrcs 1e4\n", "error")
     star("index x", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\nx@s.mrcs 1e4\n", "error")

@@ -167,3 +167,29 @@ def check_output_folder(path, option: str = "output folder") -> Path:
         raise InputError(f"{option}: cannot reach {path} ({exc.strerror or exc})") from None
     _writable_folder(path, option)
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if two paths name one file: equal once resolved, or one inode (hard links)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_input_as_output(outputs, inputs) -> None:
+    """Raise InputError, before any work, if an output path names one of the input files
+    however it is spelled (``./a/../a/x.star``, a symbolic or a hard link): writing it would
+    replace the input.  ``outputs``, ``inputs``: iterables of paths or ``(what, path)`` pairs,
+    ``what`` naming the option or role in the message."""
+    def named(items):
+        return [(x[0], Path(x[1])) if isinstance(x, tuple) else (None, Path(x)) for x in items]
+
+    for out_name, out in named(outputs):
+        for in_name, inp in named(inputs):
+            if _same_file(out, inp):
+                raise InputError(f"{out_name + ' ' if out_name else ''}{out} is the input "
+                                 f"{in_name or 'file'} {inp}: writing it would replace the "
+                                 "input; choose another output name")

@@ -79,7 +79,8 @@ def rank(H, R: int, name: str = "rank") -> int:
         raise InputError(f"{name} must be an integer, got {H!r}")
     H = int(H)
     if not 1 <= H <= R:
-        raise InputError(f"{name} H = {H} is out of range: need 1 <= H <= {R}")
+        raise InputError(f"{name} H = {H} is out of range: need 1 <= H <= {R} (R, the radial "
+                         "nodes of the polar grid, grows with K)")
     return H
 
 

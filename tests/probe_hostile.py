@@ -98,6 +98,9 @@ def build_fixtures(d: Path) -> None:
     subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "6", "--box", "16",
                     "--pixel-size", "8", "--out", str(d / "sim")], check=True,
                    capture_output=True)
+    subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "8", "--box", "32",
+                    "--pixel-size", "4", "--seed", "1", "--out", str(d / "psim")], check=True,
+                   capture_output=True)
 
 
 def write(name, data):
@@ -133,6 +136,16 @@ def unchanged(name, content=None):
     return check
 
 
+def same_as_fixture(name, fixture):
+    """Check: ``name`` is still byte-identical to the fixture file it was copied from."""
+    def check(w, proc):
+        p = w / name
+        if not p.exists() or p.read_bytes() != (FIX / fixture).read_bytes():
+            return "data loss", f"{name} changed or vanished"
+        return None
+    return check
+
+
 def no_leftovers(w, proc):
     left = [p.name for p in w.rglob(".*radsvd-tmp*")] + [p.name for p in w.rglob("*.part")]
     return ("data loss", f"temporary files left: {left}") if left else None
@@ -153,6 +166,71 @@ def checks(*fs):
                 return r
         return None
     return check
+
+
+def err_has(*needles, absent=("Traceback", "np.int64", "np.float64", "<star>")):
+    """Check: stderr names every needle (file, label, row) and none of the misleading bits."""
+    def check(w, proc):
+        missing = [n for n in needles if n not in proc.stderr]
+        found = [a for a in absent if a in proc.stderr]
+        if missing or found:
+            return "silent wrong", f"stderr lacks {missing} or has {found}: {proc.stderr[-200:]}"
+        return None
+    return check
+
+
+OPTICS = ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnVoltage", "rlnSphericalAberration",
+          "rlnAmplitudeContrast", "rlnImagePixelSize", "rlnImageSize",
+          "rlnImageDimensionality"]
+PARTS = ["rlnImageName", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnOpticsGroup",
+         "rlnOriginXAngst", "rlnOriginYAngst"]
+
+
+def psim_star(name, edit=None, style="3.1"):
+    """Setup: psim/ (8 particles, box 32, 4 Å) with a hand-written STAR file ``name`` built from
+    the simulation's values (independent of radsvd's writer), after ``edit(optics_labels,
+    optics_rows, particle_labels, particle_rows)`` changed its lists in place."""
+    def setup(w):
+        shutil.copytree(FIX / "psim", w / "psim", dirs_exist_ok=True)
+        text = (FIX / "psim/particles.star").read_text().splitlines()
+        rows = [r.split() for r in text if "@particles.mrcs" in r]
+        head = [r.strip().split()[0][1:] for r in text if r.startswith("_rln")]
+        plab = head[len(OPTICS):]
+        pick = [plab.index(c) for c in PARTS]
+        prow = [[r[i] for i in pick] for r in rows]
+        olab, orow = list(OPTICS), [["1", "og1", "300", "2.7", "0.1", "4", "32", "2"]]
+        labels = list(PARTS)
+        if edit:
+            edit(olab, orow, labels, prow)
+        lines = []
+        if style == "3.1":
+            lines += ["# version 30001", "data_optics", "loop_", *[f"_{c}" for c in olab],
+                      *["\t".join(r) for r in orow], "", "data_particles"]
+        else:
+            lines += ["data_"]
+        lines += ["loop_", *[f"_{c}" for c in labels], *["\t".join(r) for r in prow], ""]
+        (w / "psim" / name).write_text("\n".join(lines))
+    return setup
+
+
+def col(labels, rows, label, value, row=None):
+    """Set column ``label`` (appended if new) to ``value`` in every row (or only ``row``)."""
+    if label not in labels:
+        labels.append(label)
+        for r in rows:
+            r.append(str(value))
+    j = labels.index(label)
+    for i, r in enumerate(rows):
+        if row is None or i == row:
+            r[j] = str(value)
+
+
+def dup(labels, rows, label):
+    """Repeat column ``label`` (a second, different value)."""
+    j = labels.index(label)
+    labels.append(label)
+    for r in rows:
+        r.append(r[j] + "1" if r[j][-1].isdigit() else r[j])
 
 
 # ------------------------------------------------------------------------------------- probes
@@ -270,7 +348,8 @@ def probes() -> list:
          stdout_has("particles: 0"))
     star("binary garbage", np.random.default_rng(5).bytes(3000).decode("latin-1"), "error")
     star("non-numeric defocus", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnDefocusV\n"
-         "1@s.mrcs 1e4 9e3\n2@s.mrcs oops 9e3\n", "ok", stdout_has("not numbers"))
+         "1@s.mrcs 1e4 9e3\n2@s.mrcs oops 9e3\n", "error",
+         err_has("p.star", "rlnDefocusU in particle row 2 is 'oops', not a number"))
     star("index 0", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n0@s.mrcs 1e4\n", "error")
     star("index -3", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n-3@s.mrcs 1e4\n", "error")
     star("index x", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\nx@s.mrcs 1e4\n", "error")
@@ -307,7 +386,7 @@ def probes() -> list:
         chain(fixtures_copy("sim"), lambda w: shutil.copytree(FIX / "sim", w / "other"),
               lambda w: subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "6",
                                         "--box", "16", "--pixel-size", "8", "--seed", "9",
-                                        "--out", str(w / "other")], check=True,
+                                        "--force", "--out", str(w / "other")], check=True,
                                        capture_output=True)), mutates=True))
     P.append(Probe("load_particles n=0", api(
         "from radsvd.data.stacks import load_particles\nload_particles('sim/particles.star', n=0)"),
@@ -452,12 +531,186 @@ def probes() -> list:
     sim("--box 100000 (40 GB per image stack)", ["--n", "2", "--box", "100000", "--out", "s"],
         "error")
     sim("--snr inf", ["--snr", "inf", "--out", "s"], "ok", check=sim_ok)
-    sim("into a folder with an old pair", ["--seed", "3", "--out", "s"], "ok",
-        lambda w: shutil.copytree(FIX / "sim", w / "s"), sim_ok)
+    sim("into a folder with an old pair", ["--seed", "3", "--out", "s"], "error",
+        lambda w: shutil.copytree(FIX / "sim", w / "s"),
+        same_as_fixture("s/particles.star", "sim/particles.star"))
+    sim("into a folder with an old pair, --force", ["--seed", "3", "--force", "--out", "s"],
+        "ok", lambda w: shutil.copytree(FIX / "sim", w / "s"), sim_ok)
+    sim("--max-shift beyond half the box", ["--box", "32", "--max-shift", "1000", "--out", "s"],
+        "error", check=lambda w, p: ("data loss", "output written") if (w / "s").exists()
+        else None)
     P.append(Probe("simulate SIGKILL mid-write, then rerun", S + ["--n", "20000", "--box", "64",
-                                                                  "--out", "s"], "killed",
+                                                                  "--force", "--out", "s"],
+                   "killed",
                    lambda w: shutil.copytree(FIX / "sim", w / "s"), _pair_consistent,
                    signal_after=8.0, sig=signal.SIGKILL))
+
+    # --- align-particles: the particle path (issue 27) ------------------------------------------
+    def part(name, star, expect, setup=None, check=None, extra=(), mp="psim/map.mrc",
+             out="o.star"):
+        P.append(Probe(f"align-particles {name}",
+                       ["align-particles", star, mp, "--K", "6", "--no-progress",
+                        "--out", out, *extra], expect,
+                       setup or fixtures_copy("psim"), check))
+
+    pstar = "psim/particles.star"
+    def keep(name):
+        return same_as_fixture(name, name)
+    part("baseline", pstar, "ok", check=lambda w, p: None if (w / "o.star").exists()
+         else ("silent wrong", "no output"))
+    # data loss: the output is an input, however spelled
+    part("--out = the input STAR", pstar, "error", check=checks(
+        keep("psim/particles.star"), err_has("--out", "input STAR file")), out=pstar)
+    part("--out = the input STAR spelled ./psim/../psim/", pstar, "error",
+         check=keep("psim/particles.star"), out="./psim/../psim/particles.star")
+    part("--out a symlink to the input STAR", pstar, "error",
+         chain(fixtures_copy("psim"), lambda w: os.symlink(w / pstar, w / "l.star")),
+         keep("psim/particles.star"), out="l.star")
+    part("--out a hard link to the input STAR", pstar, "error",
+         chain(fixtures_copy("psim"), lambda w: os.link(w / pstar, w / "h.star")),
+         keep("psim/particles.star"), out="h.star")
+    part("--out .npz beside = a stack named .npz", "psim/x.star", "error",
+         chain(psim_star("x.star", lambda ol, orow, pl, pr: [
+             r.__setitem__(0, r[0].replace("particles.mrcs", "n.npz")) for r in pr]),
+             lambda w: shutil.copy(w / "psim/particles.mrcs", w / "psim/n.npz")),
+         err_has("input stack"), out="psim/n.star")
+    part("on its own output after the stack was replaced", "psim/poses.star", "error",
+         chain(fixtures_copy("psim"), lambda w: subprocess.run(
+             [sys.executable, "-m", "radsvd", "align-particles", pstar, "psim/map.mrc", "--K",
+              "6", "--no-progress", "--out", "psim/poses.star"], cwd=w, check=True,
+             capture_output=True), lambda w: subprocess.run(
+             [sys.executable, "-m", "radsvd", "simulate", "--n", "8", "--box", "32",
+              "--pixel-size", "4", "--seed", "9", "--force", "--out", "psim"], cwd=w,
+             check=True, capture_output=True)), err_has("do not belong together"))
+    # tracebacks before: repeated labels, repeated optics groups
+    for label in ("rlnOriginXAngst", "rlnDefocusU", "rlnImageName"):
+        part(f"{label} twice in the particles loop", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, label=label: dup(pl, pr, label)),
+             err_has("psim/x.star", f"_{label} appears twice"))
+    part("rlnVoltage twice in the optics loop", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: dup(ol, orow, "rlnVoltage")),
+         err_has("psim/x.star", "_rlnVoltage appears twice", "data_optics"))
+    part("two optics rows with one rlnOpticsGroup", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: orow.append(list(orow[0]))),
+         err_has("psim/x.star", "rlnOpticsGroup 1 is defined twice", "optics rows 1 and 2"))
+    # silent wrong before: a 3D map as images, mixed optics, bad pixel sizes, pixel origins
+    part("rlnImageName pointing at a 3D map", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: [
+             r.__setitem__(0, r[0].replace("particles.mrcs", "map.mrc")) for r in pr]),
+         err_has("psim/x.star", "particle row 1", "3D map"))
+    two = ["2", "og2", "300", "2.7", "0.1", "3.3", "32", "2"]
+    for order in ("group 2 last", "group 2 first"):
+        part(f"optics groups of 4 and 3.3 Å, {order}", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, order=order: (
+                 orow.append(list(two)), col(pl, pr, "rlnOpticsGroup", 2,
+                                             row=7 if order == "group 2 last" else 0))),
+             err_has("psim/x.star", "different pixel sizes", "3.3"))
+    part("optics groups of box 32 and 40", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: (
+             orow.append(["2", "og2", "300", "2.7", "0.1", "4", "40", "2"]),
+             col(pl, pr, "rlnOpticsGroup", 2, row=5))),
+         err_has("psim/x.star", "different boxes"))
+
+    def relion30(mags):
+        def edit(ol, orow, pl, pr):
+            for c, v in (("rlnVoltage", 300), ("rlnSphericalAberration", 2.7),
+                         ("rlnAmplitudeContrast", 0.1), ("rlnDetectorPixelSize", 4.0),
+                         ("rlnPhaseShift", 0)):
+                col(pl, pr, c, v)
+            col(pl, pr, "rlnMagnification", mags[0])
+            col(pl, pr, "rlnMagnification", mags[1], row=3)
+        return edit
+    part("RELION 3.0 with two magnifications", "psim/x.star", "error",
+         psim_star("x.star", relion30((10000, 12000)), style="3.0"),
+         err_has("psim/x.star", "different pixel sizes", "row 4"))
+    part("RELION 3.0 with one magnification", "psim/x.star", "ok",
+         psim_star("x.star", relion30((10000, 10000)), style="3.0"))
+    for value in ("abc", "nan", "0", "-4"):
+        part(f"optics pixel size {value}", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, v=value: col(
+                 ol, orow, "rlnImagePixelSize", v)),
+             err_has("psim/x.star", "rlnImagePixelSize", "optics row 1", absent=(
+                 "Traceback", "warning", "non-finite values")))
+
+    def pixel_origins(ol, orow, pl, pr):
+        for ax in ("X", "Y"):
+            j = pl.index(f"rlnOrigin{ax}Angst")
+            pl[j] = f"rlnOrigin{ax}"
+            for r in pr:
+                r[j] = "2"
+    part("RELION 3.1 with origins in pixels only", "psim/x.star", "ok",
+         psim_star("x.star", pixel_origins), lambda w, p: None if (
+             "_rlnOriginX " not in (w / "o.star").read_text().replace("\t", " ") + " " and
+             "_rlnOriginX #" not in (w / "o.star").read_text()) else (
+             "silent wrong", "stale pixel origins in the output"))
+    P.append(Probe("API read_star converts 3.1 pixel origins with each group's pixel size",
+                   api("from radsvd.data.star import read_star\n"
+                       "t = read_star('psim/x.star')\n"
+                       "assert np.allclose(t.shift_x, np.where(t.optics_group == 2, 6.6, 8.0)),"
+                       " t.shift_x.tolist()"), "ok",
+                   psim_star("x.star", lambda ol, orow, pl, pr: (
+                       pixel_origins(ol, orow, pl, pr), orow.append(list(two)),
+                       col(pl, pr, "rlnOpticsGroup", 2, row=2)))))
+    # physical ranges
+    for label, value in (("rlnDefocusU", "-12000"), ("rlnDefocusV", "1e9")):
+        part(f"{label} {value}", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, c=label, v=value: col(
+                 pl, pr, c, v, row=2)),
+             err_has("psim/x.star", label, "particle row 3", "physical range"))
+    for label, value in (("rlnVoltage", "0"), ("rlnSphericalAberration", "100"),
+                         ("rlnAmplitudeContrast", "1.5")):
+        part(f"{label} {value}", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, c=label, v=value: col(
+                 ol, orow, c, v)), err_has("psim/x.star", label, "optics row 1"))
+    # misleading messages before
+    for value in ("nan", "abc"):
+        part(f"rlnDefocusU {value} in row 5", "psim/x.star", "error",
+             psim_star("x.star", lambda ol, orow, pl, pr, v=value: col(
+                 pl, pr, "rlnDefocusU", v, row=4)),
+             err_has("psim/x.star", "rlnDefocusU", "particle row 5", absent=(
+                 "Traceback", "missing", "--voltage")))
+    part("--voltage nan (STAR without voltage)", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: (
+             orow[0].pop(ol.index("rlnVoltage")), ol.remove("rlnVoltage"))),
+         err_has("--voltage", "nan", absent=("missing",)), extra=("--voltage", "nan"))
+    part("--voltage 300 fills a STAR without voltage", "psim/x.star", "ok",
+         psim_star("x.star", lambda ol, orow, pl, pr: (
+             orow[0].pop(ol.index("rlnVoltage")), ol.remove("rlnVoltage"))),
+         extra=("--voltage", "300"))
+    part("gzipped STAR", "psim/p.star.gz", "ok", chain(fixtures_copy("psim"), lambda w: (
+        w / "psim/p.star.gz").write_bytes(gzip.compress((w / pstar).read_bytes()))))
+    P.append(Probe("info gzipped STAR", ["info", "p.star.gz"], "ok", lambda w: (
+        w / "p.star.gz").write_bytes(gzip.compress((FIX / pstar).read_bytes())),
+        stdout_has("type: star", "particles: 8")))
+    part("particles in optics group 7 only 1 defined", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: col(pl, pr, "rlnOpticsGroup", 7)),
+         err_has("psim/x.star", "particle row 1", "is 7"))
+    part("rlnOpticsGroup nan", "psim/x.star", "error",
+         psim_star("x.star", lambda ol, orow, pl, pr: col(pl, pr, "rlnOpticsGroup", "nan",
+                                                          row=1)),
+         err_has("psim/x.star", "rlnOpticsGroup", "particle row 2"))
+    part("no particle table", "psim/x.star", "error",
+         write("psim/x.star", "data_\nloop_\n_rlnMicrographName\nm.mrc\n"),
+         err_has("psim/x.star", "no particle table"))
+    part("all-zero map", pstar, "error", chain(fixtures_copy("psim"), write(
+        "zero.mrc", mrc_bytes(np.zeros((32, 32, 32), np.float32), ispg=1, voxel=4.0))),
+        err_has("zero.mrc", "every value of the map is 0", absent=("warning", "Traceback")),
+        mp="zero.mrc")
+    part("--K 0.001", pstar, "error", check=err_has("grows with K"), extra=("--K", "0.001"))
+    for option in ("--shift-step", "--sigma"):
+        part(f"{option} -2 Å", pstar, "error", check=err_has(option, "(Å), got -2"),
+             extra=(option, "-2", "--max-shift", "8", "--method", "gaussian-shift-svd"))
+    part("a blank particle", pstar, "error", chain(fixtures_copy("psim"), lambda w: (
+        w / "psim/particles.mrcs").write_bytes(_blank_third(w / "psim/particles.mrcs"))),
+        err_has("particle row 3", "000003@particles.mrcs", "constant"))
+    part("quoted stack name with a space", "psim/x.star", "ok", chain(
+        psim_star("x.star", lambda ol, orow, pl, pr: [
+            r.__setitem__(0, "'" + r[0].replace("particles.mrcs", "my stack.mrcs") + "'")
+            for r in pr]),
+        lambda w: shutil.copy(w / "psim/particles.mrcs", w / "psim/my stack.mrcs")))
+    P.append(Probe("info one 8³ volume marked space group 401", ["info", "v.mrc"], "warn",
+                   write("v.mrc", mrc_bytes(cube, ispg=401)),
+                   stdout_has("type: map", "box: 8")))
 
     # --- API ------------------------------------------------------------------------------------
     for expr in ("PolarGrid(K='a')", "PolarGrid(K=8, R=0)", "PolarGrid(K=8, R=2.5)",
@@ -501,6 +754,15 @@ def probes() -> list:
     return P
 
 
+def _blank_third(path: Path) -> bytes:
+    """The stack's bytes with its third image set to 0 (a blank particle)."""
+    raw = bytearray(path.read_bytes())
+    nx, ny = struct.unpack_from("<2i", raw, 0)
+    start = 1024 + struct.unpack_from("<i", raw, 92)[0] + 2 * nx * ny * 4
+    raw[start:start + nx * ny * 4] = bytes(nx * ny * 4)
+    return bytes(raw)
+
+
 def _sparse_map(w: Path) -> None:
     """A 1024³ float32 map (4 GiB) stored sparsely: consistent, so `info` must read it."""
     p = w / "big.map"
@@ -524,7 +786,7 @@ def _pair_consistent(w: Path, proc) -> tuple | None:
         if "radsvd-tmp" in p.name:
             os.utime(p, (old, old))
     rerun = subprocess.run([sys.executable, "-m", "radsvd", "simulate", "--n", "4", "--box",
-                            "16", "--out", "s"], cwd=w, capture_output=True, text=True,
+                            "16", "--force", "--out", "s"], cwd=w, capture_output=True, text=True,
                            timeout=DEADLINE)
     if rerun.returncode:
         return "traceback", rerun.stderr[-300:]

@@ -243,9 +243,9 @@ def test_info_star_edge_cases(tmp_path, capsys):
     words = tmp_path / "words.star"
     words.write_text("data_\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnDefocusV #3\n"
                      "1@s.mrcs 10000 9000\n2@s.mrcs oops 9100\n3@s.mrcs 12000 9200\n")
-    assert main(["info", str(words)]) == 0
-    out = capsys.readouterr().out
-    assert "defocus_u: 1 of 3 value(s) are not numbers, first in particle row 2" in out
+    assert main(["info", str(words)]) == 2   # the reader refuses what it cannot mean
+    _one_line_error(capsys, "info", str(words), "rlnDefocusU in particle row 2 is 'oops', "
+                    "not a number")
     long_name = tmp_path / "long.star"   # a 5 MB image name: no stack to open, no crash
     long_name.write_text("data_\nloop_\n_rlnImageName\n" + "x" * 5_000_000 + "\n")
     assert main(["info", str(long_name)]) == 0
@@ -458,3 +458,200 @@ def test_info_on_a_large_map_summarises_spaced_sections(tmp_path):
     assert d["type"] == "map" and d["box"] == n and d["stats_over_sections"] == 16
     assert d["mean"] == pytest.approx(1 / 16, rel=1e-12) and (d["min"], d["max"]) == (0.0, 1.0)
     assert d["std"] == pytest.approx(np.sqrt(1 / 16 * 15 / 16), rel=1e-12)
+
+
+# -- the particle path (issue 27): inputs are never outputs, a STAR reader that refuses -------
+
+_OPTICS = ("rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast",
+           "rlnImagePixelSize", "rlnImageSize")
+_PARTS = ("rlnImageName", "rlnDefocusU", "rlnDefocusV", "rlnOpticsGroup", "rlnOriginXAngst",
+          "rlnOriginYAngst")
+
+
+def _star31(path, optics=None, parts=None, olabels=_OPTICS, plabels=_PARTS):
+    """A RELION 3.1 STAR file written by hand (independent of radsvd's writer): by default one
+    optics group (300 kV, 2.7 mm, 0.1, 2 Å, box 16) and four particles of s.mrcs."""
+    optics = optics or [["1", "300", "2.7", "0.1", "2.0", "16"]]
+    parts = parts or [[f"{i + 1:06d}@s.mrcs", "10000", "9000", "1", "0", "0"] for i in range(4)]
+    text = ["data_optics", "loop_", *(f"_{c}" for c in olabels), *map(" ".join, optics), "",
+            "data_particles", "loop_", *(f"_{c}" for c in plabels), *map(" ".join, parts), ""]
+    Path(path).write_text("\n".join(text))
+    return Path(path)
+
+
+@pytest.fixture()
+def stack16(tmp_path):
+    write_mrc(tmp_path / "s.mrcs", np.random.default_rng(3).standard_normal((4, 16, 16))
+              .astype(np.float32), 2.0)
+    return tmp_path
+
+
+def test_an_output_naming_an_input_is_refused(tmp_path):
+    from radsvd._files import refuse_input_as_output
+
+    star = tmp_path / "in.star"
+    star.write_text("data_\n")
+    os.symlink(star, tmp_path / "sym.star")
+    os.link(star, tmp_path / "hard.star")
+    (tmp_path / "d").mkdir()
+    for spelled in (star, tmp_path / "d" / ".." / "in.star", tmp_path / "sym.star",
+                    tmp_path / "hard.star"):
+        with pytest.raises(InputError, match="is the input STAR file"):
+            refuse_input_as_output([("--out", spelled)], [("STAR file", star)])
+    refuse_input_as_output([tmp_path / "new.star"], [star])   # a new name is fine
+
+
+def test_align_particles_refuses_to_overwrite_its_inputs(stack16, capsys):
+    star = _star31(stack16 / "p.star")
+    before = star.read_bytes()
+    write_mrc(stack16 / "map.mrc", np.ones((16, 16, 16), np.float32), 2.0)
+    for out in (star, stack16 / "x" / ".." / "p.star"):
+        assert main(["align-particles", str(star), str(stack16 / "map.mrc"), "--K", "6",
+                     "--out", str(out), "--no-progress"]) == 2
+        _one_line_error(capsys, "align-particles", "is the input STAR file")
+    assert star.read_bytes() == before
+
+
+def _dup_label(labels, rows, label):
+    j = labels.index(label)
+    return labels + (label,), [r + [r[j]] for r in rows]
+
+
+@pytest.mark.parametrize("case, needles", [
+    ("dup particle label", ["_rlnDefocusU appears twice", "data_particles"]),
+    ("dup optics label", ["_rlnVoltage appears twice", "data_optics"]),
+    ("dup optics group", ["rlnOpticsGroup 1 is defined twice", "optics rows 1 and 2"]),
+    ("undefined group", ["rlnOpticsGroup in particle row 3 is 7", "defines 1"]),
+    ("defocus abc", ["rlnDefocusU in particle row 2 is 'abc', not a number"]),
+    ("defocus nan", ["rlnDefocusU in particle row 2 is 'nan', not a finite number"]),
+    ("defocus negative", ["particle row 2: rlnDefocusU = -500", "physical range"]),
+    ("defocus 1e9", ["particle row 2: rlnDefocusU = 1e+09", "physical range"]),
+    ("pixel size abc", ["rlnImagePixelSize in optics row 1 is 'abc'"]),
+    ("pixel size 0", ["optics row 1: rlnImagePixelSize = 0", "physical range"]),
+    ("voltage 0", ["optics row 1: rlnVoltage = 0"]),
+    ("amplitude contrast 1", ["rlnAmplitudeContrast = 1 ", "[0, 1)"]),
+])
+def test_star_reader_refuses_what_it_cannot_mean(stack16, case, needles):
+    optics = [["1", "300", "2.7", "0.1", "2.0", "16"]]
+    parts = [[f"{i + 1:06d}@s.mrcs", "10000", "9000", "1", "0", "0"] for i in range(4)]
+    olab, plab = _OPTICS, _PARTS
+    if case == "dup particle label":
+        plab, parts = _dup_label(plab, parts, "rlnDefocusU")
+    elif case == "dup optics label":
+        olab, optics = _dup_label(olab, optics, "rlnVoltage")
+    elif case == "dup optics group":
+        optics.append(list(optics[0]))
+    elif case == "undefined group":
+        parts[2][3] = "7"
+    elif case.startswith("defocus"):
+        parts[1][1] = {"abc": "abc", "nan": "nan", "negative": "-500", "1e9": "1e9"}[
+            case.split()[1]]
+    elif case.startswith("pixel size"):
+        optics[0][4] = case.split()[-1]
+    elif case == "voltage 0":
+        optics[0][1] = "0"
+    elif case == "amplitude contrast 1":
+        optics[0][3] = "1"
+    star = _star31(stack16 / "p.star", optics, parts, olab, plab)
+    with pytest.raises(InputError) as err:
+        read_star(star)
+    msg = str(err.value)
+    assert msg.startswith(str(star)) and "\n" not in msg and "np." not in msg, msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_origins_and_pixel_sizes_come_from_each_particles_group(stack16):
+    """3.1 pixel origins (no Å columns) are converted with each group's own pixel size; the
+    particles of two pixel sizes are then refused, naming the first differing row whatever
+    the row order."""
+    from radsvd.data.stacks import load_particle_table
+
+    optics = [["1", "300", "2.7", "0.1", "2.0", "16"], ["2", "300", "2.7", "0.1", "2.5", "16"]]
+    plab = ("rlnImageName", "rlnDefocusU", "rlnDefocusV", "rlnOpticsGroup", "rlnOriginX",
+            "rlnOriginY")
+    parts = [[f"{i + 1:06d}@s.mrcs", "10000", "9000", str(g), "3", "-1"]
+             for i, g in enumerate((1, 2, 1, 2))]
+    t = read_star(_star31(stack16 / "p.star", optics, parts, plabels=plab))
+    np.testing.assert_array_equal(t.pixel_size, [2.0, 2.5, 2.0, 2.5])
+    np.testing.assert_array_equal(t.shift_x, [6.0, 7.5, 6.0, 7.5])
+    np.testing.assert_array_equal(t.shift_y, [-2.0, -2.5, -2.0, -2.5])
+    for rows, bad in ((parts, "row 2"), (parts[::-1], "row 2")):
+        star = _star31(stack16 / "q.star", optics, rows, plabels=plab)
+        with pytest.raises(InputError, match=f"different pixel sizes.*{bad}"):
+            load_particle_table(star)
+        with pytest.raises(InputError, match="different pixel sizes"):
+            load_particles(star)
+    one = _star31(stack16 / "one.star", optics, [r[:3] + ["1"] + r[4:] for r in parts],
+                  plabels=plab)
+    assert len(load_particle_table(one)) == 4
+
+
+def test_image_names_must_point_at_image_stacks(stack16):
+    write_mrc(stack16 / "map.mrc", np.ones((16, 16, 16), np.float32), 2.0)
+    parts = [[f"{i + 1:06d}@map.mrc", "10000", "9000", "1", "0", "0"] for i in range(2)]
+    star = _star31(stack16 / "p.star", parts=parts)
+    with pytest.raises(InputError, match=r"particle row 1 is '000001@map.mrc', which points at "
+                                         "a 3D map"):
+        load_particles(star)
+    wrong_box = _star31(stack16 / "b.star", [["1", "300", "2.7", "0.1", "2.0", "24"]])
+    with pytest.raises(InputError, match="rlnImageSize of particle row 1 is 24"):
+        load_particles(wrong_box)
+
+
+def test_gzip_star_is_read_by_every_reader(stack16, capsys):
+    import gzip
+
+    star = _star31(stack16 / "p.star")
+    gz = stack16 / "p.star.gz"
+    gz.write_bytes(gzip.compress(star.read_bytes()))
+    assert read_star(gz).equals(read_star(star))
+    assert main(["info", str(gz)]) == 0
+    out = capsys.readouterr().out
+    assert "type: star" in out and "particles: 4" in out
+    quoted = stack16 / "quoted.star"
+    os.link(stack16 / "s.mrcs", stack16 / "my s.mrcs")
+    _star31(quoted, parts=[[f"'{i + 1:06d}@my s.mrcs'", "10000", "9000", "1", "0", "0"]
+                           for i in range(4)])
+    images, t = load_particles(quoted)
+    assert images.shape == (4, 16, 16) and set(t.image_path) == {"my s.mrcs"}
+
+
+def test_poses_star_carries_write_ids_and_no_stale_pixel_origins(tmp_path):
+    """align-particles' output names the input's write ids (so a stack replaced later is
+    caught) and keeps only Å origins."""
+    import pandas as pd
+
+    from radsvd.data.poses import write_poses_star
+    from radsvd.data.simulate import write_particles
+
+    imgs, table = _simulated(tmp_path, 0)
+    paths = write_particles(tmp_path, imgs, table)
+    text = paths["star"].read_text().replace("_rlnOriginXAngst", "_rlnOriginX") \
+        .replace("_rlnOriginYAngst", "_rlnOriginY")
+    px = tmp_path / "px.star"
+    px.write_text(text)
+    poses = pd.DataFrame({k: np.zeros(len(table)) for k in
+                          ("rot", "tilt", "psi", "shift_x", "shift_y")})
+    out = write_poses_star(tmp_path / "poses.star", px, poses, np.ones(len(table)))
+    wid = read_star(paths["star"]).attrs["write_ids"]
+    assert read_star(out).attrs["write_ids"] == wid
+    body = out.read_text()
+    assert "_rlnOriginXAngst" in body and "_rlnOriginX #" not in body
+    imgs2, table2 = _simulated(tmp_path, 1)
+    write_particles(tmp_path, imgs2, table2)     # a newer simulation replaces the stack
+    with pytest.raises(InputError, match="do not belong together"):
+        load_particles(out)
+
+
+def test_a_blank_particle_is_named_by_star_row_and_image(stack16, tmp_path):
+    from radsvd.data.preprocess import preprocess
+
+    imgs = np.random.default_rng(1).standard_normal((4, 16, 16))
+    imgs[2] = 0.0
+    table = read_star(_star31(stack16 / "p.star"))
+    for fix in (True, False):
+        with pytest.raises(InputError, match=r"p.star: particle row 3 \(000003@s.mrcs\)"):
+            preprocess(imgs, table, fix_edges=fix)
+    with pytest.raises(InputError, match=r"particle row 3 \(000003@s.mrcs\)"):
+        preprocess(imgs[1:], table.iloc[1:], fix_edges=False)   # a slice keeps the STAR rows

@@ -29,7 +29,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("1", "3.0", "3.1"), default="3.1",
                    help="RELION STAR style to write (default 3.1)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that already holds files (replacing a previous "
+                        "simulation's stack, map and STAR file)")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("fetch", help="download a dataset of data_manifest.yaml (verified, "
@@ -71,6 +74,7 @@ def _simulate(args) -> int:
     from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 
     check_output_folder(args.out, "--out")   # before the work, not after it
+    _refuse_non_empty(args.out, args.force)
     mol = synthetic_molecule(args.molecule)
     snr = None if (args.snr == 0 or math.isinf(args.snr)) else args.snr
     scope = Microscope(defocus_range=tuple(args.defocus), astigmatism=args.astigmatism,
@@ -84,6 +88,23 @@ def _simulate(args) -> int:
     for k, v in paths.items():
         print(f"{k}: {v}")
     return 0
+
+
+def _refuse_non_empty(folder, force: bool) -> None:
+    """A folder that holds files is another run's output (or the user's): refused unless
+    ``--force``, so that a simulation never silently replaces another."""
+    from pathlib import Path
+
+    from radsvd._files import TMP_TAG
+    from radsvd._validate import InputError
+
+    folder = Path(folder)
+    held = sorted(p.name for p in folder.iterdir() if TMP_TAG not in p.name) \
+        if folder.is_dir() else []
+    if held and not force:
+        raise InputError(f"--out {folder} already holds {len(held)} file(s) ("
+                         f"{', '.join(held[:3])}{' …' if len(held) > 3 else ''}): choose a new "
+                         "folder, or give --force to replace a previous simulation there")
 
 
 def _fetch(args) -> int:

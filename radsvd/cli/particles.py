@@ -66,15 +66,27 @@ def register(sub) -> None:
 
 
 def _align_particles(args) -> int:
+    import math
     from pathlib import Path
 
+    from radsvd._files import refuse_input_as_output
     from radsvd._validate import InputError
     from radsvd.data.poses import write_poses_star
+    from radsvd.data.stacks import particle_inputs
     from radsvd.images.particles import align_particles
 
     out = Path(args.out)
     if out.suffix != ".star":
         raise InputError(f"--out must end in .star, got {args.out}")
+    for option, value, zero_ok in (("--max-shift", args.max_shift, True),
+                                   ("--shift-step", args.shift_step, False),
+                                   ("--sigma", args.sigma, True)):   # Å options, echoed in Å
+        if value is not None and not (math.isfinite(value) and (value > 0 or zero_ok
+                                                                 and value == 0)):
+            raise InputError(f"{option} must be a finite number {'>=' if zero_ok else '>'} 0 "
+                             f"(Å), got {value:g}")
+    refuse_input_as_output([("--out", out), ("--out", out.with_suffix(".npz"))],
+                           particle_inputs(args.particles, args.map, args.data_dir))
     res = align_particles(args.particles, args.map, K=args.K, rank=args.rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,

@@ -15,13 +15,18 @@ MAP_STAT_BYTES = 1 << 26  # and those of a larger map evenly spaced sections of 
 
 def _kind(path: Path) -> str:
     name = path.name.lower()
-    if name.endswith(".star"):
+    if name.endswith((".star", ".star.gz")):
         return "star"
     if name.endswith(_MRC_NAMES):
         return "mrc"
     with open(path, "rb") as f:
         head = f.read(1024)
-    if head[:2] == b"\x1f\x8b" or head[208:212] == b"MAP ":
+    if head[:2] == b"\x1f\x8b":   # compressed: a STAR file if its text says so
+        from radsvd.data._gzip import read_head
+
+        text = read_head(path, 1024)
+        return "star" if b"data_" in text and text[208:212] != b"MAP " else "mrc"
+    if head[208:212] == b"MAP ":
         return "mrc"
     if b"data_" in head:
         return "star"
@@ -42,8 +47,9 @@ def describe(path) -> dict:
     (style, particle count, stacks, box if resolvable, pixel size and CTF ranges).
 
     MRC files are classified and checked by :func:`radsvd.data.mrc.parse_mrc_header`, the
-    policy every reader uses; the tolerated oddities are listed under ``warnings``.  Values a
-    STAR file holds that are not numbers are listed under ``problems``."""
+    policy every reader uses; the tolerated oddities are listed under ``warnings``.  STAR
+    files are read by :func:`radsvd.data.star.read_star`, which refuses values that are not
+    numbers; an unreadable first stack is listed under ``problems``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -80,7 +86,7 @@ def _describe_mrc(path: Path) -> dict:
 
 
 def _describe_star(path: Path) -> dict:
-    from radsvd.data.star import NUMERIC_COLUMNS, read_star
+    from radsvd.data.star import read_star
 
     t = read_star(path, require_ctf=False)
     out = {"file": str(path), "type": "star", "relion_style": t.attrs.get("style"),
@@ -106,11 +112,6 @@ def _describe_star(path: Path) -> dict:
         if col in t.columns and t[col].notna().any():
             lo, hi = float(t[col].min()), float(t[col].max())
             out[col] = lo if lo == hi else [lo, hi]
-    for col in NUMERIC_COLUMNS:
-        if col in t.columns and t[col].isna().any():
-            bad = t[col].isna().to_numpy()
-            problems.append(f"{col}: {int(bad.sum())} of {len(t)} value(s) are not numbers, "
-                            f"first in particle row {int(np.flatnonzero(bad)[0]) + 1}")
     out["has_poses"] = bool({"rot", "tilt", "psi"} <= set(t.columns) and len(t)
                             and t["rot"].notna().all())
     out["has_ctf"] = bool({"defocus_u", "defocus_v", "voltage"} <= set(t.columns))

@@ -85,13 +85,14 @@ class MRCHeader:
         return tuple(labels.index(axis) for axis in (3, 2, 1))
 
 
-def _stack_or_map(nx, ny, nz, ispg, name, notes) -> bool:
+def _stack_or_map(nx, ny, nz, mz, ispg, name, notes) -> bool:
     """True if the file holds 2D images: the name, then the space group, then the shape.
 
     ``.mrcs`` is a stack and ``.map`` a map whatever the header says; otherwise nz = 1 is one
     image, space group 0 an image stack (MRC2014), 1–230 a volume unless the header describes
     nz square images of a different size (then a stack, with a note), 401–630 (stacks of
-    volumes) is refused.
+    volumes) is refused unless the stack holds exactly one n³ volume (mz = nz = ny = nx), which
+    is read as a map, with a note.
     """
     name = name.lower().removesuffix(".gz")
     if name.endswith(".mrcs"):
@@ -102,6 +103,10 @@ def _stack_or_map(nx, ny, nz, ispg, name, notes) -> bool:
         return True
     if ispg == 0:
         return True
+    if 401 <= ispg <= 630 and nx == ny == nz and mz in (nz, 0):
+        notes.append(f"space group {ispg} marks a stack of volumes, but the file holds exactly "
+                     f"one {nx}³ volume: read as a map")
+        return False
     if 401 <= ispg <= 630:
         raise InputError(f"space group {ispg} marks a stack of volumes, which radsvd does not "
                          "read: split it into single maps")
@@ -150,7 +155,7 @@ def parse_mrc_header(raw: bytes, file_size: int | None = None, source: str = "")
         notes.append("no 'MAP ' id at byte 208 (a pre-2014 or RELION-written header): "
                      "read anyway")
     nx, ny, nz, mode = struct.unpack_from(order + "4i", raw, 0)
-    mx = struct.unpack_from(order + "i", raw, 28)[0]
+    mx, _, mz = struct.unpack_from(order + "3i", raw, 28)
     cell_x = struct.unpack_from(order + "f", raw, 40)[0]
     mapc, mapr, maps = struct.unpack_from(order + "3i", raw, 64)
     ispg, nsymbt = struct.unpack_from(order + "2i", raw, 88)
@@ -192,7 +197,7 @@ def parse_mrc_header(raw: bytes, file_size: int | None = None, source: str = "")
             notes.append(f"invalid axis order (mapc, mapr, maps) = {axes}: standard "
                          "(1, 2, 3) assumed")
         axes = (1, 2, 3)
-    is_stack = _stack_or_map(nx, ny, nz, ispg, source, notes)
+    is_stack = _stack_or_map(nx, ny, nz, mz, ispg, source, notes)
     if axes != (1, 2, 3):
         if is_stack:
             notes.append(f"axis order (mapc, mapr, maps) = {axes} ignored for an image stack")
@@ -305,7 +310,8 @@ def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndar
     """Read a map (nz, ny, nx) or stack (n, ny, nx) and its voxel size in Å (0 if unset).
 
     Maps with a non-standard axis order are transposed to (z, y, x).  ``expect="map"``
-    refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks.
+    refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks, and
+    maps whose every value is 0.
     """
     h = read_header(path)
     _emit(h)
@@ -321,6 +327,9 @@ def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndar
     data = np.array(raw if h.is_stack else raw.transpose(h._permutation()), dtype=dtype)
     del raw
     _finite(data, path)
+    if expect == "map" and not np.any(data):
+        raise InputError(f"{path}: every value of the map is 0: there is nothing to align "
+                         "against (a failed reconstruction or export?)")
     return data, h.voxel_size
 
 

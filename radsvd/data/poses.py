@@ -79,14 +79,17 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     rlnAngleRot/Tilt/Psi, rlnOriginXAngst/YAngst from ``poses`` (:func:`compose_poses`) and
     ``score`` as ``rlnRadsvdScore``.  An older-style input gets a data_optics block (one group
     per distinct voltage, Cs, amplitude contrast and pixel size); its per-particle optics and
-    pixel origins (rlnOriginX/Y) are dropped.  Written atomically."""
+    pixel origins (rlnOriginX/Y) are dropped (the Å origins replace them in any style).  The
+    input's write ids (:func:`radsvd.data.star.read_write_ids`) head the output, so the
+    stacks it names are checked when it is read.  Written atomically."""
     import starfile
 
     from radsvd._files import atomic_path
-    from radsvd.data.star import particle_block, read_blocks, read_star, star_style
+    from radsvd.data.star import (WRITE_ID_TAG, particle_block, read_blocks, read_star,
+                                  read_write_ids, star_style)
 
     blocks = read_blocks(star)
-    style = star_style(blocks)
+    style = star_style(blocks, star)
     part = particle_block(blocks, star).reset_index(drop=True)
     n = len(part) if n is None else int(n)
     if len(poses) != n or np.shape(score) != (n,):
@@ -96,6 +99,7 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     out = {}
     if style == "3.1":
         out["optics"] = blocks["optics"]
+        part = part.drop(columns=[c for c in ("rlnOriginX", "rlnOriginY") if c in part.columns])
     else:
         table = read_star(star, require_ctf=False).iloc[:n]
         keys = ["voltage", "cs", "amplitude_contrast", "pixel_size"]
@@ -121,5 +125,7 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     out["particles"] = part
     with atomic_path(path, suffix=".star") as tmp:
         starfile.write(out, tmp, float_format="%.8g")
-        tmp.write_text("\n# version 30001\n" + tmp.read_text())
+        head = "".join(f"# {WRITE_ID_TAG} {wid} {name}\n"
+                       for name, wid in read_write_ids(star).items())
+        tmp.write_text(head + "\n# version 30001\n" + tmp.read_text())
     return Path(path)

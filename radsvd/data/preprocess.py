@@ -46,6 +46,14 @@ def interior_mask(N: int, radius: float = 1.0) -> np.ndarray:
     return (m[None, :] ** 2 + m[:, None] ** 2) <= (radius * N / 2.0) ** 2
 
 
+class BlankImageError(InputError):
+    """An image that carries no signal (constant); ``index`` is its 0-based position."""
+
+    def __init__(self, index: int, what: str):
+        self.index, self.what = index, what
+        super().__init__(f"image {index + 1} (1-based) {what}")
+
+
 @_keep_single
 def normalize(images, radius: float = 1.0) -> np.ndarray:
     """Images shifted and scaled to mean 0 and std 1 over the interior disc (float64)."""
@@ -56,8 +64,8 @@ def normalize(images, radius: float = 1.0) -> np.ndarray:
     sd = vals.std(axis=1)
     flat = np.flatnonzero(sd <= 0)
     if flat.size:
-        raise InputError(f"normalize: image {int(flat[0])} is constant on its interior; cannot "
-                         "scale it to unit variance")
+        raise BlankImageError(int(flat[0]), f"is constant on its interior ({flat.size} such "
+                              "image(s)); cannot scale it to unit variance")
     return (imgs - mu[:, None, None]) / sd[:, None, None]
 
 
@@ -83,8 +91,8 @@ def replace_edge_artifacts(images, z_max: float = 8.0, seed: int = 0,
         if bad.any():
             few = np.flatnonzero((~subbad).sum(axis=(1, 2)) < 16)
             if few.size:
-                raise InputError(f"replace_edge_artifacts: image {start + int(few[0])} is "
-                                 "(almost) entirely constant")
+                raise BlankImageError(start + int(few[0]), "is (almost) entirely constant "
+                                      "(a blank particle?)")
             masked = np.where(subbad, np.nan, sub)
             med = np.nanmedian(masked, axis=(1, 2))
             mad = 1.4826 * np.nanmedian(np.abs(masked - med[:, None, None]), axis=(1, 2))
@@ -229,6 +237,18 @@ def preprocess(images, table=None, box: int | None = None, invert: bool = False,
     ``table`` (normalised STAR table) supplies shifts and pixel size; the returned copy has
     the new pixel size and zero shifts when the images were centred.  Returns (images, table).
     """
+    try:
+        return _preprocess(images, table, box, invert, radius, fix_edges, center_shifts)
+    except BlankImageError as exc:
+        if table is None or "image_name" not in table.columns:
+            raise
+        star = table.attrs.get("path")
+        row = int(table.index[exc.index]) + 1     # the STAR row (the table keeps its index)
+        raise InputError(f"{star + ': ' if star else ''}particle row {row} "
+                         f"({table['image_name'].iloc[exc.index]}) {exc.what}") from None
+
+
+def _preprocess(images, table, box, invert, radius, fix_edges, center_shifts):
     imgs = real_stack(images, "images", 2)
     N = imgs.shape[-1]
     if fix_edges:

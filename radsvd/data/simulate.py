@@ -144,6 +144,10 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
                          f"got {seed!r}")
     if not (np.isfinite(max_shift) and max_shift >= 0):
         raise InputError(f"simulate_particles: max_shift must be >= 0 Å, got {max_shift!r}")
+    if max_shift >= N * pixel_size / 2:
+        raise InputError(f"simulate_particles: max_shift = {max_shift:g} Å would move particles "
+                         f"out of the box ({N} × {pixel_size:g} Å = {N * pixel_size:g} Å): "
+                         f"keep it below half the box, {N * pixel_size / 2:g} Å")
     if not isinstance(microscope, Microscope):
         raise InputError("simulate_particles: microscope must be a Microscope")
     n, N = int(n), int(N)

@@ -14,11 +14,12 @@ import numpy as np
 from radsvd._validate import InputError
 from radsvd.data.mrc import read_header, read_stack
 from radsvd._lazy import LazyModule
-from radsvd.data.star import WRITE_ID_TAG, read_star
+from radsvd.data.star import CTF_LABELS, OPTICS_LABELS, WRITE_ID_TAG, check_range, read_star
 
 pd = LazyModule("pandas")
 
-__all__ = ["check_map_matches_particles", "check_write_ids", "ctf_params", "load_particles",
+__all__ = ["check_map_matches_particles", "check_one_optics", "check_stacks", "check_write_ids",
+           "ctf_params", "load_particle_table", "load_particles", "particle_inputs",
            "resolve_stacks"]
 
 
@@ -52,7 +53,8 @@ def resolve_stacks(table: pd.DataFrame, data_dir=None) -> pd.Series:
 
 
 def check_write_ids(table: pd.DataFrame, paths: pd.Series) -> None:
-    """Refuse a STAR file and stacks written by different runs (see :func:`write_star`).
+    """Refuse a STAR file and stacks written by different runs (see
+    :func:`radsvd.data.star.write_star`).
 
     A STAR that names a write id for a stack must find the same id in that stack's header
     label; the STAR is renamed into place last, so a run interrupted between the renames
@@ -72,12 +74,116 @@ def check_write_ids(table: pd.DataFrame, paths: pd.Series) -> None:
                 "since): write them again (e.g. rerun radsvd simulate)")
 
 
+def check_stacks(table: pd.DataFrame, paths: pd.Series) -> dict:
+    """Check every stack a table names from its header alone, before any image is read:
+    an image stack (not a 3D map), square images, indices in range, the box the table's
+    rlnImageSize states.  Returns {stack path: header}."""
+    star = table.attrs.get("path", "STAR file")
+    index = table["image_index"].to_numpy()
+    headers = {}
+    for p, rows in table.groupby(paths.to_numpy(), sort=False).indices.items():
+        h = read_header(p)
+        first = int(rows[0])
+        name = table["image_name"].iloc[first] if "image_name" in table.columns else p
+        if not h.is_stack:
+            raise InputError(f"{star}: rlnImageName in particle row {first + 1} is {name!r}, "
+                             f"which points at a 3D map ({p} holds one {h.nx}×{h.ny}×{h.nz} "
+                             "volume), not an image stack")
+        if h.nx != h.ny:
+            raise InputError(f"{p}: images are {h.nx}×{h.ny}, not square")
+        top = rows[np.argmax(index[rows])]
+        if index[top] >= h.nz:
+            raise InputError(f"{star}: rlnImageName in particle row {int(top) + 1} is "
+                             f"{table['image_name'].iloc[top]!r}, but {p} holds {h.nz} images (index "
+                             "out of range)")
+        if "image_size" in table.columns:
+            size = table["image_size"].to_numpy()[rows]
+            wrong = np.flatnonzero(size != h.nx)
+            if wrong.size:
+                r = int(rows[wrong[0]])
+                raise InputError(f"{star}: rlnImageSize of particle row {r + 1} is "
+                                 f"{int(size[wrong[0]])}, but its stack {p} holds "
+                                 f"{h.nx}×{h.ny} images")
+        headers[p] = h
+    boxes = {h.nx for h in headers.values()}
+    if len(boxes) > 1:
+        raise InputError(f"{star}: mismatched box sizes: the stacks hold images of "
+                         f"{', '.join(map(str, sorted(boxes)))} pixels; align each box apart "
+                         "(split the STAR file by optics group)")
+    return headers
+
+
+def check_one_optics(table: pd.DataFrame, rtol: float = 1e-4) -> None:
+    """Refuse particles of several pixel sizes or boxes (optics groups that differ): the
+    search aligns images of one pixel grid.  Whatever the row order, the first row whose value
+    differs from the first particle's is named."""
+    star = table.attrs.get("path", "STAR file")
+    for key, what, unit in (("pixel_size", "pixel sizes", " Å"), ("image_size", "boxes", " px")):
+        if key not in table.columns or not len(table):
+            continue
+        v = table[key].to_numpy(np.float64)
+        known = np.flatnonzero(~np.isnan(v))
+        if not known.size:
+            continue
+        ref = v[known[0]]
+        diff = known[~np.isclose(v[known], ref, rtol=rtol, atol=0)]
+        if diff.size:
+            i = int(diff[0])
+            g0 = table["optics_group"].iloc[known[0]] if "optics_group" in table else "?"
+            g1 = table["optics_group"].iloc[i] if "optics_group" in table else "?"
+            raise InputError(
+                f"{star}: particles of different {what}: {ref:g}{unit} (optics group {g0}, "
+                f"row {int(known[0]) + 1}) and {v[i]:g}{unit} (optics group {g1}, row {i + 1}); "
+                "radsvd aligns one pixel grid at a time: split the STAR file by optics group "
+                "(or resample the particles to one pixel size)")
+
+
+def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltage=None,
+                        cs=None, amplitude_contrast=None) -> pd.DataFrame:
+    """The normalised STAR table of the first n particles, validated before any work: CTF
+    columns present (unless ``no_ctf``), optics values given as options (``voltage`` kV,
+    ``cs`` mm, ``amplitude_contrast``) filled in where the STAR lacks them and checked against
+    the physical ranges, one pixel size and box (:func:`check_one_optics`)."""
+    table = read_star(star, require_ctf=False)
+    if n is not None:
+        if int(n) < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        table = table.iloc[: int(n)]
+    for key, value in (("voltage", voltage), ("cs", cs),
+                       ("amplitude_contrast", amplitude_contrast)):
+        if value is None:
+            continue
+        option = f"--{key.replace('_', '-')}"
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{option} must be a number, got {value!r}") from None
+        check_range(OPTICS_LABELS[key], [value], name=option)
+        if key not in table.columns or table[key].isna().any():
+            filled = table[key].fillna(value) if key in table.columns else value
+            table = table.assign(**{key: filled})
+    if not no_ctf:
+        missing = [label for key, label in CTF_LABELS.items()
+                   if key not in table.columns or table[key].isna().any()]
+        if missing:
+            optics = [f"--{k.replace('_', '-')}" for k in OPTICS_LABELS
+                      if CTF_LABELS[k] in missing]
+            hint = f"give {'/'.join(optics)} for the optics, or " if optics else ""
+            raise InputError(f"{star}: missing CTF column(s) {', '.join(missing)}; {hint}"
+                             "--no-ctf to align without CTF")
+    check_one_optics(table)
+    return table
+
+
 def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
                    require_ctf: bool = True):
     """Images (n, N, N) and their normalised table from a STAR file and its stacks.
 
-    Only the first ``n`` particles are read (stacks are memory-mapped).  Checks that every
-    stack exists, every index is in range and all images share one square box.
+    Only the first ``n`` particles are read (stacks are memory-mapped).  Checks, before
+    reading any image, that every stack exists, is an image stack and holds the indices,
+    that the stacks and the STAR file belong together (write ids) and that all particles share
+    one box and pixel size; the pixel size comes from the stack header only where the STAR
+    file gives none.
     """
     table = star if isinstance(star, pd.DataFrame) else read_star(star, require_ctf=require_ctf)
     if n is not None:
@@ -86,22 +192,20 @@ def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
         raise InputError("load_particles: no particles selected")
     paths = resolve_stacks(table, data_dir)
     check_write_ids(table, paths)
-    images = None
-    for p, rows in table.groupby(paths, sort=False).indices.items():
-        block = read_stack(p, table["image_index"].to_numpy()[rows], dtype=dtype)
-        if block.shape[1] != block.shape[2]:
-            raise InputError(f"{p}: images are {block.shape[2]}×{block.shape[1]}, not square")
-        if images is None:
-            images = np.empty((len(table),) + block.shape[1:], dtype=dtype)
-        elif block.shape[1:] != images.shape[1:]:
-            raise InputError(f"{p}: box {block.shape[1]} differs from {images.shape[1]} of the "
-                             "other stacks: mismatched box sizes")
-        images[rows] = block
+    headers = check_stacks(table, paths)
+    check_one_optics(table)
+    N = next(iter(headers.values())).nx
+    images = np.empty((len(table), N, N), dtype=dtype)
+    for p, rows in table.groupby(paths.to_numpy(), sort=False).indices.items():
+        images[rows] = read_stack(p, table["image_index"].to_numpy()[rows], dtype=dtype)
     if "pixel_size" not in table.columns or table["pixel_size"].isna().any():
-        vs = read_header(paths.iloc[0]).voxel_size
+        first = paths.iloc[0]
+        vs = headers[first].voxel_size
         if vs <= 0:
-            raise InputError("no pixel size in the STAR file nor in the stack header")
-        table = table.assign(pixel_size=table.get("pixel_size", pd.Series(np.nan, index=table.index)).fillna(vs))
+            raise InputError(f"{table.attrs.get('path', 'STAR file')}: no pixel size in the "
+                             f"STAR file nor in the header of {first}")
+        given = table.get("pixel_size", pd.Series(np.nan, index=table.index))
+        table = table.assign(pixel_size=given.fillna(vs))
     return images, table
 
 
@@ -117,3 +221,17 @@ def check_map_matches_particles(map_shape, map_pixel: float, box: int, pixel_siz
             f"mismatched box sizes: the map covers {N} × {map_pixel:g} Å = {a:.1f} Å but the "
             f"particles {box} × {pixel_size:g} Å = {b:.1f} Å; resample one of them "
             "(radsvd.data.preprocess.resample_volume / downsample) so both cover the same box")
+
+
+def particle_inputs(star, map_path=None, data_dir=None) -> list:
+    """The files a particle command reads, as ``(role, path)`` pairs: the STAR file, the map
+    (if given) and every stack the STAR file names (for
+    :func:`radsvd._files.refuse_input_as_output`).  Stacks not there are left out (their
+    absence is reported where they are read)."""
+    table = read_star(star, require_ctf=False)
+    files = [("STAR file", Path(star))] + ([("map", Path(map_path))] if map_path else [])
+    if "image_path" in table.columns:
+        base = Path(data_dir) if data_dir is not None else Path(star).parent
+        files += [("stack", p if p.is_absolute() else base / p)
+                  for p in map(Path, pd.unique(table["image_path"]))]
+    return files

@@ -17,6 +17,9 @@ by its 3.0-only columns (rlnPhaseShift, rlnCtfBfactor, rlnCtfScalefactor).
 
 from __future__ import annotations
 
+import contextlib
+import re
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,16 +28,19 @@ import numpy as np
 from radsvd._files import atomic_path
 from radsvd._lazy import LazyModule
 from radsvd._validate import InputError
+from radsvd.data import _gzip
 
 pd = LazyModule("pandas")     # STAR tables only: reading maps and stacks does not load it
 
-__all__ = ["CTF_LABELS", "NUMERIC_COLUMNS", "OPTICS_LABELS", "PARTICLE_LABELS", "WRITE_ID_TAG",
-           "particle_block", "read_blocks", "read_star", "star_style", "write_star"]
+__all__ = ["CTF_LABELS", "NUMERIC_COLUMNS", "OPTICS_LABELS", "PARTICLE_LABELS",
+           "PHYSICAL_RANGES", "PIXEL_SIZE_LABELS", "WRITE_ID_TAG", "check_range",
+           "particle_block", "read_blocks", "read_star", "read_write_ids", "star_style",
+           "write_star"]
 
 _CTF_COLUMNS = ("defocus_u", "defocus_v")
 NUMERIC_COLUMNS = ["defocus_u", "defocus_v", "defocus_angle", "phase_shift", "voltage", "cs",
-            "amplitude_contrast", "bfactor", "pixel_size", "rot", "tilt", "psi",
-            "shift_x", "shift_y"]
+                   "amplitude_contrast", "bfactor", "pixel_size", "rot", "tilt", "psi",
+                   "shift_x", "shift_y"]
 PARTICLE_LABELS = {  # normalised name ← RELION label (particle level)
     "defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV",
     "defocus_angle": "rlnDefocusAngle", "phase_shift": "rlnPhaseShift",
@@ -42,14 +48,77 @@ PARTICLE_LABELS = {  # normalised name ← RELION label (particle level)
     "psi": "rlnAnglePsi", "micrograph": "rlnMicrographName",
 }
 OPTICS_LABELS = {"voltage": "rlnVoltage", "cs": "rlnSphericalAberration",
-               "amplitude_contrast": "rlnAmplitudeContrast"}
+                 "amplitude_contrast": "rlnAmplitudeContrast"}
 CTF_LABELS = {key: {**PARTICLE_LABELS, **OPTICS_LABELS}[key]  # what a CTF cannot do without
               for key in ("defocus_u", "defocus_v", "voltage", "cs", "amplitude_contrast")}
+PIXEL_SIZE_LABELS = ("rlnImagePixelSize", "rlnMicrographPixelSize",
+                     "rlnMicrographOriginalPixelSize")   # 3.1 optics, in order of preference
 _V30_ONLY = ("rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor")
 _DEFAULTS = {"defocus_angle": 0.0, "phase_shift": 0.0, "bfactor": 0.0}
+# Labels whose every value must be a finite number.
+_NUMERIC_LABELS = (*(PARTICLE_LABELS[k] for k in PARTICLE_LABELS if k != "micrograph"),
+                   *OPTICS_LABELS.values(), *PIXEL_SIZE_LABELS, "rlnDetectorPixelSize",
+                   "rlnMagnification", "rlnImageSize", "rlnOpticsGroup", "rlnCtfScalefactor",
+                   "rlnOriginX", "rlnOriginY", "rlnOriginXAngst", "rlnOriginYAngst")
+# Physical ranges, inclusive unless the text says otherwise: values outside cannot be meant
+# (a negative defocus, 10⁹ Å, a pixel size of 0) and would give meaningless CTFs and poses.
+PHYSICAL_RANGES = {
+    "rlnDefocusU": (0.0, 2e5, "[0, 200000] Å"), "rlnDefocusV": (0.0, 2e5, "[0, 200000] Å"),
+    "rlnVoltage": (20.0, 3000.0, "[20, 3000] kV"),
+    "rlnSphericalAberration": (-1.0, 20.0, "[-1, 20] mm"),
+    "rlnAmplitudeContrast": (0.0, np.nextafter(1.0, 0.0), "[0, 1)"),
+    **{label: (1e-3, 100.0, "[0.001, 100] Å") for label in PIXEL_SIZE_LABELS},
+    "rlnDetectorPixelSize": (1e-6, 1e6, "> 0 µm"), "rlnMagnification": (1e-6, 1e12, "> 0"),
+    "rlnImageSize": (2, 1 << 16, "[2, 65536] pixels"), "rlnOpticsGroup": (1, 1 << 31, ">= 1"),
+}
+_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")   # a STAR value: quoted (may hold spaces) or bare
+
+
+def check_range(label: str, values, where: str = "", name: str | None = None) -> None:
+    """Raise InputError if a value of ``label`` is not a number within its
+    :data:`PHYSICAL_RANGES` (no check for labels without one).  ``where`` (may hold
+    ``{row}``, filled with the 1-based row of the first bad value) and ``name`` (default: the
+    label, e.g. an option) say where the value came from."""
+    if label not in PHYSICAL_RANGES:
+        return
+    lo, hi, text = PHYSICAL_RANGES[label]
+    v = np.asarray(values, np.float64).ravel()
+    bad = np.flatnonzero(~((v >= lo) & (v <= hi)))
+    if bad.size:
+        head = f"{where.format(row=int(bad[0]) + 1)}: " if where else ""
+        raise InputError(f"{head}{name or label} = {v[bad[0]]:g} is outside the physical "
+                         f"range {text}")
+
+
+def _read_lines(path: Path) -> list:
+    with _gzip.open_text(path) as f:
+        return f.read().splitlines()
+
+
+def _check_loop_labels(lines: list, path: Path) -> None:
+    """Refuse a label repeated within one loop (which value would be meant?)."""
+    block, labels, in_loop, rows = "the file", {}, False, False
+    for no, line in enumerate(lines, 1):
+        s = line.strip()
+        if s.startswith("data_"):
+            block, labels, in_loop, rows = s, {}, False, False
+        elif s == "loop_":
+            labels, in_loop, rows = {}, True, False
+        elif s.startswith("_") and in_loop and not rows:
+            name = s.split()[0]
+            if name in labels:
+                raise InputError(f"{path}: label {name} appears twice in the loop of {block} "
+                                 f"(lines {labels[name]} and {no}): which one is meant?")
+            labels[name] = no
+        elif s and not s.startswith("#"):
+            rows = True
+            if s.startswith("_"):
+                in_loop = False
 
 
 def read_blocks(path) -> dict:
+    """The data blocks of a STAR file (plain or gzip) as {name: DataFrame}: starfile's parser,
+    a lenient one (skipping malformed rows, with a warning) where starfile fails."""
     import starfile
 
     path = Path(path)
@@ -58,26 +127,33 @@ def read_blocks(path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, "
                          "not a STAR file")
+    lines = _read_lines(path)
+    _check_loop_labels(lines, path)
     err = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
             warnings.simplefilter("ignore")
-            blocks = starfile.read(path, always_dict=True)
+            src = path
+            if _gzip.is_gzip(path):   # starfile reads plain files only
+                src = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "star.star"
+                src.write_text("\n".join(lines) + "\n")
+            blocks = starfile.read(src, always_dict=True)
     except Exception as exc:  # starfile raises assorted parser errors; fall back below
         blocks, err = None, exc
     if blocks is None or not any(isinstance(b, pd.DataFrame) and len(b) for b in blocks.values()):
-        blocks = _read_blocks_lenient(path)
+        blocks = _read_blocks_lenient(lines, path)
         if not blocks:
             why = f" (starfile: {err})" if err is not None else ""
             raise InputError(f"{path}: no data block found in STAR file{why}")
     return blocks
 
 
-def _read_blocks_lenient(path) -> dict:
+def _read_blocks_lenient(lines: list, path) -> dict:
     """Minimal STAR loop reader that skips malformed rows (with a warning naming the lines).
 
     Used when starfile fails, e.g. EMPIAR-10028's shiny_2sets.star has a stray character on
-    one line.  Handles ``data_`` blocks with ``loop_`` tables and key-value pairs.
+    one line.  Handles ``data_`` blocks with ``loop_`` tables and key-value pairs; quoted
+    values may hold spaces.
     """
     blocks: dict = {}
     name, labels, rows, bad, pairs = None, [], [], [], {}
@@ -96,31 +172,33 @@ def _read_blocks_lenient(path) -> dict:
         elif pairs:
             blocks[name] = pd.DataFrame([pairs])
 
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            s = line.strip()
-            if not s or s.startswith("#"):
+    def values(s):
+        return [t[1:-1] if t[0] in "'\"" and len(t) > 1 else t for t in _TOKEN.findall(s)]
+
+    for lineno, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        if s.startswith("data_"):
+            close()
+            name, labels, rows, pairs, in_loop = s[5:], [], [], {}, False
+            continue
+        if s == "loop_":
+            in_loop, labels, rows = True, [], []
+            continue
+        if s.startswith("_"):
+            parts = values(s)
+            if in_loop and not rows:
+                labels.append(parts[0][1:])
+            else:
+                pairs[parts[0][1:]] = parts[1] if len(parts) > 1 else ""
+            continue
+        if in_loop and labels:
+            parts = values(s)
+            if len(parts) != len(labels):
+                bad.append(lineno)
                 continue
-            if s.startswith("data_"):
-                close()
-                name, labels, rows, pairs, in_loop = s[5:], [], [], {}, False
-                continue
-            if s == "loop_":
-                in_loop, labels, rows = True, [], []
-                continue
-            if s.startswith("_"):
-                parts = s.split()
-                if in_loop and not rows:
-                    labels.append(parts[0][1:])
-                else:
-                    pairs[parts[0][1:]] = parts[1] if len(parts) > 1 else ""
-                continue
-            if in_loop and labels:
-                parts = s.split()
-                if len(parts) != len(labels):
-                    bad.append(lineno)
-                    continue
-                rows.append(parts)
+            rows.append(parts)
     close()
     if bad:
         warnings.warn(f"{path}: skipped {len(bad)} malformed STAR row(s) at line(s) "
@@ -129,10 +207,11 @@ def _read_blocks_lenient(path) -> dict:
     return blocks
 
 
-def star_style(blocks: dict) -> str:
+def star_style(blocks: dict, path="STAR file") -> str:
+    """"3.1" (data_optics + data_particles), "3.0" (3.0-only columns) or "1"."""
     if "optics" in blocks and "particles" in blocks:
         return "3.1"
-    table = particle_block(blocks, "<star>")
+    table = particle_block(blocks, path)
     return "3.0" if any(c in table.columns for c in _V30_ONLY) else "1"
 
 
@@ -148,12 +227,52 @@ def particle_block(blocks: dict, path) -> pd.DataFrame:
     return max(tables, key=len)
 
 
+def _numeric_block(block: pd.DataFrame, path: Path, kind: str) -> pd.DataFrame:
+    """``block`` with every numeric label as float64; raises on the first value of one that
+    is not a finite number or lies outside its physical range (file, label, row named)."""
+    block = block.copy()
+    for label in _NUMERIC_LABELS:
+        if label not in block.columns:
+            continue
+        raw = block[label]
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+        bad = np.flatnonzero(~np.isfinite(num))
+        if bad.size:
+            i = int(bad[0])
+            what = "a finite number" if _is_number(raw.iloc[i]) else "a number"
+            raise InputError(f"{path}: {label} in {kind} row {i + 1} is {str(raw.iloc[i])!r}, "
+                             f"not {what} ({int(bad.size)} such row(s))")
+        if label in ("rlnOpticsGroup", "rlnImageSize") and not np.all(num == np.round(num)):
+            i = int(np.flatnonzero(num != np.round(num))[0])
+            raise InputError(f"{path}: {label} in {kind} row {i + 1} is {num[i]:g}, not an "
+                             "integer")
+        check_range(label, num, f"{path}: {kind} row {{row}}")
+        block[label] = num
+    return block
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
-    """Read a RELION STAR file of any style into the normalised particle table (module doc)."""
+    """Read a RELION STAR file of any style (plain or gzip) into the normalised particle table
+    (module doc), one row per particle: optics values, pixel size and image size of each
+    particle's own optics group, origins in Å converted with that pixel size.
+
+    Refused, with the file, label and first row named: a label repeated in a loop, an optics
+    group defined twice or undefined, a value of a numeric label that is not a finite number
+    or lies outside :data:`PHYSICAL_RANGES`, origins in pixels without a pixel size.
+    ``require_ctf``: also refuse a file without the CTF columns."""
     path = Path(path)
     blocks = read_blocks(path)
-    style = star_style(blocks)
-    part = particle_block(blocks, path).reset_index(drop=True)
+    style = star_style(blocks, path)
+    part = _numeric_block(particle_block(blocks, path).reset_index(drop=True), path,
+                          "particle")
     out = pd.DataFrame(index=part.index)
     if "rlnImageName" in part.columns:
         names = part["rlnImageName"].astype(str)
@@ -163,8 +282,8 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
             idx = pd.to_numeric(split[0], errors="coerce")
             if idx.isna().any() or (idx < 1).any():
                 bad = int(np.flatnonzero(idx.isna() | (idx < 1))[0])
-                raise InputError(f"{path}: bad image reference {names[bad]!r} in row {bad + 1} "
-                                 "(expected NNNNNN@stack.mrcs with NNNNNN >= 1)")
+                raise InputError(f"{path}: rlnImageName in particle row {bad + 1} is "
+                                 f"{names[bad]!r}, not NNNNNN@stack.mrcs with NNNNNN >= 1")
             out["image_index"] = idx.astype(np.int64) - 1
             out["image_path"] = split[1]
         else:  # one image per file
@@ -174,48 +293,10 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
         if label in part.columns:
             out[key] = part[label]
     if style == "3.1":
-        optics = blocks["optics"]
-        if "rlnOpticsGroup" not in optics.columns:
-            raise InputError(f"{path}: data_optics has no rlnOpticsGroup column")
-        groups = part["rlnOpticsGroup"] if "rlnOpticsGroup" in part.columns else \
-            pd.Series(np.full(len(part), optics["rlnOpticsGroup"].iloc[0]))
-        opt = optics.set_index("rlnOpticsGroup")
-        unknown = set(groups.unique()) - set(opt.index)
-        if unknown:
-            raise InputError(f"{path}: particles refer to optics group(s) {sorted(unknown)} "
-                             "that data_optics does not define")
-        out["optics_group"] = groups.to_numpy()
-        for key, label in OPTICS_LABELS.items():
-            if label in opt.columns:
-                out[key] = opt.loc[groups, label].to_numpy()
-            elif label in part.columns:
-                out[key] = part[label]
-        for label in ("rlnImagePixelSize", "rlnMicrographPixelSize",
-                      "rlnMicrographOriginalPixelSize"):
-            if label in opt.columns:
-                out["pixel_size"] = opt.loc[groups, label].to_numpy()
-                break
-        for ax in ("X", "Y"):
-            if f"rlnOrigin{ax}Angst" in part.columns:
-                out[f"shift_{ax.lower()}"] = part[f"rlnOrigin{ax}Angst"]
+        _optics_31(out, part, _numeric_block(blocks["optics"].reset_index(drop=True), path,
+                                             "optics"), path)
     else:
-        out["optics_group"] = 1
-        for key, label in OPTICS_LABELS.items():
-            if label in part.columns:
-                out[key] = part[label]
-        if "rlnImagePixelSize" in part.columns:
-            out["pixel_size"] = part["rlnImagePixelSize"]
-        elif "rlnDetectorPixelSize" in part.columns and "rlnMagnification" in part.columns:
-            out["pixel_size"] = part["rlnDetectorPixelSize"] * 1e4 / part["rlnMagnification"]
-        for ax in ("X", "Y"):
-            if f"rlnOrigin{ax}Angst" in part.columns:
-                out[f"shift_{ax.lower()}"] = part[f"rlnOrigin{ax}Angst"]
-            elif f"rlnOrigin{ax}" in part.columns:
-                if "pixel_size" not in out:
-                    raise InputError(f"{path}: origins are in pixels (rlnOrigin{ax}) but the "
-                                     "file gives no pixel size (rlnDetectorPixelSize and "
-                                     "rlnMagnification)")
-                out[f"shift_{ax.lower()}"] = part[f"rlnOrigin{ax}"] * out["pixel_size"]
+        _optics_per_particle(out, part, path)
     if require_ctf:
         missing = [PARTICLE_LABELS[c] for c in _CTF_COLUMNS if c not in out.columns]
         missing += [label for key, label in OPTICS_LABELS.items() if key not in out.columns]
@@ -230,30 +311,91 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
             out[key] = 0.0
     for key in NUMERIC_COLUMNS:
         if key in out.columns:
-            out[key] = pd.to_numeric(out[key], errors="coerce").astype(np.float64)
-    if require_ctf:
-        for key in _CTF_COLUMNS + tuple(OPTICS_LABELS):
-            bad = out[key].isna()
-            if bad.any():
-                raise InputError(f"{path}: column {key} has {int(bad.sum())} non-numeric "
-                                 f"value(s), first in particle row {int(np.flatnonzero(bad)[0]) + 1}")
+            out[key] = out[key].astype(np.float64)
     out.attrs["style"] = style
     out.attrs["path"] = str(path)
-    out.attrs["write_ids"] = _write_ids(path)
+    out.attrs["write_ids"] = read_write_ids(path)
     return out
+
+
+def _optics_31(out: pd.DataFrame, part: pd.DataFrame, optics: pd.DataFrame, path) -> None:
+    """Columns of a RELION 3.1 file from each particle's optics group."""
+    if "rlnOpticsGroup" not in optics.columns:
+        raise InputError(f"{path}: data_optics has no rlnOpticsGroup column")
+    ids = optics["rlnOpticsGroup"].to_numpy(np.int64)
+    dup = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
+    if dup.size:
+        i = int(dup[0])
+        first = int(np.flatnonzero(ids == ids[i])[0])
+        raise InputError(f"{path}: rlnOpticsGroup {ids[i]} is defined twice in data_optics "
+                         f"(optics rows {first + 1} and {i + 1})")
+    if "rlnOpticsGroup" in part.columns:
+        groups = part["rlnOpticsGroup"].to_numpy(np.int64)
+    elif len(ids) == 1:
+        groups = np.full(len(part), ids[0])
+    else:
+        raise InputError(f"{path}: data_optics defines {len(ids)} optics groups but "
+                         "data_particles has no rlnOpticsGroup column: which group is whose?")
+    row = pd.Index(ids).get_indexer(groups)
+    if (row < 0).any():
+        i = int(np.flatnonzero(row < 0)[0])
+        raise InputError(f"{path}: rlnOpticsGroup in particle row {i + 1} is {groups[i]}, an "
+                         f"optics group data_optics does not define (it defines "
+                         f"{', '.join(str(int(g)) for g in ids)})")
+    out["optics_group"] = groups
+    for key, label in OPTICS_LABELS.items():
+        if label in optics.columns:
+            out[key] = optics[label].to_numpy()[row]
+        elif label in part.columns:
+            out[key] = part[label]
+    for label in PIXEL_SIZE_LABELS:
+        if label in optics.columns:
+            out["pixel_size"] = optics[label].to_numpy()[row]
+            break
+    if "rlnImageSize" in optics.columns:
+        out["image_size"] = optics["rlnImageSize"].to_numpy(np.int64)[row]
+    _origins(out, part, path, "the file gives no pixel size (data_optics has no "
+                              "rlnImagePixelSize)")
+
+
+def _optics_per_particle(out: pd.DataFrame, part: pd.DataFrame, path) -> None:
+    """Columns of a RELION 1 / 3.0 file: optics on every particle, pixel size from
+    rlnDetectorPixelSize (µm) · 1e4 / rlnMagnification."""
+    out["optics_group"] = 1
+    for key, label in OPTICS_LABELS.items():
+        if label in part.columns:
+            out[key] = part[label]
+    if "rlnImagePixelSize" in part.columns:
+        out["pixel_size"] = part["rlnImagePixelSize"]
+    elif "rlnDetectorPixelSize" in part.columns and "rlnMagnification" in part.columns:
+        out["pixel_size"] = part["rlnDetectorPixelSize"] * 1e4 / part["rlnMagnification"]
+    _origins(out, part, path, "the file gives no pixel size (rlnDetectorPixelSize and "
+                              "rlnMagnification)")
+
+
+def _origins(out: pd.DataFrame, part: pd.DataFrame, path, no_pixel: str) -> None:
+    """shift_x/y in Å: rlnOrigin*Angst as they are, else rlnOrigin* (pixels) times each
+    particle's own pixel size."""
+    for ax in ("X", "Y"):
+        if f"rlnOrigin{ax}Angst" in part.columns:
+            out[f"shift_{ax.lower()}"] = part[f"rlnOrigin{ax}Angst"]
+        elif f"rlnOrigin{ax}" in part.columns:
+            if "pixel_size" not in out:
+                raise InputError(f"{path}: origins are in pixels (rlnOrigin{ax}) but {no_pixel}")
+            out[f"shift_{ax.lower()}"] = part[f"rlnOrigin{ax}"] * out["pixel_size"]
 
 
 WRITE_ID_TAG = "radsvd-write-id"
 
 
-def _write_ids(path) -> dict:
+def read_write_ids(path) -> dict:
     """{stack name: write id} from the ``# radsvd-write-id ID STACK`` lines heading a STAR."""
     ids = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with _gzip.open_text(path) as f:
         for line in f.read(8192).splitlines():
-            parts = line.split()
+            parts = line.split(maxsplit=3)
             if len(parts) == 4 and parts[:2] == ["#", WRITE_ID_TAG]:
-                ids[parts[3]] = parts[2]
+                ids[parts[3].strip()] = parts[2]
     return ids
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from radsvd._validate import InputError
+from radsvd.data.stacks import load_particle_table  # noqa: F401  (validated STAR table)
 
 __all__ = ["ParticlePoses", "ParticleProblem", "align_particles", "load_particle_table",
            "prepare_particles", "search_poses"]
@@ -46,32 +47,6 @@ class ParticlePoses:
                  rot=self.poses["rot"].to_numpy(), tilt=self.poses["tilt"].to_numpy(),
                  psi=self.poses["psi"].to_numpy(), origin_x_A=self.poses["shift_x"].to_numpy(),
                  origin_y_A=self.poses["shift_y"].to_numpy(), **arrays)
-
-
-def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltage=None,
-                        cs=None, amplitude_contrast=None) -> pd.DataFrame:
-    """The normalised STAR table of the first n particles, optics defaults filled in; raises
-    if CTF columns are missing (unless ``no_ctf``)."""
-    from radsvd.data.star import CTF_LABELS, read_star
-
-    table = read_star(star, require_ctf=False)
-    if n is not None:
-        if int(n) < 1:
-            raise InputError(f"n must be >= 1, got {n}")
-        table = table.iloc[: int(n)]
-    for key, value in (("voltage", voltage), ("cs", cs),
-                       ("amplitude_contrast", amplitude_contrast)):
-        if value is not None and (key not in table.columns or table[key].isna().any()):
-            filled = table[key].fillna(value) if key in table.columns else float(value)
-            table = table.assign(**{key: filled})
-    if not no_ctf:
-        missing = [label for key, label in CTF_LABELS.items()
-                   if key not in table.columns or table[key].isna().any()]
-        if missing:
-            raise InputError(f"{star}: missing CTF column(s) {', '.join(missing)}; give "
-                             "--voltage/--cs/--amplitude-contrast for the optics, or --no-ctf "
-                             "to align without CTF")
-    return table
 
 
 @dataclass
@@ -137,7 +112,7 @@ def prepare_particles(star, map_path, K: float = 48.0, box: int | None = None,
     origin_y = np.zeros(len(table)) if ignore_origins else table["shift_y"].to_numpy(np.float64)
     images, table = preprocess(images, table, box=box, invert=invert, fix_edges=fix_edges,
                                center_shifts=not ignore_origins)
-    volume, voxel = read_mrc(map_path)
+    volume, voxel = read_mrc(map_path, expect="map")
     if voxel <= 0:
         raise InputError(f"{map_path}: the map header has no voxel size")
     check_map_matches_particles(volume.shape, voxel, N0, p0)

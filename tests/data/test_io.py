@@ -141,13 +141,30 @@ def test_byte_order_from_stamp_or_guessed(tmp_path):
     ("x.mrc", 1, (1, 8, 8), True),      # one image
     ("x.mrc", 1, (5, 6, 7), False),     # not square sections: a (non-cubic) map
     ("x", 999, (8, 8, 8), False),       # unknown space group: the shape decides (warned)
+    ("x.mrc", 401, (8, 8, 8), False),   # a "stack" of exactly one 8³ volume: a map (warned)
 ])
 def test_stack_or_map_policy(name, ispg, shape, stack):
     raw = _mrc_bytes(np.zeros(shape, np.float32), ispg=ispg)
     h = parse_mrc_header(raw, len(raw), name)
     assert h.is_stack is stack
     assert bool(h.warnings) == ((name, ispg, shape) in [("x.mrc", 1, (7, 8, 8)),
-                                                        ("x", 999, (8, 8, 8))])
+                                                        ("x", 999, (8, 8, 8)),
+                                                        ("x.mrc", 401, (8, 8, 8))])
+
+
+def test_stack_of_volumes_is_refused_unless_it_holds_one(tmp_path):
+    """Space group 401: one n³ volume (mz = nz) is a map, read with a one-line note; two
+    volumes (nz = 2·mz), or sections of another shape, are refused."""
+    v = np.random.default_rng(5).standard_normal((8, 8, 8)).astype(np.float32)
+    one = tmp_path / "one.mrc"
+    one.write_bytes(_mrc_bytes(v, ispg=401))
+    with pytest.warns(InputWarning, match="exactly one 8³ volume: read as a map"):
+        got, _ = read_mrc(one, expect="map")
+    np.testing.assert_array_equal(got, v)
+    two = _mrc_bytes(np.zeros((16, 8, 8), np.float32), ispg=401)
+    two = two[:36] + struct.pack("<i", 8) + two[40:]        # mz = 8: two 8³ volumes
+    with pytest.raises(InputError, match="stack of volumes"):
+        parse_mrc_header(two, len(two), "two.mrc")
 
 
 def test_axis_order_is_applied_to_maps(tmp_path):

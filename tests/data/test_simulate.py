@@ -123,8 +123,19 @@ def test_cli_simulate(tmp_path, capsys):
     assert info["type"] == "stack" and info["images"] == 6 and info["box"] == 32
     assert info["voxel_size"] == pytest.approx(9.0)
     assert info["mean"] == pytest.approx(float(imgs.mean()), rel=1e-5, abs=1e-6)
-    assert main(["simulate", "--molecule", "nope", "--out", str(out)]) == 2
+    assert main(["simulate", "--molecule", "nope", "--out", str(tmp_path / "new")]) == 2
     assert "unknown synthetic molecule" in capsys.readouterr().err
+    # a folder holding a simulation is not replaced without --force
+    before = (out / "particles.star").read_bytes()
+    assert main(["simulate", "--n", "4", "--box", "16", "--out", str(out)]) == 2
+    assert "already holds 3 file(s)" in capsys.readouterr().err
+    assert (out / "particles.star").read_bytes() == before
+    assert main(["simulate", "--n", "4", "--box", "16", "--out", str(out), "--force"]) == 0
+    assert len(read_star(out / "particles.star")) == 4
+    # shifts that would move particles out of the box
+    assert main(["simulate", "--n", "4", "--box", "32", "--max-shift", "1000", "--out",
+                 str(tmp_path / "far")]) == 2
+    assert "out of the box" in capsys.readouterr().err
 
 
 def test_no_ctf_simulation_writes_no_ctf(mol, tmp_path):

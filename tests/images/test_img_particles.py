@@ -96,7 +96,7 @@ def test_old_style_star_gets_optics(sim, tmp_path):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--max-shift", "-1"], "max_shift"), (["--max-shift", "inf"], "max_shift"),
+    (["--max-shift", "-1"], "--max-shift"), (["--max-shift", "inf"], "--max-shift"),
     (["--max-shift", "12", "--shift-step", "20"], "larger than"),
     (["--max-shift", "200"], "half the box"), (["--rank", "x"], "rank"),
     (["--method", "pca"], "unknown method")])
@@ -118,9 +118,9 @@ def test_bad_star_and_map(sim, tmp_path, capsys):
     assert "missing CTF" in capsys.readouterr().err
     assert main(["align-particles", str(noctf), str(paths["map"]), *base, "--no-ctf",
                  "--no-fix-edges"]) == 0
-    small = write_mrc(tmp_path / "small.mrc", np.zeros((40, 40, 40), np.float32), P)
+    small = write_mrc(tmp_path / "small.mrc", np.ones((40, 40, 40), np.float32), P)
     assert main(["align-particles", str(paths["star"]), str(small), *base]) == 2
     assert "mismatched box" in capsys.readouterr().err
-    wrong_px = write_mrc(tmp_path / "px.mrc", np.zeros((48, 48, 48), np.float32), P * 1.5)
+    wrong_px = write_mrc(tmp_path / "px.mrc", np.ones((48, 48, 48), np.float32), P * 1.5)
     assert main(["align-particles", str(paths["star"]), str(wrong_px), *base]) == 2
     assert "mismatched box" in capsys.readouterr().err

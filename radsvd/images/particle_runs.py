@@ -102,7 +102,10 @@ def fingerprint_json(fp: dict, without=()) -> str:
 
 
 def _differences(a: dict, b: dict) -> list:
-    return [f"{k} ({a.get(k, 'unset')!s} then, {b.get(k, 'unset')!s} now)"
+    def show(v):
+        return "default" if v is None else str(v)
+
+    return [f"{k} ({show(a.get(k))} then, {show(b.get(k))} now)"
             if not k.startswith(("particles STAR", "map", "stacks")) else f"{k} changed"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 

@@ -136,6 +136,7 @@ class ParticleProblem:
     images: np.ndarray | None = None
     rows: np.ndarray | None = None
     skipped: list = field(default_factory=list)
+    members: np.ndarray | None = None   # index of each particle within its CTF group
 
     @property
     def box(self) -> int:
@@ -322,23 +323,33 @@ def read_particles(prob: ParticleProblem, rows, strict: bool = False):
 
 
 def preprocess_particles(prob: ParticleProblem, raw: np.ndarray, rows) -> np.ndarray:
-    """The workflow's preprocessing (module doc) of raw images of STAR rows ``rows``, per
-    particle: edge artefacts are replaced with noise seeded by the particle's row, so an image
-    comes out the same in any chunk.  Returns (m, box, box) float64."""
-    from radsvd.data.preprocess import preprocess, replace_edge_artifacts
+    """The workflow's preprocessing (:func:`radsvd.data.preprocess.preprocess`: edges, centre,
+    Fourier crop, normalise, invert) of raw images of STAR rows ``rows``, each image exactly
+    as if it were alone: edge artefacts are replaced with noise seeded by the particle's row,
+    and the normalisation's sums run on one image at a time (a batched row sum depends on the
+    row's memory alignment in its last bit).  Returns (m, box, box) float64."""
+    from radsvd.data.preprocess import downsample, normalize, replace_edge_artifacts, \
+        shift_images
 
     rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros((0, prob.box, prob.box))
     imgs = raw
-    if prob.fix_edges and len(rows):
+    if prob.fix_edges:
         imgs, counts = replace_edge_artifacts(raw)
         for i in np.flatnonzero(counts):   # draws from the particle's own noise stream
             imgs[i] = replace_edge_artifacts(raw[i:i + 1], seed=int(rows[i]))[0][0]
-    table = prob.table.iloc[rows]
-    if prob.ignore_origins:
-        table = table.assign(shift_x=0.0, shift_y=0.0)
-    imgs, _ = preprocess(imgs, table, box=prob.box, invert=prob.invert, fix_edges=False,
-                         center_shifts=not prob.ignore_origins)
-    return imgs
+    if not prob.ignore_origins:
+        p = prob.table["pixel_size"].to_numpy(np.float64)[rows]
+        sx, sy = prob.origin_x[rows] / p, prob.origin_y[rows] / p
+        if np.any(sx != 0) or np.any(sy != 0):
+            imgs = shift_images(imgs, sx, sy)
+    if prob.box != prob.source_box:
+        imgs = downsample(imgs, prob.box)
+    out = np.empty((len(rows), prob.box, prob.box))
+    for i in range(len(rows)):
+        out[i] = normalize(imgs[i])
+    return -out if prob.invert else out
 
 
 def prepare_particles(star, map_path, K: float = 48.0, box: int | None = None,
@@ -412,10 +423,35 @@ def plan_search(prob: ParticleProblem, rank=6, method: str = "radial-svd",
     return ParticleSearch(grid, basis, H, method, max_px, step_px, sigma_px, refine, precision)
 
 
+def _engine_batch(search: ParticleSearch, box: int) -> int:
+    """Images per task of :func:`radsvd.images.align.align_images`: its image tiles of 64
+    without shifts, ⌊4·64 / n_shifts⌋ images with shifts (the engine's layout)."""
+    from radsvd.images.shifts import shift_grid
+
+    if not search.max_shift_px:
+        return 64
+    return max(1, 256 // len(shift_grid(search.max_shift_px, search.shift_step_px, box)))
+
+
+def _members(labels: np.ndarray) -> np.ndarray:
+    """Index of every particle among the particles of its CTF group (in STAR order)."""
+    order = np.argsort(labels, kind="stable")
+    first = np.searchsorted(labels[order], labels[order], side="left")
+    out = np.empty(len(labels), np.int64)
+    out[order] = np.arange(len(labels)) - first
+    return out
+
+
 def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarray, rows,
                 progress=None) -> dict:
     """Best template, angle, score and shift of preprocessed ``images`` of STAR rows ``rows``:
     each CTF group present is aligned to its targets (:meth:`ParticleProblem.targets`).
+
+    Single-precision BLAS gives a row of a product a last bit that depends on the row's
+    position in the matrix, so each particle is given a fixed place in the engine's
+    batches: the j-th particle of CTF group g sits in slot j mod S of a batch of S (S =
+    images per engine task), the other slots filled with copies.  The poses are then the
+    same bits for any chunk or shard; at most 2(S − 1) copies per group and chunk are wasted.
     ``progress``: advanced by the number of particles of each group done.  Returns
     {best_target, angle, score, shift (m, 2) px, ctf_group}."""
     from radsvd.images.align import align_images
@@ -426,17 +462,27 @@ def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarra
     labels = prob.labels[rows]
     out = dict(best_target=np.empty(m, np.int64), angle=np.empty(m), score=np.empty(m),
                shift=np.zeros((m, 2)), ctf_group=labels.astype(np.int64))
+    if prob.members is None:
+        prob.members = _members(prob.labels)
+    S = _engine_batch(search, prob.box)
     for g in np.unique(labels):
         sel = np.flatnonzero(labels == g)
-        res = align_images(images_to_fb(images[sel], search.grid), prob.targets(int(g)),
-                           search.grid, basis=search.basis, rank=search.rank,
-                           refine=search.refine, precision=search.precision,
+        fb = images_to_fb(images[sel], search.grid)
+        j = prob.members[rows[sel]]
+        lo = j[0] // S * S
+        slots = j - lo
+        batch = np.empty((-(-(j[-1] + 1 - lo) // S) * S,) + fb.shape[1:], fb.dtype)
+        batch[:] = fb[0]
+        batch[slots] = fb
+        del fb
+        res = align_images(batch, prob.targets(int(g)), search.grid, basis=search.basis,
+                           rank=search.rank, refine=search.refine, precision=search.precision,
                            max_shift=search.max_shift_px, shift_step=search.shift_step_px,
                            box=prob.box, progress=False)
         out["best_target"][sel], out["angle"][sel], out["score"][sel] = \
-            res.best_target, res.angle, res.score
+            res.best_target[slots], res.angle[slots], res.score[slots]
         if res.shift is not None:
-            out["shift"][sel] = res.shift
+            out["shift"][sel] = res.shift[slots]
         if progress is not None:
             progress.update(len(sel))
     return out
@@ -606,7 +652,7 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
         if checkpoint is not None:
             if fingerprint is None:
                 fingerprint = runs.run_fingerprint(star, map_path, paths, dict(
-                    K=K, rank=rank, method=method, max_shift_A=max_shift_A,
+                    K=K, rank="full" if rank in (None, "full") else int(rank), method=method, max_shift_A=max_shift_A,
                     shift_step_A=shift_step_A, box=box, n=n, refine=refine, invert=invert,
                     ignore_origins=ignore_origins, no_ctf=no_ctf, voltage=voltage, cs=cs,
                     amplitude_contrast=amplitude_contrast, ctf_tolerance=ctf_tolerance,

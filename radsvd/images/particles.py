@@ -228,7 +228,6 @@ def plan_particles(star, map_path, K: float = 48.0, box: int | None = None,
     from radsvd.data.templates import project_fourier
     from radsvd.data.viewing import shell_directions
     from radsvd.grids import PolarGrid
-    from radsvd.images.methods import ctf_groups
 
     table = load_particle_table(star, n, no_ctf, voltage, cs, amplitude_contrast)
     if len(table) == 0:
@@ -269,12 +268,50 @@ def plan_particles(star, map_path, K: float = 48.0, box: int | None = None,
     if no_ctf:
         labels, rings, counts = np.zeros(len(table), np.int64), np.ones((1, grid.R)), None
     else:
-        groups = ctf_groups(table.assign(pixel_size=table["pixel_size"] * N0 / box), grid,
-                            box, ctf_tolerance)
-        labels, rings, counts = groups.labels, groups.rings, groups.counts
+        labels, rings, counts = _ctf_groups(table.assign(pixel_size=table["pixel_size"]
+                                                         * N0 / box), grid, box, ctf_tolerance)
     return ParticleProblem(table, paths, headers, volume, grid, rotations, templates, labels,
                            rings, counts, N0, p, origin_x, origin_y, box, invert,
                            ignore_origins, fix_edges)
+
+
+CTF_KEYS = ("defocus_u", "defocus_v", "defocus_angle", "voltage", "cs", "amplitude_contrast",
+            "phase_shift", "bfactor", "pixel_size")
+
+
+def _ctf_groups(table: pd.DataFrame, grid, box: int, tolerance: float, block: int = 4096):
+    """:func:`radsvd.images.methods.ctf_groups` of a table of any length in O(distinct CTFs)
+    memory: ring CTFs of the distinct parameter rows (in order of first occurrence, a block at
+    a time), the greedy clustering on them (a repeated CTF joins its first occurrence's group,
+    as in the clustering of all rows), group means weighted by the repeats.  Returns (labels,
+    rings, counts)."""
+    from radsvd.data.ctf import cluster_ctf
+
+    cols = [k for k in CTF_KEYS if k in table.columns]
+    _, first, inverse = np.unique(table[cols].to_numpy(np.float64), axis=0, return_index=True,
+                                  return_inverse=True)
+    order = np.argsort(first)                      # distinct rows by first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    distinct = table.iloc[first[order]]
+    rings = np.concatenate([_ring_ctfs(distinct.iloc[b:b + block], grid, box)
+                            for b in range(0, len(distinct), block)])
+    groups = cluster_ctf(rings, weights=grid.w, tolerance=tolerance)
+    which = rank[inverse.ravel()]
+    labels = groups.labels[which]
+    repeats = np.bincount(which, minlength=len(distinct)).astype(np.float64)
+    counts = np.bincount(labels, minlength=groups.n_groups)
+    sums = np.zeros((groups.n_groups, rings.shape[1]))
+    np.add.at(sums, groups.labels, rings * repeats[:, None])
+    return labels, sums / counts[:, None], counts
+
+
+def _ring_ctfs(table: pd.DataFrame, grid, box: int) -> np.ndarray:
+    from radsvd.data.ctf import ctf_polar_stack
+    from radsvd.data.io import ctf_params
+
+    return ctf_polar_stack(ctf_params(table), grid, int(box),
+                           table["pixel_size"].to_numpy(np.float64), ring=True)
 
 
 def _templates(volume, rotations, grid, project_fourier):

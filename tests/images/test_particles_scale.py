@@ -271,3 +271,36 @@ def test_bad_input_is_refused_before_any_work(sim, tmp_path, capsys, case, match
     assert match in err and "Traceback" not in err
     assert time.perf_counter() - t0 < 5
     assert not out.exists() and not (tmp_path / "o.star.checkpoint").exists()
+
+
+def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(capsys):
+    """Batch logs get periodic lines with the count, rate and ETA (interval 0: every update)."""
+    from radsvd.images.particles import Progress
+
+    with Progress(100, initial=20, interval=0.0) as bar:
+        bar.update(30)
+        bar.update(50)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("align-particles: 50/100 particles (50%), ")
+    assert "particles/s, ETA " in lines[0] and lines[1].startswith("align-particles: 100/100")
+    with Progress(10, enabled=False, interval=0.0) as bar:
+        bar.update(10)
+    assert capsys.readouterr().err == ""
+
+
+def test_ctf_groups_from_distinct_ctfs_equal_the_groups_of_all_rows(sim):
+    """The O(distinct CTFs) grouping gives the labels and sizes of the clustering of every
+    row (repeated rows in another order included) and its group means to rounding."""
+    from radsvd.grids import PolarGrid
+    from radsvd.images.methods import ctf_groups
+    from radsvd.images.particles import _ctf_groups, load_particle_table
+
+    d, paths = sim
+    t = load_particle_table(paths["star"])
+    t = t.iloc[np.r_[np.arange(30), np.arange(30)[::-1], np.arange(7)]]
+    grid = PolarGrid(K=K)
+    for tol in (0.01, 0.05, 0.3):
+        ref = ctf_groups(t, grid, N, tol)
+        labels, rings, counts = _ctf_groups(t, grid, N, tol, block=4)
+        assert np.array_equal(labels, ref.labels) and np.array_equal(counts, ref.counts)
+        assert np.allclose(rings, ref.rings, rtol=0, atol=1e-14)

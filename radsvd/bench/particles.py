@@ -11,7 +11,7 @@ accounting of that process, ``wait4``).
   49 shifts (radius 4 px), shift-svd at rank 6 and ``--rank full``, interleaved in one run;
   ``particles_per_s`` of the alignment loop and of the whole command, the projected hours
   for 10⁶ particles on this machine and on a 64-core node (shards scale linearly: assumed).
-  Default N = 300; the issue's size: ``RADSVD_BENCH_PARTICLES_N=10000 radsvd bench --only
+  Default N = 300, the fastest of 2 interleaved rounds; the issue's size: ``RADSVD_BENCH_PARTICLES_N=10000 radsvd bench --only
   particles``.
 - ``particles.stream``: the rank-6 command with chunks of N/8 against one chunk (the in-memory
   path), same N, same run: ``ratio`` = streamed / in-memory throughput of the alignment loop.
@@ -29,9 +29,9 @@ import time
 import numpy as np
 
 SIZES = dict(N0=128, box=64, K=48.0, n_memory=(2000, 16000), n_e2e=300, shift_px=4.0,
-             micrographs=5, p0=2.0)
+             micrographs=5, p0=2.0, rounds=2)
 QUICK_SIZES = dict(N0=64, box=32, K=16.0, n_memory=(100, 800), n_e2e=40, shift_px=2.0,
-                   micrographs=3, p0=4.0)
+                   micrographs=3, p0=4.0, rounds=1)
 _SUMMARY = re.compile(r"align-particles: (\d+) particles in ([\d.]+) s, ([\d.]+|inf) particles/s")
 
 
@@ -112,13 +112,20 @@ def measure(quick: bool = False, log=None) -> list:
         p_box = sz["p0"] * sz["N0"] / sz["box"]
         shifts = ["--max-shift", str(sz["shift_px"] * p_box), "--method", "shift-svd"]
         runs = {}
-        for name, extra in (("rank6", ["--rank", "6"]), ("full", ["--rank", "full"]),
-                            ("stream", ["--rank", "6", "--chunk", str(max(1, n_e2e // 8))])):
-            log(f"bench: particles whole command, {name}, {n_e2e} particles")
-            runs[name] = run_measured(["align-particles", s, mrc, *common, *shifts, *extra,
-                                       "--out", f"{name}.star"], d)
+        for rnd in range(sz["rounds"]):   # interleaved rounds, the fastest of each kept
+            for name, extra in (("rank6", ["--rank", "6"]), ("full", ["--rank", "full"]),
+                                ("stream", ["--rank", "6", "--chunk",
+                                            str(max(1, n_e2e // 8))])):
+                log(f"bench: particles whole command, {name}, {n_e2e} particles, round "
+                    f"{rnd + 1}")
+                r = run_measured(["align-particles", s, mrc, *common, *shifts, *extra,
+                                  "--out", f"{name}.star"], d)
+                if name not in runs or r["seconds"] < runs[name]["seconds"]:
+                    runs[name] = dict(r, loop_particles_per_s=max(
+                        r["loop_particles_per_s"],
+                        runs.get(name, {}).get("loop_particles_per_s", 0.0)))
         params = dict(n=n_e2e, N0=sz["N0"], box=sz["box"], K=sz["K"], shifts=49 if not quick
-                      else None, ctf_micrographs=sz["micrographs"])
+                      else None, ctf_micrographs=sz["micrographs"], rounds=sz["rounds"])
         for name in ("rank6", "full"):
             r = runs[name]
             rate = n_e2e / r["seconds"]

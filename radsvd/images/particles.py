@@ -712,8 +712,13 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     if start > lo:
         print(f"align-particles: resuming from the checkpoint in {ckpt.folder}: "
               f"{start - lo} of {hi - lo} particles done", file=sys.stderr)
-    search = plan_search(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
-                         precision)
+    try:
+        search = plan_search(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
+                             precision)
+    except BaseException:
+        if ckpt is not None and not done:   # nothing finished: leave no checkpoint behind
+            ckpt.remove()
+        raise
     parts = list(done)
     with Progress(hi - lo, start - lo, enabled=progress) as bar:
         for c0 in range(start, hi, size):

@@ -50,7 +50,7 @@ def _simulate(d: str, n: int, sz: dict) -> dict:
 
 def _cycled_star(src: str, dst: str, n: int) -> str:
     """A STAR of ``n`` rows cycling over the particles of ``src``."""
-    from radsvd.data.io import read_star, write_star
+    from radsvd.data.star import read_star, write_star
 
     t = read_star(src)
     t = t.iloc[np.arange(n) % len(t)].reset_index(drop=True)

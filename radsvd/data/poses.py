@@ -85,11 +85,11 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     import starfile
 
     from radsvd._files import atomic_path
-    from radsvd.data.io import _particle_block, _read_blocks, read_star, star_style
+    from radsvd.data.star import particle_block, read_blocks, read_star, star_style
 
-    blocks = _read_blocks(star)
+    blocks = read_blocks(star)
     style = star_style(blocks)
-    part = _particle_block(blocks, star).reset_index(drop=True)
+    part = particle_block(blocks, star).reset_index(drop=True)
     rows = np.arange(len(part) if n is None else int(n)) if rows is None \
         else np.asarray(rows, np.int64)
     n = len(rows)

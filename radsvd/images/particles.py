@@ -82,7 +82,7 @@ def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltag
                         cs=None, amplitude_contrast=None) -> pd.DataFrame:
     """The normalised STAR table of the first n particles, optics defaults filled in; raises
     if CTF columns are missing (unless ``no_ctf``)."""
-    from radsvd.data.io import read_star
+    from radsvd.data.star import CTF_LABELS, read_star
 
     table = read_star(star, require_ctf=False)
     if n is not None:
@@ -95,9 +95,7 @@ def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltag
             filled = table[key].fillna(value) if key in table.columns else float(value)
             table = table.assign(**{key: filled})
     if not no_ctf:
-        need = {"defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV", "voltage": "rlnVoltage",
-                "cs": "rlnSphericalAberration", "amplitude_contrast": "rlnAmplitudeContrast"}
-        missing = [label for key, label in need.items()
+        missing = [label for key, label in CTF_LABELS.items()
                    if key not in table.columns or table[key].isna().any()]
         if missing:
             raise InputError(f"{star}: missing CTF column(s) {', '.join(missing)}; give "
@@ -161,7 +159,8 @@ def _check_stacks(table: pd.DataFrame, star, data_dir) -> tuple[np.ndarray, dict
     {path: header}, box N0)."""
     from pathlib import Path
 
-    from radsvd.data.io import check_write_ids, mrc_header
+    from radsvd.data.mrc import mrc_header
+    from radsvd.data.stacks import check_write_ids
 
     if "image_path" not in table.columns:
         raise InputError(f"{star}: no image references (rlnImageName)")
@@ -223,7 +222,8 @@ def plan_particles(star, map_path, K: float = 48.0, box: int | None = None,
     whose particle pixels are outliers to a noise-free background).
     ``before_templates(table, stack_paths)``: the caller's own checks, run after the input
     checks and before the first costly step (the templates)."""
-    from radsvd.data.io import check_map_matches_particles, read_mrc
+    from radsvd.data.mrc import read_mrc
+    from radsvd.data.stacks import check_map_matches_particles
     from radsvd.data.preprocess import downsample_volume
     from radsvd.data.templates import project_fourier
     from radsvd.data.viewing import shell_directions
@@ -308,7 +308,7 @@ def _ctf_groups(table: pd.DataFrame, grid, box: int, tolerance: float, block: in
 
 def _ring_ctfs(table: pd.DataFrame, grid, box: int) -> np.ndarray:
     from radsvd.data.ctf import ctf_polar_stack
-    from radsvd.data.io import ctf_params
+    from radsvd.data.stacks import ctf_params
 
     return ctf_polar_stack(ctf_params(table), grid, int(box),
                            table["pixel_size"].to_numpy(np.float64), ring=True)
@@ -327,7 +327,7 @@ def read_particles(prob: ParticleProblem, rows, strict: bool = False):
     Returns (images (m, N0, N0) of the good rows, good rows, skipped [(row, image name,
     reason)]).  A blank (constant) or non-finite image is skipped with a warning, or is an
     error with ``strict``."""
-    from radsvd.data.io import mrc_data
+    from radsvd.data.mrc import mrc_data
 
     rows = np.asarray(rows, np.int64)
     stacks = prob.stacks[rows]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from radsvd.cli import main
-from radsvd.data.io import read_star, write_mrc, write_star
+from radsvd.data.mrc import write_mrc
+from radsvd.data.star import read_star, write_star
 from radsvd.data.molecules import synthetic_molecule
 from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 from radsvd.images.particles import align_particles
@@ -211,7 +212,7 @@ def test_bad_particle_is_skipped_or_refused_with_strict(sim, tmp_path, capsys):
 
 
 def _stack(path):
-    from radsvd.data.io import read_stack
+    from radsvd.data.mrc import read_stack
 
     return read_stack(path)
 

@@ -19,7 +19,7 @@ if PC_ENABLED:
 
     def _pc_count():
         """Particles in the STAR (the rows align-particles aligns; --n caps them)."""
-        from radsvd.data.io import read_star
+        from radsvd.data.star import read_star
 
         return len(read_star(PC["star"], require_ctf=False))
 

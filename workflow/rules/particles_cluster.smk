@@ -17,16 +17,11 @@ if PC_ENABLED:
     PC_DIR = f"{RESULTS}/{PC.get('name', 'particles')}"
     PC_SHARDS = int(PC.get("shards", 4))
 
-    def _pc_count():
-        """Particles in the STAR (the rows align-particles aligns; --n caps them)."""
-        from radsvd.data.star import read_star
+    from radsvd.data.star import read_star as _read_star
 
-        return len(read_star(PC["star"], require_ctf=False))
-
-    def _pc_runtime(wildcards, threads):
-        per_shard = -(-_pc_count() // PC_SHARDS)
-        rate = float(PC.get("particles_per_s_per_thread", 2.0)) * threads
-        return int(10 + float(PC.get("runtime_factor", 2.0)) * per_shard / rate / 60)
+    PC_PER_SHARD = -(-len(_read_star(PC["star"], require_ctf=False)) // PC_SHARDS)
+    PC_RATE = float(PC.get("particles_per_s_per_thread", 2.0))   # per thread
+    PC_FACTOR = float(PC.get("runtime_factor", 2.0))
 
     localrules:
         particles_merge,
@@ -48,7 +43,8 @@ if PC_ENABLED:
         threads: int(PC.get("threads", 2))
         resources:
             mem_mb=int(1024 * (float(PC.get("memory_gib", 2.0)) + 0.5)),
-            runtime=_pc_runtime,
+            runtime=lambda wildcards, threads: int(
+                10 + PC_FACTOR * PC_PER_SHARD / (PC_RATE * threads) / 60),
         conda:
             "../envs/radsvd.yaml"
         shell:

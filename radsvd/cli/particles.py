@@ -61,10 +61,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output STAR file (an .npz is written beside)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     g = p.add_argument_group(
-        "large sets", "Particles stream through memory in chunks; peak memory ≈ 0.45 GiB + "
-        "templates and map + chunk × per-particle bytes (docs/cluster.md).  Each finished "
-        "chunk is checkpointed in OUT.checkpoint/ beside --out: rerunning the same command "
-        "after a crash or a time limit resumes there, and the folder is removed at the end.")
+        "large sets", "Particles stream through memory in chunks; peak memory ≈ 0.45 GiB +\n"
+        "templates and map + chunk × per-particle bytes (docs/cluster.md).  Each finished\n"
+        "chunk is checkpointed in OUT.star.checkpoint/ beside --out: rerunning the same\n"
+        "command after a crash or a time limit resumes there; the folder is removed at the\n"
+        "end.")
     g.add_argument("--memory", type=float, default=None, metavar="GiB",
                    help="memory budget; sets the chunk size (default 2)")
     g.add_argument("--chunk", type=int, default=None, metavar="N",

@@ -95,7 +95,7 @@ def register(sub) -> None:
 
 
 def checkpoint_folder(out):
-    """The checkpoint folder of a run writing ``out``: OUT.checkpoint beside it."""
+    """The checkpoint folder of a run writing ``out``: OUT.star.checkpoint beside it (poses.star → poses.star.checkpoint)."""
     from pathlib import Path
 
     out = Path(out)

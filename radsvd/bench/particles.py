@@ -11,8 +11,8 @@ accounting of that process, ``wait4``).
   49 shifts (radius 4 px), shift-svd at rank 6 and ``--rank full``, interleaved in one run;
   ``particles_per_s`` of the alignment loop and of the whole command, the projected hours
   for 10⁶ particles on this machine and on a 64-core node (shards scale linearly: assumed).
-  Default N = 300, the fastest of 2 interleaved rounds; the issue's size: ``RADSVD_BENCH_PARTICLES_N=10000 radsvd bench --only
-  particles``.
+  Default N = 300, the fastest of 2 interleaved rounds; the issue's size:
+  ``RADSVD_BENCH_PARTICLES_N=10000 radsvd bench --only particles``.
 - ``particles.stream``: the rank-6 command in two chunks against one chunk (the in-memory
   path), same N, same run: ``ratio`` = streamed / in-memory throughput of the alignment loop.
   Each chunk costs its CTF groups' targets and up to 2(S − 1) filler images per group

@@ -95,7 +95,8 @@ def register(sub) -> None:
 
 
 def checkpoint_folder(out):
-    """The checkpoint folder of a run writing ``out``: OUT.star.checkpoint beside it (poses.star → poses.star.checkpoint)."""
+    """The checkpoint folder of a run writing ``out``, beside it: poses.star →
+    poses.star.checkpoint."""
     from pathlib import Path
 
     out = Path(out)

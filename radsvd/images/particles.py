@@ -689,36 +689,36 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
         if checkpoint is not None:
             if fingerprint is None:
                 fingerprint = runs.run_fingerprint(star, map_path, paths, dict(
-                    K=K, rank="full" if rank in (None, "full") else int(rank), method=method, max_shift_A=max_shift_A,
-                    shift_step_A=shift_step_A, box=box, n=n, refine=refine, invert=invert,
-                    ignore_origins=ignore_origins, no_ctf=no_ctf, voltage=voltage, cs=cs,
+                    K=K, rank="full" if rank in (None, "full") else int(rank), method=method,
+                    max_shift_A=max_shift_A, shift_step_A=shift_step_A, box=box, n=n,
+                    refine=refine, invert=invert, ignore_origins=ignore_origins,
+                    no_ctf=no_ctf, voltage=voltage, cs=cs,
                     amplitude_contrast=amplitude_contrast, ctf_tolerance=ctf_tolerance,
                     sigma_A=sigma_A, precision=precision, no_fix_edges=not fix_edges,
-                    strict=strict,
-                    shard=shard))
+                    strict=strict, shard=shard))
             run["ckpt"] = runs.Checkpoint(checkpoint, fingerprint, run["lo"], run["hi"],
                                           restart=restart)
 
     prob = plan_particles(star, map_path, K, box, n, data_dir, invert, ignore_origins, no_ctf,
                           voltage, cs, amplitude_contrast, ctf_tolerance, fix_edges, checks)
     lo, hi, ckpt = run["lo"], run["hi"], run["ckpt"]
-    if chunk is not None:
-        size = int(chunk)
-    else:
-        size = chunk_size_for(prob, 2.0 if memory_gib is None else float(memory_gib))
-    size = max(1, min(size, hi - lo))
     done = ckpt.load() if ckpt is not None else []
-    start = done[-1]["stop"] if done else lo
-    if start > lo:
-        print(f"align-particles: resuming from the checkpoint in {ckpt.folder}: "
-              f"{start - lo} of {hi - lo} particles done", file=sys.stderr)
     try:
+        if chunk is not None:
+            size = int(chunk)
+        else:
+            size = chunk_size_for(prob, 2.0 if memory_gib is None else float(memory_gib))
+        size = max(1, min(size, hi - lo))
         search = plan_search(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
                              precision)
     except BaseException:
         if ckpt is not None and not done:   # nothing finished: leave no checkpoint behind
             ckpt.remove()
         raise
+    start = done[-1]["stop"] if done else lo
+    if start > lo:
+        print(f"align-particles: resuming from the checkpoint in {ckpt.folder}: "
+              f"{start - lo} of {hi - lo} particles done", file=sys.stderr)
     parts = list(done)
     with Progress(hi - lo, start - lo, enabled=progress) as bar:
         for c0 in range(start, hi, size):

@@ -81,9 +81,10 @@ def test_cluster_generic_executor_runs_the_shards(tmp_path, particle_set):
     submit = tmp_path / "submit.sh"
     submit.write_text('#!/bin/sh\nnohup sh "$1" > "$1.out" 2>&1 &\necho $!\n')
     submit.chmod(submit.stat().st_mode | stat.S_IXUSR)
-    res = run_snakemake("particles_cluster", "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
-                        str(submit), "--jobs", "2", "--latency-wait", "5",
-                        "--configfile", str(_config(tmp_path, paths)), cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(REPO)})
+    res = run_snakemake("particles_cluster", "--executor", "cluster-generic",
+                        "--cluster-generic-submit-cmd", str(submit), "--jobs", "2",
+                        "--latency-wait", "5", "--configfile", str(_config(tmp_path, paths)),
+                        cwd=tmp_path, timeout=300, env={"PYTHONPATH": str(REPO)})
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert "cluster-generic" in out or "Submitted job" in out

@@ -178,6 +178,8 @@ def _merge_poses(args) -> int:
     if out.resolve() in {Path(s).resolve() for s in args.shards}:
         raise InputError(f"--out {out} is one of the shards")
     res, star = merge_poses(args.shards, args.particles)
+    if out.resolve() == Path(star).resolve():
+        raise InputError(f"--out {out} is the particle STAR the shards were made from")
     star_out, npz = write_outputs(res, out, star)
     print(f"merged {len(args.shards)} shard(s): {len(res.score)} particles"
           f"{f', {len(res.skipped)} skipped' if res.skipped else ''} -> {star_out}, {npz}",

@@ -26,7 +26,7 @@ import time
 
 from radsvd._files import atomic_path
 
-AREAS = ("images", "volumes", "e2e")
+AREAS = ("images", "volumes", "e2e", "particles")
 DEFAULT_AREAS = ("images", "volumes")     # e2e (whole commands) with ``radsvd bench --e2e``
 SCHEMA = 1
 

@@ -18,7 +18,7 @@ def register(sub) -> None:
                         "OLD's setting")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the (new) records as JSON (atomically)")
-    p.add_argument("--only", choices=("images", "volumes", "e2e"), default=None,
+    p.add_argument("--only", choices=("images", "volumes", "e2e", "particles"), default=None,
                    help="run one area only (with --compare: default, OLD's areas)")
     p.add_argument("--e2e", action="store_true",
                    help="also time the whole commands as users run them (align-images, "

@@ -62,17 +62,59 @@ def register(sub) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "single", "double"))
     p.add_argument("--out", required=True, help="output STAR file (an .npz is written beside)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    g = p.add_argument_group(
+        "large sets", "Particles stream through memory in chunks; peak memory ≈ 0.45 GiB +\n"
+        "templates and map + chunk × per-particle bytes (docs/cluster.md).  Each finished\n"
+        "chunk is checkpointed in OUT.star.checkpoint/ beside --out: rerunning the same\n"
+        "command after a crash or a time limit resumes there; the folder is removed at the\n"
+        "end.")
+    g.add_argument("--memory", type=float, default=None, metavar="GiB",
+                   help="memory budget; sets the chunk size (default 2)")
+    g.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="particles per chunk (overrides --memory)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="align only the I-th of N contiguous slices of the particles "
+                        "(1-based); join the shards with radsvd merge-poses")
+    g.add_argument("--restart", action="store_true",
+                   help="discard a checkpoint left by an earlier run and start over")
+    g.add_argument("--strict", action="store_true",
+                   help="a blank or non-finite particle is an error (default: skipped with "
+                        "a warning, counted in the summary)")
     p.set_defaults(func=_align_particles)
+
+    m = sub.add_parser(
+        "merge-poses", help="join the STAR files of align-particles --shard I/N runs",
+        description="Join the outputs of the N shard runs of align-particles --shard I/N "
+                    "(each STAR with its .npz beside) into the STAR and .npz the unsharded "
+                    "run writes (the same bytes).  Refuses missing, repeated or overlapping "
+                    "shards and shards made from other inputs or options.")
+    m.add_argument("shards", nargs="+", help="the shards' STAR files")
+    m.add_argument("--out", required=True, help="output STAR file (an .npz is written beside)")
+    m.add_argument("--particles", default=None,
+                   help="the particle STAR the shards were made from (default: the path "
+                        "they record)")
+    m.set_defaults(func=_merge_poses)
+
+
+def checkpoint_folder(out):
+    """The checkpoint folder of a run writing ``out``, beside it: poses.star →
+    poses.star.checkpoint."""
+    from pathlib import Path
+
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
 
 
 def _align_particles(args) -> int:
     import math
     from pathlib import Path
 
-    from radsvd._files import refuse_input_as_output
+    import numpy as np
+
+    from radsvd._files import check_output_file, refuse_input_as_output
     from radsvd._validate import InputError
-    from radsvd.data.poses import write_poses_star
     from radsvd.data.stacks import particle_inputs
+    from radsvd.images.particle_runs import parse_shard, write_outputs
     from radsvd.images.particles import align_particles
 
     out = Path(args.out)
@@ -87,6 +129,12 @@ def _align_particles(args) -> int:
                              f"(Å), got {value:g}")
     refuse_input_as_output([("--out", out), ("--out", out.with_suffix(".npz"))],
                            particle_inputs(args.particles, args.map, args.data_dir))
+    check_output_file(out, "--out")
+    if args.memory is not None and not (np.isfinite(args.memory) and args.memory > 0):
+        raise InputError(f"--memory must be a positive number of GiB, got {args.memory}")
+    if args.chunk is not None and args.chunk < 1:
+        raise InputError(f"--chunk must be >= 1 particles, got {args.chunk}")
+    shard = None if args.shard is None else parse_shard(args.shard)
     res = align_particles(args.particles, args.map, K=args.K, rank=args.rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,
@@ -95,15 +143,50 @@ def _align_particles(args) -> int:
                           amplitude_contrast=args.amplitude_contrast,
                           ctf_tolerance=args.ctf_tolerance, sigma_A=args.sigma,
                           precision=args.precision, progress=not args.no_progress,
-                          fix_edges=not args.no_fix_edges)
+                          fix_edges=not args.no_fix_edges, chunk=args.chunk,
+                          memory_gib=args.memory, shard=shard,
+                          checkpoint=checkpoint_folder(out), restart=args.restart,
+                          strict=args.strict)
     res.info["convention"] = POSE_CONVENTION
     res.info["particles"] = args.particles
     res.info["map"] = args.map
-    npz = out.with_suffix(".npz")
-    res.save_npz(npz)
-    write_poses_star(out, args.particles, res.poses, res.score, n=len(res.score))
-    print(f"posed {len(res.score)} particles against {res.info['n_templates']} templates "
-          f"({res.info['n_ctf_groups']} CTF group(s), rank {res.info['rank']}, "
-          f"{res.info['method']}, {res.info['max_shift_px']:g} px shifts) -> {out}, {npz}",
+    star, npz = write_outputs(res, out, args.particles)
+    res.run["checkpoint"].remove()
+    _summary(res, star, npz)
+    return 0
+
+
+def _summary(res, star, npz) -> None:
+    run, info = res.run, res.info
+    skipped = f", {run['skipped']} skipped" if run.get("skipped") else ""
+    resumed = f", {run['resumed_at']} from the checkpoint" if run.get("resumed_at") else ""
+    rate = run["aligned"] / run["seconds"] if run["seconds"] > 0 else float("inf")
+    print(f"posed {len(res.score)} particles against {info['n_templates']} templates "
+          f"({info['n_ctf_groups']} CTF group(s), rank {info['rank']}, {info['method']}, "
+          f"{info['max_shift_px']:g} px shifts) -> {star}, {npz}", file=sys.stderr)
+    print(f"align-particles: {run['aligned']} particles in {run['seconds']:.1f} s, "
+          f"{rate:.2f} particles/s (chunks of {run['chunk']}{resumed}{skipped})",
+          file=sys.stderr)
+
+
+def _merge_poses(args) -> int:
+    from pathlib import Path
+
+    from radsvd._files import check_output_file
+    from radsvd._validate import InputError
+    from radsvd.images.particle_runs import merge_poses, write_outputs
+
+    out = Path(args.out)
+    if out.suffix != ".star":
+        raise InputError(f"--out must end in .star, got {args.out}")
+    check_output_file(out, "--out")
+    if out.resolve() in {Path(s).resolve() for s in args.shards}:
+        raise InputError(f"--out {out} is one of the shards")
+    res, star = merge_poses(args.shards, args.particles)
+    if out.resolve() == Path(star).resolve():
+        raise InputError(f"--out {out} is the particle STAR the shards were made from")
+    star_out, npz = write_outputs(res, out, star)
+    print(f"merged {len(args.shards)} shard(s): {len(res.score)} particles"
+          f"{f', {len(res.skipped)} skipped' if res.skipped else ''} -> {star_out}, {npz}",
           file=sys.stderr)
     return 0

@@ -74,8 +74,10 @@ _OPTICS_LABELS = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"
                   "rlnDetectorPixelSize", "rlnMagnification", "rlnImagePixelSize")
 
 
-def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = None) -> Path:
-    """Write a RELION 3.1 STAR file: the first ``n`` particle rows of ``star`` (any style) with
+def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = None,
+                     rows=None) -> Path:
+    """Write a RELION 3.1 STAR file: the first ``n`` particle rows of ``star`` (any style), or
+    its rows ``rows`` (0-based, in that order), with
     rlnAngleRot/Tilt/Psi, rlnOriginXAngst/YAngst from ``poses`` (:func:`compose_poses`) and
     ``score`` as ``rlnRadsvdScore``.  An older-style input gets a data_optics block (one group
     per distinct voltage, Cs, amplitude contrast and pixel size); its per-particle optics and
@@ -91,17 +93,22 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     blocks = read_blocks(star)
     style = star_style(blocks, star)
     part = particle_block(blocks, star).reset_index(drop=True)
-    n = len(part) if n is None else int(n)
+    rows = np.arange(len(part) if n is None else int(n)) if rows is None \
+        else np.asarray(rows, np.int64)
+    n = len(rows)
     if len(poses) != n or np.shape(score) != (n,):
         raise InputError(f"write_poses_star: {len(poses)} poses and {np.shape(score)} scores "
                          f"for {n} particles")
-    part = part.iloc[:n].copy()
+    if n and (rows.min() < 0 or rows.max() >= len(part)):
+        raise InputError(f"write_poses_star: row {int(rows.max()) + 1} is past the "
+                         f"{len(part)} particle rows of {star}")
+    part = part.iloc[rows].reset_index(drop=True)
     out = {}
     if style == "3.1":
         out["optics"] = blocks["optics"]
         part = part.drop(columns=[c for c in ("rlnOriginX", "rlnOriginY") if c in part.columns])
     else:
-        table = read_star(star, require_ctf=False).iloc[:n]
+        table = read_star(star, require_ctf=False).iloc[rows]
         keys = ["voltage", "cs", "amplitude_contrast", "pixel_size"]
         missing = [k for k in keys if k not in table.columns or table[k].isna().any()]
         if missing:

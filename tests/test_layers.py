@@ -119,6 +119,11 @@ def test_imports_follow_the_layers():
     assert not wrong, "imports against the layer table:\n" + "\n".join(wrong)
 
 
+def _private(name: str) -> bool:
+    """A leading underscore marks a private name; dunders (``__version__``) are public."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
 def test_no_private_names_across_packages():
     """A private module is shared within its package (the ground layer's with everyone);
     no module takes a private name or private module of another package."""
@@ -129,8 +134,8 @@ def test_no_private_names_across_packages():
             target = f"{module}.{name}" if name and _file_of(f"{module}.{name}") else module
             if _package(target) in (home, "radsvd"):
                 continue
-            private = [p for p in target.split(".")[1:] if p.startswith("_")]
-            if private or (name and name.startswith("_")):
+            private = [p for p in target.split(".")[1:] if _private(p)]
+            if private or (name and _private(name)):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} takes "
                              f"{module}{'.' + name if name else ''}")
     assert not wrong, "private names taken from another package:\n" + "\n".join(wrong)
@@ -143,8 +148,8 @@ def test_images_modules_share_private_helpers_through_private_modules():
     for path in (PACKAGE / "images").glob("*.py"):
         for module, name, line in _imports(path):
             target = f"{module}.{name}" if name and _file_of(f"{module}.{name}") else module
-            private_module = any(p.startswith("_") for p in target.split(".")[1:])
-            if name and name.startswith("_") and target == module and not private_module:
+            private_module = any(_private(p) for p in target.split(".")[1:])
+            if name and _private(name) and target == module and not private_module:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} takes {module}.{name}")
     assert not wrong, "private names of public modules:\n" + "\n".join(wrong)
 

@@ -434,7 +434,7 @@ def write_star(path, table: pd.DataFrame, style: str = "3.1", write_ids: dict | 
             _, groups = np.unique(t[keys].to_numpy(), axis=0, return_inverse=True)
             groups = groups.ravel() + 1
         optics = t.assign(_g=groups).groupby("_g", sort=True)[keys].first()
-        box = t["image_size"].iloc[0] if "image_size" in t.columns else None
+        box = t["image_size"].iloc[0] if "image_size" in t.columns and len(t) else None
         blocks["optics"] = pd.DataFrame({
             "rlnOpticsGroup": optics.index.astype(int),
             "rlnOpticsGroupName": [f"opticsGroup{g}" for g in optics.index],

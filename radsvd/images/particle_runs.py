@@ -19,11 +19,53 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from radsvd._validate import InputError, InputWarning
+
+
+RESULT_KEYS = ("best_target", "angle", "score", "shift", "ctf_group")
+
+
+@dataclass
+class ParticlePoses:
+    """Poses (rot, tilt, psi, shift_x, shift_y in RELION units), scores and the raw results of
+    the particles at STAR rows ``rows`` (0-based, skipped particles left out); ``skipped``:
+    (row, image name, reason) of the particles that could not be aligned; ``extra``:
+    per-particle arrays of a ``post_chunk`` hook."""
+
+    poses: pd.DataFrame
+    score: np.ndarray
+    best_target: np.ndarray
+    angle: np.ndarray
+    shift: np.ndarray              # pixels of the aligned (preprocessed) images
+    ctf_group: np.ndarray
+    template_rotations: np.ndarray
+    info: dict = field(default_factory=dict)
+    rows: np.ndarray | None = None
+    skipped: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)   # seconds, chunk, resumed_at, … (not saved)
+
+    def save_npz(self, path) -> None:
+        from radsvd._files import save_npz
+
+        arrays = {f"info_{k}": np.asarray(v) for k, v in self.info.items()}
+        arrays.update({f"extra_{k}": np.asarray(v) for k, v in self.extra.items()})
+        rows = np.arange(len(self.score)) if self.rows is None else self.rows
+        save_npz(path, best_target=self.best_target, angle=self.angle, shift=self.shift,
+                 score=self.score, ctf_group=self.ctf_group,
+                 template_rotations=self.template_rotations, rows=rows,
+                 skipped_rows=np.array([s[0] for s in self.skipped], np.int64),
+                 skipped_reasons=np.array([f"{s[1]}: {s[2]}" for s in self.skipped], str),
+                 rot=self.poses["rot"].to_numpy(), tilt=self.poses["tilt"].to_numpy(),
+                 psi=self.poses["psi"].to_numpy(), origin_x_A=self.poses["shift_x"].to_numpy(),
+                 origin_y_A=self.poses["shift_y"].to_numpy(), **arrays)
+
 
 __all__ = ["Checkpoint", "merge_poses", "parse_shard", "run_fingerprint", "shard_range",
            "write_outputs"]
@@ -156,8 +198,6 @@ class Checkpoint:
         (dicts: start, stop, rows, skipped, results, extra).  A chunk file that cannot be
         read (e.g. cut short by a crash of the machine) ends the usable run: it and any later
         chunks are recomputed."""
-        from radsvd.images.particles import RESULT_KEYS
-
         parts, at = [], self.lo
         for start, stop, path in self._chunks():
             if start != at or stop > self.hi:
@@ -232,10 +272,6 @@ def merge_poses(shards, star=None):
     into the result of the unsharded run.  Refuses missing, repeated or overlapping shards
     and shards made from other inputs or options.  ``star``: the particle STAR (default: the
     one the shards name, checked against their fingerprint).  Returns (ParticlePoses, star)."""
-    import pandas as pd
-
-    from radsvd.images.particles import RESULT_KEYS, ParticlePoses
-
     if not shards:
         raise InputError("merge-poses: give the shards' STAR files")
     loaded = []

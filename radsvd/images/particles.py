@@ -34,50 +34,12 @@ import pandas as pd
 
 from radsvd._validate import InputError, InputWarning
 from radsvd.data.stacks import load_particle_table  # noqa: F401  (validated STAR table)
+from radsvd.images.particle_runs import RESULT_KEYS, ParticlePoses
 
 __all__ = ["ParticlePoses", "ParticleProblem", "ParticleSearch", "align_chunk",
            "align_particles", "chunk_size_for", "load_particle_table", "memory_model",
            "plan_particles", "plan_search", "prepare_particles", "read_particles",
            "search_poses"]
-
-RESULT_KEYS = ("best_target", "angle", "score", "shift", "ctf_group")
-
-
-@dataclass
-class ParticlePoses:
-    """Poses (rot, tilt, psi, shift_x, shift_y in RELION units), scores and the raw results of
-    the particles at STAR rows ``rows`` (0-based, skipped particles left out); ``skipped``:
-    (row, image name, reason) of the particles that could not be aligned; ``extra``:
-    per-particle arrays of a ``post_chunk`` hook."""
-
-    poses: pd.DataFrame
-    score: np.ndarray
-    best_target: np.ndarray
-    angle: np.ndarray
-    shift: np.ndarray              # pixels of the aligned (preprocessed) images
-    ctf_group: np.ndarray
-    template_rotations: np.ndarray
-    info: dict = field(default_factory=dict)
-    rows: np.ndarray | None = None
-    skipped: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-    run: dict = field(default_factory=dict)   # seconds, chunk, resumed_at, … (not saved)
-
-    def save_npz(self, path) -> None:
-        from radsvd._files import save_npz
-
-        arrays = {f"info_{k}": np.asarray(v) for k, v in self.info.items()}
-        arrays.update({f"extra_{k}": np.asarray(v) for k, v in self.extra.items()})
-        rows = np.arange(len(self.score)) if self.rows is None else self.rows
-        save_npz(path, best_target=self.best_target, angle=self.angle, shift=self.shift,
-                 score=self.score, ctf_group=self.ctf_group,
-                 template_rotations=self.template_rotations, rows=rows,
-                 skipped_rows=np.array([s[0] for s in self.skipped], np.int64),
-                 skipped_reasons=np.array([f"{s[1]}: {s[2]}" for s in self.skipped], str),
-                 rot=self.poses["rot"].to_numpy(), tilt=self.poses["tilt"].to_numpy(),
-                 psi=self.poses["psi"].to_numpy(), origin_x_A=self.poses["shift_x"].to_numpy(),
-                 origin_y_A=self.poses["shift_y"].to_numpy(), **arrays)
-
 
 @dataclass
 class ParticleProblem:

@@ -40,9 +40,12 @@ def canonical_euler(euler) -> np.ndarray:
 @dataclass
 class VolumeAlignResult:
     """Per volume: ``euler`` (γ, β, α) and ``matrix`` R of the rotation to apply to the volume
-    to superimpose it on the target; ``score`` = X at the optimum (the Fourier inner product
-    <Â, R_τ B̂>, full landscape if refined, else the landscape that was searched); ``tau`` the
-    landscape maximiser (target → volume).  ``landscapes``: (n, n_β, M, M) if requested."""
+    to superimpose it on the target; ``score`` = X at the optimum (:func:`align_volumes`: the
+    Fourier inner product <Â, R_τ B̂>, full landscape if refined, else the landscape that was
+    searched; :func:`align_volume_maps`: normalised to a correlation); ``tau`` the landscape
+    maximiser (target → volume).  ``landscapes``: (n, n_β, M, M) if requested.  Maps
+    (:func:`align_volume_maps`) also get ``shift`` (n, 3) Å, ``transform`` (n, 4, 4),
+    ``mirrored`` (n,) and ``candidates`` (n, c, 8)."""
 
     euler: np.ndarray
     matrix: np.ndarray
@@ -55,10 +58,11 @@ class VolumeAlignResult:
     mirrored: np.ndarray | None = None
     candidates: np.ndarray | None = None
 
-    def save(self, path) -> None:
+    def save(self, path, **extra) -> None:
         """Write an .npz atomically (:func:`radsvd._files.save_npz`); ``info`` entries as
-        ``info_<key>``."""
-        arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau)
+        ``info_<key>``, ``extra`` arrays under their names."""
+        arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau,
+                      **extra)
         for key in ("landscapes", "shift", "transform", "mirrored", "candidates"):
             if getattr(self, key) is not None:
                 arrays[key] = getattr(self, key)
@@ -361,6 +365,9 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
         bar = tqdm(total=n, unit="map", desc="align-volumes")
     for v, vol in enumerate(vols):
         a = samples(vol, dxs[v], v_sizes[v])
+        if not a.norm > 1e-10 * b.norm:
+            raise InputError(f"volumes[{v}]: the map has no energy within K = {grid.K:g} "
+                             "(empty or constant); nothing to align")
         found = []                       # [hand, tau, t, X, refined]
         for hand in hands:
             X = plan(a.coefficients(grid, None, hand)[None])[0]

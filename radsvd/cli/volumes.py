@@ -217,7 +217,7 @@ def run(args) -> int:
         refine=args.refine, progress=not args.no_progress, eps=args.eps,
         precision=args.precision, max_shift=args.max_shift, mirror=args.mirror,
         lowpass=args.lowpass, mask_radius=args.mask_radius, target_mask=mask,
-        n_candidates=args.candidates, origins=(origins[0], origins[1:]))
+        n_candidates=args.candidates, origins=(origins[0], origins[1:]), names=args.volumes)
     mark("alignment")
     relion = np.degrees(res.euler[:, ::-1])                  # (rot, tilt, psi)
     if args.out is not None:

@@ -227,7 +227,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
                       precision: str = "auto", transform_precision: str | None = None, *,
                       max_shift: float | None = None, mirror="no", lowpass: float | None = None,
                       mask_radius: float | None = None, target_mask=None,
-                      n_candidates: int = 4, origins=None) -> VolumeAlignResult:
+                      n_candidates: int = 4, origins=None, names=None) -> VolumeAlignResult:
     """Fit real-space maps onto a target: rotation, translation and (``mirror``) hand, for
     maps of any box and voxel size (:mod:`radsvd.volumes.fit` states the model).
 
@@ -251,6 +251,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
     within 5% of the best score are refined too and all are returned (``candidates``).
     refine: joint off-grid refinement (:func:`~radsvd.volumes.fit.refine_pose`).
     origins: (target's, [volumes']) (x, y, z) Å of voxel 0 (MRC origin) for ``transform``.
+    names: the volumes' names in error messages (default volumes[i]).
 
     Result: ``euler``/``matrix``/``tau`` as :func:`align_volumes` (proper rotation);
     ``score`` the normalised correlation X/(||Â|| ||B̂||) at the optimum; ``shift`` (n, 3) Å
@@ -267,6 +268,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
     tgt = tgt[0]
     vols = _map_stack(volumes, "volumes")
     n = len(vols)
+    names = [f"volumes[{i}]" for i in range(n)] if names is None else list(names)
     if voxel_sizes is None:
         t_size, v_sizes = 1.0, np.ones(n)
     else:
@@ -366,7 +368,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
     for v, vol in enumerate(vols):
         a = samples(vol, dxs[v], v_sizes[v])
         if not a.norm > 1e-10 * b.norm:
-            raise InputError(f"volumes[{v}]: the map has no energy within K = {grid.K:g} "
+            raise InputError(f"{names[v]}: the map has no energy within K = {grid.K:g} "
                              "(empty or constant); nothing to align")
         found = []                       # [hand, tau, t, X, refined]
         for hand in hands:

@@ -248,7 +248,8 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
     lowpass (Å): Gaussian low-pass, half amplitude at that resolution; mask_radius (Å): a
     soft sphere about each map's centre of mass; target_mask: an array on the target's
     box multiplying the target.  n_candidates: rotation peaks examined per hand; those
-    within 5% of the best score are refined too and all are returned (``candidates``).
+    within 5% of the best score are refined too, and the best of the other hand unless it
+    scores below 80% of the best; all are returned (``candidates``).
     refine: joint off-grid refinement (:func:`~radsvd.volumes.fit.refine_pose`).
     origins: (target's, [volumes']) (x, y, z) Å of voxel 0 (MRC origin) for ``transform``.
     names: the volumes' names in error messages (default volumes[i]).
@@ -388,7 +389,10 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
             best_of_hand = {hd: max((f for f in found if f[0] == hd), key=lambda f: f[3])[1]
                             .tolist() for hd in hands}
             for f in found:
-                if f[1].tolist() == best_of_hand[f[0]] or f[3] >= top - 0.05 * abs(top):
+                # near-equal peaks (within 5%), and the best of each hand unless it is far
+                # behind (below 80%: its grid score is reported unrefined)
+                if f[3] >= top - 0.05 * abs(top) or (f[1].tolist() == best_of_hand[f[0]]
+                                                      and f[3] >= 0.8 * top):
                     f[1], f[2], f[3] = fit.refine_pose(a, rotated_target, grid, full_plan, f[1], f[2],
                                                        mirrored=f[0], radius=radius, step=step)
                     f[4] = True

@@ -345,7 +345,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
                    precision=precision)
     full_plan = plan if not plan.compressed else prepare(
         grid, coef_b, n_beta=plan.n_beta, M=plan.M, wigner=plan.wigner)
-    nodes = fit._nodes(grid)
+    nodes = fit.half_nodes(grid)
     h = 2.0 / NB                                        # translation grid: one target voxel
     step = 2.0 * np.pi / max(plan.M, plan.n_beta)
     hands = {"no": [False], "yes": [True], "auto": [False, True]}[mirror]

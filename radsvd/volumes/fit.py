@@ -71,6 +71,22 @@ def _nodes(grid: ShellGrid) -> np.ndarray:
     return np.stack([c.ravel() for c in grid.points()])
 
 
+def _half(grid: ShellGrid) -> np.ndarray:
+    """Flat indices of half of the nodes, one of each antipodal pair (the ShellTransform's
+    half: the θ rows above the equator, and the first n_φ/2 equator nodes for odd n_θ).
+    For sums with c(-k) = conj(c(k)) (real maps), Re Σ_all c e^{-ik·t} = 2 Re Σ_half."""
+    nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
+    theta = np.arange(nt)[:, None]
+    phi = np.arange(grid.n_phi)[None, :]
+    keep = (theta < h) | ((theta == h) & (nt % 2 == 1) & (phi < P))
+    return np.flatnonzero(np.broadcast_to(keep, (grid.R, nt, grid.n_phi)).ravel())
+
+
+def half_nodes(grid: ShellGrid) -> np.ndarray:
+    """(3, n_nodes/2) (kx, ky, kz) of :func:`_half`, the nodes of the translation sums."""
+    return _nodes(grid)[:, _half(grid)]
+
+
 def _weights(grid: ShellGrid) -> np.ndarray:
     """Quadrature weights W of the nodes: Σ W conj(a) b = <â, b̂> on band-limited shells."""
     w = grid.w[:, None, None] * grid.theta_weights[None, :, None]
@@ -160,32 +176,36 @@ class RotatedTarget:
 
     def __init__(self, vol: np.ndarray, grid: ShellGrid, transform, b: "MapSamples",
                  lowpass_k: float | None = None):
-        self.grid, self.dx, self.centre = grid, transform.dx, b.centre
-        self.precision, self.eps = transform.precision, transform.eps
-        cdt = np.complex64 if self.precision == "single" else np.complex128
+        self.grid, self.transform, self.centre = grid, transform, b.centre
+        cdt = np.complex64 if transform.precision == "single" else np.complex128
         self.vol = np.ascontiguousarray(vol, dtype=cdt)
-        self.nodes = _nodes(grid)
+        # the transform's half of the nodes (the rest are their antipodes), (x, y, z) × dx
+        self.half = np.stack(transform._points[::-1])
+        self.half_nodes = half_nodes(grid)
         lp = np.ones(grid.R) if lowpass_k is None else np.exp(
             -np.log(2.0) * (grid.k / lowpass_k) ** 2)
         self.weight = np.broadcast_to(lp[:, None, None], (grid.R, grid.n_theta,
-                                                          grid.n_phi)).ravel()
+                                                          grid.n_phi)).ravel()[_half(grid)]
 
     def __call__(self, tau) -> np.ndarray:
+        """(R_τ B̂_c)(k) on the half nodes (:func:`half_nodes`)."""
         import finufft
 
-        q = rotation_matrix(tau).T @ self.nodes                     # R_τᵀ k, (3, n_nodes)
-        real = np.float32 if self.precision == "single" else np.float64
-        z, y, x = (np.ascontiguousarray(c * self.dx, dtype=real) for c in q[::-1])
-        opts = dict(upsampfac=1.25, showwarn=0) if self.precision == "single" else {}
-        v = finufft.nufft3d2(z, y, x, self.vol, isign=-1, eps=self.eps, nthreads=1, **opts)
-        return (v.astype(np.complex128) * self.dx ** 3 * np.exp(1j * (self.centre @ q))
-                * self.weight)
+        t = self.transform
+        Rt = rotation_matrix(tau).T
+        real = np.float32 if t.precision == "single" else np.float64
+        x, y, z = (np.ascontiguousarray(c, dtype=real) for c in Rt @ self.half)
+        opts = dict(upsampfac=1.25, showwarn=0) if t.precision == "single" else {}
+        v = finufft.nufft3d2(z, y, x, self.vol, isign=-1, eps=t.eps, nthreads=1, **opts)
+        return (v.astype(np.complex128) * t.dx ** 3
+                * np.exp(1j * (self.centre @ (Rt @ self.half_nodes))) * self.weight)
 
 
 def _phase_sum(a: "MapSamples", target: RotatedTarget, tau, mirrored: bool) -> np.ndarray:
-    """c = W conj(Â_c) (R_τ B̂_c) at the nodes (flat): X(τ, t) = Re Σ c e^{-ik·t}."""
+    """c = 2 W conj(Â_c) (R_τ B̂_c) on the half nodes: X(τ, t) = Re Σ c e^{-ik·t}."""
     s = np.conj(a.samples) if mirrored else a.samples
-    return _weights(target.grid) * np.conj(s.ravel()) * target(tau)
+    idx = _half(target.grid)
+    return 2.0 * _weights(target.grid)[idx] * np.conj(s.ravel()[idx]) * target(tau)
 
 
 def refine_rotation(T_rows: np.ndarray, plan, tau0, step: float):
@@ -267,11 +287,13 @@ def _best_translation(c, nodes, t0, radius, iterations: int = 8):
         e = c * np.exp(-1j * (t @ nodes))
         return float(np.sum(e.real)), e
 
+    # einsum, not BLAS, for these thin products (see refine_rotation)
+
     t = np.asarray(t0, float)
     val, e = terms(t)
     for _ in range(iterations):
-        g = nodes @ e.imag
-        H = -(nodes * e.real) @ nodes.T
+        g = np.einsum("dn,n->d", nodes, e.imag)
+        H = -np.einsum("dn,en,n->de", nodes, nodes, e.real, optimize=False)
         try:
             d = -np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
@@ -279,7 +301,9 @@ def _best_translation(c, nodes, t0, radius, iterations: int = 8):
         if not np.all(np.isfinite(d)) or g @ d <= 0:      # not an ascent direction
             d = g * (np.linalg.norm(d) / max(np.linalg.norm(g), 1e-300)) if np.all(
                 np.isfinite(d)) else g * 1e-6
-        for _ in range(20):
+        if np.max(np.abs(d)) < 1e-7:                      # converged (box units)
+            break
+        for _ in range(8):
             t_new = t + d
             if np.linalg.norm(t_new) <= radius * (1 + 1e-9):
                 v_new, e_new = terms(t_new)
@@ -302,7 +326,7 @@ def refine_pose(a: MapSamples, target: RotatedTarget, grid: ShellGrid, full_plan
     neither moves (10⁻⁴ of a grid step, 10⁻⁴ box units).  Returns (τ, t, X)."""
     from radsvd.volumes.align import _full_T
 
-    nodes = _nodes(grid)
+    nodes = half_nodes(grid)
     tau, t = np.asarray(tau, float), np.asarray(t, float)
     value = -np.inf
     for _ in range(rounds):

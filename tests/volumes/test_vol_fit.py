@@ -195,3 +195,31 @@ def test_cli_out_map_boxes_pixel_sizes_and_voxel_size_option(tmp_path, capsys):
                  str(tmp_path / "x.npz"), "--no-progress"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "x.npz")["transform"], d["transform"],
                                atol=1e-6)
+
+
+def test_phase_sum_on_half_the_nodes_is_the_landscape_of_the_moved_map():
+    # X(τ, t) two ways: the NUFFT of the target at the rotated half nodes (fit) against
+    # eq. 103 on the shell coefficients of the moved map (sht, step 1, Wigner-d)
+    from radsvd.volumes import prepare
+    from radsvd.volumes.align import _full_T, landscape_value
+    from radsvd.volumes.shells import ShellTransform, sht
+
+    mol = _molecule(4)
+    N = 24
+    grid = ShellGrid(K=8)
+    tr = ShellTransform(grid, N, np.float64)
+    A = _moved(mol, rotation_matrix([0.2, 0.7, 1.0]), np.array([0.1, 0.0, -0.05])).volume(N)
+    B = mol.volume(N)
+    a = fit.map_samples(A, grid, tr, voxel_size=1.0)
+    b = fit.map_samples(B, grid, tr, voxel_size=1.0)
+    plan = prepare(grid, sht(b.samples[None], grid))
+    target = fit.RotatedTarget(B, grid, tr, b)
+    tau, t = np.array([0.4, 1.3, -0.9]), np.array([0.03, -0.02, 0.05])
+    for mirrored in (False, True):
+        c = fit._phase_sum(a, target, tau, mirrored)
+        via_phases = fit.translation_value(c, fit.half_nodes(grid), t)
+        via_shells = landscape_value(_full_T(a.coefficients(grid, t, mirrored), plan), plan,
+                                     tau)
+        # both exact on band-limited shells up to the NUFFT tolerance (1e-12) and the
+        # degree-L truncation of the rotated target (the coefficient route)
+        assert via_phases == pytest.approx(via_shells, rel=1e-6)

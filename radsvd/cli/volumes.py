@@ -208,6 +208,16 @@ def run(args) -> int:
         if mask.shape != maps[0].shape:
             raise InputError(f"--mask: {args.mask} has box {mask.shape}, the TARGET "
                              f"{maps[0].shape}")
+    if args.K is not None:
+        from radsvd._validate import frequency_for_box
+
+        frequency_for_box(args.K, maps[0].shape[0], "--K", "voxel")
+        for path, v, size in zip(paths[1:], maps[1:], sizes[1:]):
+            nyquist = np.pi * maps[0].shape[0] * sizes[0] / (2.0 * size)   # TARGET's units
+            if args.K > nyquist * (1 + 1e-12):
+                raise InputError(f"--K = {args.K:g} is beyond the Nyquist frequency "
+                                 f"{nyquist:.4g} of {path} ({size:g} Å voxels) in the "
+                                 "TARGET's box units; lower --K")
     origins = [_origin(p) for p in paths]
     mark("reading")
     prepare_compiler()

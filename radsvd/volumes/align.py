@@ -421,7 +421,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
                 precision=plan.precision, M=plan.M, K=grid.K, R=grid.R, L=grid.L,
                 refined=bool(refine), max_shift=radius * unit, mirror=mirror,
                 score_unmirrored=hand_scores[:, 0], score_mirrored=hand_scores[:, 1],
-                voxel_size=t_size, **rank_info)
+                voxel_size=t_size, transform_precision=prec, **rank_info)
     return VolumeAlignResult(euler=euler, matrix=rotation_matrix(euler), score=score, tau=tau,
                              landscapes=land, info=info, shift=shift, transform=transform,
                              mirrored=mirrored, candidates=cands)

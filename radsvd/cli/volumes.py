@@ -199,6 +199,9 @@ def run(args) -> int:
     maps, header_sizes = [], []
     for path in paths:
         v, size = read_mrc(path, dtype=None, expect="map")   # the file's precision
+        if len(set(v.shape)) != 1:
+            raise InputError(f"{path}: the map must be cubic, got {v.shape[::-1]} (x, y, z) "
+                             "voxels; pad or crop it to a cube")
         maps.append(v)
         header_sizes.append(size)
     sizes = _voxel_sizes(args.voxel_size, header_sizes, paths)

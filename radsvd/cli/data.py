@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("1", "3.0", "3.1"), default="3.1",
                    help="RELION STAR style to write (default 3.1)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (created if missing; its "
+                   "parent must exist)")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("fetch", help="download a dataset of data_manifest.yaml (verified, "
@@ -70,7 +71,8 @@ def _simulate(args) -> int:
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.simulate import Microscope, simulate_particles, write_particles
 
-    check_output_folder(args.out, "--out")   # before the work, not after it
+    check_output_folder(args.out, "--out",   # before the work, not after it
+                        files=("particles.mrcs", "particles.star", "map.mrc"))
     mol = synthetic_molecule(args.molecule)
     snr = None if (args.snr == 0 or math.isinf(args.snr)) else args.snr
     scope = Microscope(defocus_range=tuple(args.defocus), astigmatism=args.astigmatism,

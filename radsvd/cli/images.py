@@ -47,6 +47,10 @@ def register(sub) -> None:
                    help="also search translations in a disc of this radius (pixels; default 0)")
     p.add_argument("--shift-step", type=float, default=1.0,
                    help="spacing of the shift grid in pixels (default 1)")
+    p.add_argument("--normalize-targets", action="store_true",
+                   help="scale every target to unit norm on the polar grid, so that the best "
+                        "target is the best correlated one rather than the one with the most "
+                        "energy (use it with the projections of `radsvd templates`)")
     p.add_argument("--all-pairs", action="store_true",
                    help="also store angles and scores for every (image, target) pair")
     p.add_argument("--refine", action="store_true",
@@ -72,6 +76,18 @@ def _read_stack(path: str, name: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{name}: no such file: {path}")
     return contextlib.ExitStack(), mrc_data(path, mrc_header(path))
+
+
+def _unit_norm(fb, grid):
+    """Targets scaled to unit norm Σ_r w_r Σ_q |b(r, q)|² = 1 (every periodic q counted;
+    zero targets stay zero and are refused by the engine)."""
+    import numpy as np
+
+    from radsvd.images.basis import _q_multiplicity
+
+    norm2 = np.einsum("nrq,r,q->n", np.abs(fb) ** 2, grid.w, _q_multiplicity(grid.Q, True))
+    scale = np.where(norm2 > 0, 1.0 / np.sqrt(np.where(norm2 > 0, norm2, 1.0)), 0.0)
+    return fb * scale.astype(fb.real.dtype)[:, None, None]
 
 
 def _align_images(args) -> int:
@@ -118,6 +134,8 @@ def _align_images(args) -> int:
         mark("reading")
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
+        if args.normalize_targets:
+            fb_b = _unit_norm(fb_b, grid)
         mark("transform")
         prepare_compiler()
         mark("startup")     # numba's set-up, paid by the first kernel whatever the rank
@@ -136,6 +154,7 @@ def _align_images(args) -> int:
         mrc_b.close()
     res.info["convention"] = ANGLE_CONVENTION + ("\n" + SHIFT_CONVENTION
                                                  if res.shift is not None else "")
+    res.info["normalized_targets"] = bool(args.normalize_targets)
     res.info["images"] = args.images
     res.info["targets"] = args.targets
     res.save(args.out)

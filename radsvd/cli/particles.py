@@ -66,6 +66,7 @@ def register(sub) -> None:
 def _align_particles(args) -> int:
     from pathlib import Path
 
+    from radsvd._files import check_output_file
     from radsvd._validate import InputError
     from radsvd.data.poses import write_poses_star
     from radsvd.images.particles import align_particles
@@ -73,6 +74,8 @@ def _align_particles(args) -> int:
     out = Path(args.out)
     if out.suffix != ".star":
         raise InputError(f"--out must end in .star, got {args.out}")
+    check_output_file(out, "--out")     # both outputs before the work
+    check_output_file(out.with_suffix(".npz"), "--out (its .npz)")
     rank = None
     if args.rank != "full":
         try:

@@ -121,7 +121,7 @@ def test_cli_simulate(tmp_path, capsys):
     assert info["type"] == "stack" and info["images"] == 6 and info["box"] == 32
     assert info["voxel_size"] == pytest.approx(9.0)
     assert info["mean"] == pytest.approx(float(imgs.mean()), rel=1e-5, abs=1e-6)
-    assert main(["simulate", "--molecule", "nope", "--out", str(out)]) == 2
+    assert main(["simulate", "--molecule", "nope", "--out", str(out), "--force"]) == 2
     assert "unknown synthetic molecule" in capsys.readouterr().err
 
 

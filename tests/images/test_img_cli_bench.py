@@ -146,7 +146,7 @@ def test_cli_with_shifts(stacks, tmp_path):
         out = tmp_path / "s.npz"
         assert main(["align-images", str(tmp_path / "moved.mrcs"), str(d / "targets.mrcs"),
                      "--K", "16", "--max-shift", "3", "--out", str(out), "--no-progress",
-                     "--refine", "--all-pairs"] + extra) == 0
+                     "--refine", "--all-pairs", "--force"] + extra) == 0
         r = np.load(out)
         assert np.array_equal(r["best_target"], tgt)
         assert np.abs(r["shift"] - delta).max() < 0.1

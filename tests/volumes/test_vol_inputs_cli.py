@@ -105,7 +105,7 @@ def test_cli_align_volumes(tmp_path, capsys):
     assert f"aligned 2 volumes to {tgt}" in err and f"-> {out}" in err
     assert str(d["info_precision"]) == "single"                   # auto, compressed
     assert main(["align-volumes", str(tgt), str(v1), "--rank", "4", "--K", "8", "--precision",
-                 "double", "--no-progress", "--out", str(out)]) == 0
+                 "double", "--no-progress", "--out", str(out), "--force"]) == 0
     assert str(np.load(out)["info_precision"]) == "double"
 
 

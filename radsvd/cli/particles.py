@@ -39,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=float, default=None,
                    help="σ of the Gaussian shifts of gaussian-shift-svd, Å (default max-shift/2)")
     p.add_argument("--box", type=int, default=None,
-                   help="Fourier-crop particles and map to this box first (default: none)")
+                   help="Fourier-crop particles and map to this box in pixels first "
+                        "(default: none)")
     p.add_argument("--n", type=int, default=None, help="only the first n particles")
     p.add_argument("--data-dir", default=None,
                    help="directory the STAR's image paths are relative to (default: its own)")

@@ -18,8 +18,9 @@ def register(sub) -> None:
                         "OLD's setting")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the (new) records as JSON (atomically)")
-    p.add_argument("--only", choices=("images", "volumes", "e2e"), default=None,
-                   help="run one area only (with --compare: default, OLD's areas)")
+    p.add_argument("--only", choices=("images", "volumes", "e2e", "startup"), default=None,
+                   help="run one area only (with --compare: default, OLD's areas); startup: "
+                        "every command's first run (empty numba cache) and later runs")
     p.add_argument("--e2e", action="store_true",
                    help="also time the whole commands as users run them (align-images, "
                         "align-volumes from MRC files to the result file, with the split into "
@@ -85,7 +86,7 @@ def _options(args) -> dict:
         if not os.path.isfile(os.path.join(base, "radsvd", "__init__.py")):
             raise InputError(f"--e2e-baseline: {base} is not a radsvd source tree "
                              f"(no radsvd/__init__.py in it)")
-    return {"e2e": dict(baseline=base, log=_log)}
+    return {"e2e": dict(baseline=base, log=_log), "startup": dict(log=_log)}
 
 
 def _measure(args) -> int:

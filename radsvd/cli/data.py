@@ -58,7 +58,7 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the datasets and exit")
     p.set_defaults(func=_fetch)
 
-    p = sub.add_parser("info", help="summary of an MRC map/stack or a STAR file")
+    p = sub.add_parser("info", help="summary of an MRC map/stack, a STAR file or a result .npz")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)

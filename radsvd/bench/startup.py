@@ -30,7 +30,8 @@ def _commands(d: str) -> dict:
                       "--out", os.path.join(d, "templates.mrcs")],
     }
     for name, argv in e2e.items():
-        out[name.replace("_", "-").replace(".", " --rank ").replace("rank rank", "rank")] = argv
+        out[name.replace("_", "-").replace(".rank", " --rank ").replace(".full", " --rank full")
+            .replace("--rank ", "--rank=")] = argv
     out["align-particles"] = ["align-particles", os.path.join(sim, "particles.star"),
                               os.path.join(sim, "map.mrc"), "--K", "8", "--max-shift", "4",
                               "--no-progress", "--out", os.path.join(d, "poses.star")]
@@ -59,7 +60,8 @@ def measure(quick: bool = False, log=None) -> list[dict]:
                 log(f"bench startup: {name}: cold {cold['seconds']:.1f} s, "
                     f"warm {warm['seconds']:.1f} s")
             records.append(dict(
-                name=f"startup.{name.replace(' --', '.').replace(' ', '.')}",
+                name="startup." + name.replace(" --rank=full", ".full")
+                .replace(" --rank=", ".rank").replace(" --", "."),
                 seconds=warm["seconds"], cold_seconds=cold["seconds"],
                 compile_seconds=cold["seconds"] - warm["seconds"],
                 cold_over_warm=cold["seconds"] / warm["seconds"],

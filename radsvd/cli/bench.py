@@ -7,7 +7,8 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "bench", help="run the performance benchmark and print the headline table",
+        "bench", help="run the performance benchmark; ends with a headline table (what was "
+                      "measured, the ratio, the goal)",
         description="Measure, in one run, the 2D (and, when present, 3D) engines against the "
                     "baselines kept in radsvd.bench; print a table and optionally write a JSON "
                     "document keyed by record name.  With --compare OLD.json, re-measure (same "
@@ -91,13 +92,17 @@ def _options(args) -> dict:
 
 def _measure(args) -> int:
     from radsvd.bench import DEFAULT_AREAS, format_table, run, write_json
+    from radsvd.bench.headline import format_headline
 
     options = _options(args)
     areas = DEFAULT_AREAS + (("e2e",) if args.e2e else ())
     if args.only is not None:
         areas = (args.only,)
     doc = run(quick=bool(args.quick), areas=areas, log=_log, options=options)
+    print("all records (fields: docs/bench.md):")
     print(format_table(doc))
+    print()
+    print(format_headline(doc))
     print(_machine_line(doc))
     if args.json:
         write_json(doc, args.json)

@@ -73,7 +73,7 @@ def true_poses(res: Result):
     star = res.info.get("particles")
     if res.kind != "poses" or not star:
         return None
-    from radsvd.data.io import read_star
+    from radsvd.data import read_star
 
     for candidate in (Path(star), res.path.parent / Path(star).name):
         if candidate.is_file():

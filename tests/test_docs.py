@@ -47,7 +47,7 @@ def test_every_block_is_tagged_and_every_skip_says_why():
 
 
 def _placeholders(d: Path) -> None:
-    from radsvd.data.io import write_mrc
+    from radsvd.data import write_mrc
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.rotations import random_rotations
     from radsvd.data.simulate import simulate_particles, write_particles

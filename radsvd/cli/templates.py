@@ -53,7 +53,7 @@ def write_templates(map_path, K: float, out, box: int | None = None,
 
     from radsvd._files import check_output_file
     from radsvd._validate import InputError, frequency_for_box
-    from radsvd.data.io import read_mrc, write_mrc
+    from radsvd.data import read_mrc, write_mrc
     from radsvd.data.preprocess import downsample_volume
     from radsvd.data.simulate import simulate_particles
     from radsvd.data.viewing import shell_directions

@@ -5,7 +5,7 @@ import pytest
 
 from radsvd._files import output_policy, save_npz
 from radsvd.cli import NO_OUTPUT, build_parser, main
-from radsvd.data.io import write_mrc
+from radsvd.data import write_mrc
 
 
 @pytest.fixture

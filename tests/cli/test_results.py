@@ -5,7 +5,7 @@ import pytest
 
 from radsvd._validate import InputError
 from radsvd.cli import main
-from radsvd.data.io import read_star
+from radsvd.data import read_star
 from radsvd.results import load_result, summarize
 
 pytest.importorskip("matplotlib")   # a dependency of the test extra ('radsvd[plot]')

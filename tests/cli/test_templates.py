@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from radsvd.cli import main
-from radsvd.data.io import read_mrc, read_star, write_mrc
+from radsvd.data import read_mrc, read_star, write_mrc
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.data.poses import angular_errors, compose_poses
 from radsvd.data.rotations import euler_to_rotation

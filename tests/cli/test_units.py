@@ -34,7 +34,7 @@ def test_align_images_refuses_the_angstrom_spelling(tmp_path, capsys, option):
     (with the pixel spelling named) rather than read as pixels."""
     import numpy as np
 
-    from radsvd.data.io import write_mrc
+    from radsvd.data import write_mrc
 
     s = write_mrc(tmp_path / "s.mrcs", np.ones((1, 16, 16), np.float32))
     assert main(["align-images", str(s), str(s), "--K", "4", option, "2", "--out",

@@ -75,7 +75,8 @@ def write_templates(map_path, K: float, out, box: int | None = None,
     K = frequency_for_box(K, N, "--K")
     if N != Nv:
         volume = downsample_volume(volume, N)
-    pixel = voxel * Nv / N if voxel > 0 else 1.0
+    # MRC headers hold float32: 2.4 reads as 2.4000000953674316; 7 digits are what it has
+    pixel = float(f"{voxel * Nv / N:.7g}") if voxel > 0 else 1.0
     if voxel <= 0:
         import warnings
 

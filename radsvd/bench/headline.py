@@ -70,7 +70,8 @@ def rows(doc: dict) -> list[tuple[str, str, str, str, str]]:
                         if "bound_speedup_vs_full" in r else "", "start-up included"))
     for name, r in by.items():
         if name.startswith("startup."):
-            out.append((f"first run of `{r['params']['command'].split(' …')[0]}` "
+            what = "radsvd " + name[len("startup."):].replace(".", " ")
+            out.append((f"first run of `{what}` "
                         "(empty numba cache) against later runs",
                         f"{r['cold_seconds']:.3g} / {r['seconds']:.3g}",
                         f"{1 / r['cold_over_warm']:.2f}×", "1× after `radsvd warmup`",

@@ -60,3 +60,18 @@ def test_quick_document_fields_documented_and_headline(quick_doc):
                   "3D: radial/degree-SVD H = ", "ideal R/H", "ideal K/H"):
         assert claim in text
     assert headline.format_headline({"records": []}).startswith("headline: no headline")
+
+
+def test_report_merges_a_startup_document(startup_records, quick_doc):
+    from radsvd._validate import InputError
+    from radsvd.bench.report import merge, render
+
+    _, doc = quick_doc
+    other = {"schema": 1, "created": "2026-12-08T00:00:00Z", "quick": True,
+             "machine": doc["machine"], "records": startup_records}
+    page = render(merge([doc, other]))
+    assert "## First run and later runs" in page and "- Merged: the startup records" in page
+    assert "`radsvd info …/sim/particles.star`" in page
+    assert "`startup.info`" not in page            # shown in its table, not under "Other"
+    with pytest.raises(InputError, match="share record names"):
+        merge([doc, doc])

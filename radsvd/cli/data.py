@@ -37,7 +37,8 @@ def register(sub) -> None:
                        "resumable; only the first particles)")
     p.add_argument("dataset", nargs="?", help="dataset key or alias (e.g. trpv1, EMPIAR-10005, "
                    "EMD-5778); omit with --list")
-    p.add_argument("--dest", default=None, help="destination directory (default data/<key>)")
+    p.add_argument("--dest", default=None, help="destination directory, created with its parents if missing; "
+                   "an interrupted fetch resumes into it (default data/<key>)")
     p.add_argument("--what", choices=("all", "map", "particles"), default="all")
     p.add_argument("--n", type=int, default=None,
                    help="particles to fetch, >= 1 (default: the manifest's subset)")

@@ -61,7 +61,7 @@ class _CompileNotice(numba.core.event.Listener):
         if not getattr(func, "__module__", "").startswith("radsvd"):
             return
         self.kernels += 1
-        if self.kernels == 1 and not self.quiet:
+        if self.kernels == 1 and not self.quiet and CACHE:   # without a cache: warned at import
             print("radsvd: compiling numba kernels once (about 15-60 s on 2 cores; later runs "
                   "load them from the cache; `radsvd warmup` compiles them ahead)...",
                   file=sys.stderr, flush=True)
@@ -74,8 +74,8 @@ class _CompileNotice(numba.core.event.Listener):
 
     def summary(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            print(f"radsvd: compiled {self.kernels} kernel signature(s) in {self.seconds:.0f} s"
-                  f"{' (cached for the next runs)' if CACHE else ''}", file=sys.stderr)
+            print(f"radsvd: compiled {self.kernels} kernel signature(s) in {self.seconds:.0f} s "
+                  "(cached for the next runs)", file=sys.stderr)
 
 
 COMPILE_NOTICE = _CompileNotice()

@@ -110,7 +110,7 @@ def test_cli_align_volumes(tmp_path, capsys):
     compressed = str(d["info_rank_used"]) != "full"
     assert str(d["info_precision"]) == ("single" if compressed else "double")
     assert main(["align-volumes", str(tgt), str(v1), "--rank", "4", "--K", "8", "--precision",
-                 "double", "--no-progress", "--out", str(out)]) == 0
+                 "double", "--no-progress", "--out", str(out), "--force"]) == 0
     assert str(np.load(out)["info_precision"]) == "double"
 
 

@@ -91,7 +91,7 @@ rule fig16_shifts:
     input:
         SHIFT_TABLE,
     output:
-        f"{FIGURES}/fig16_shifts.{config.get('figure_format', 'png')}",
+        *figure_outputs("fig16"),
     params:
         style=config["style"],
         title=dataset_config(MAIN)["description"],

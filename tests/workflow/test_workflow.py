@@ -298,42 +298,41 @@ def test_tiny_workflow_end_to_end(tmp_path):
     if np.isfinite(cpu):            # Snakemake writes NA when the job ended before a sample
         assert row.cpu_utilisation == pytest.approx(cpu / (raw.s.iloc[0] * 2))
 
-    # the figure pipeline again, under other conditions, compared with the first run
-    ref = "results/figures"
-    conditions = ["results=results/run2", "check={reference: %s, claims: false}" % ref,
-                  "threads={default: 1, align: 1, volumes: 1}"]
-    res = run_snakemake("--cores", "2", "--configfile", tiny, "--config", *conditions,
-                        cwd=work, timeout=1800, snakefile=snakefile,
+    # the figure pipeline again, under other conditions (one thread per job, OpenBLAS's
+    # Sandybridge kernels), compared with the first run as the reference
+    conditions = tmp_path / "conditions.yaml"
+    conditions.write_text("results: results/run2\n"
+                          "check: {reference: results/figures, claims: false}\n"
+                          "threads: {default: 1, align: 1, volumes: 1}\n")
+    res = run_snakemake("--cores", "2", "--configfile", tiny, str(conditions), cwd=work,
+                        timeout=1800, snakefile=snakefile,
                         env={"OPENBLAS_CORETYPE": "Sandybridge"})
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
-    assert "reproducibility check: PASS" in out, out[-3000:]
     n = len(FIGURES + TIMING_FIGURES)
-    assert f"{n}/{n} figures match the reference results/figures" in out, out[-3000:]
+    assert f"PASS — {n}/{n} figures match the reference results/figures" in out, out[-3000:]
     run2 = pd.read_csv(work / "results" / "run2" / "tables" / "image_alignment.tsv", sep="\t")
     assert (run2.numba_threads == 1).all()
     report = (work / "results" / "run2" / "report.md").read_text()
     assert all(f"| {name} | pass" in report for name in FIGURES + TIMING_FIGURES), report
     # a perturbed number in the reference (10 tolerances) makes the check and the command fail
     perturbed = work / "results" / "perturbed"
-    shutil.copytree(work / ref, perturbed)
+    shutil.copytree(work / "results" / "figures", perturbed)
     csv = perturbed / "fig08_image_alignment.csv"
-    lines = csv.read_text().splitlines()
-    head = [ln for ln in lines if ln.startswith("#")]
+    head = [ln for ln in csv.read_text().splitlines() if ln.startswith("#")]
     df = pd.read_csv(csv, comment="#")
     df.loc[1, "correlation"] -= 1e-3
     csv.write_text("\n".join(head) + "\n" + df.to_csv(index=False, float_format="%.17g"))
-    conditions[1] = "check={reference: results/perturbed, claims: false}"
-    res = run_snakemake("--cores", "1", "--configfile", tiny, "--config", *conditions,
-                        cwd=work, timeout=600, snakefile=snakefile)
+    conditions.write_text(conditions.read_text().replace("results/figures", "results/perturbed"))
+    res = run_snakemake("--cores", "1", "--configfile", tiny, str(conditions), cwd=work,
+                        timeout=600, snakefile=snakefile)
     out = res.stdout + res.stderr
     assert res.returncode != 0, out[-3000:]
-    assert "reproducibility check: FAIL" in out, out[-3000:]
+    assert f"reproducibility check: FAIL — {n - 1}/{n} figures" in out, out[-3000:]
     report = (work / "results" / "run2" / "report.md").read_text()
     assert "| fig08_image_alignment | **FAIL**" in report
-    assert "correlation" in report.split("## Problems")[1]
+    assert "main.correlation (correlation)" in report.split("## Problems")[1]
     assert git("status", "--porcelain", "--untracked-files=all", cwd=work) == ""
-
 
 def _serve(directory):
     """A plain HTTP server on 127.0.0.1 (an ephemeral port) serving ``directory``."""

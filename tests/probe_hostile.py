@@ -88,7 +88,7 @@ def api(body: str) -> list:
 # ------------------------------------------------------------------------------------ fixtures
 
 def build_fixtures(d: Path) -> None:
-    from radsvd.data.io import write_mrc
+    from radsvd.data.mrc import write_mrc
 
     rng = np.random.default_rng(0)
     write_mrc(d / "images.mrcs", rng.standard_normal((4, 16, 16)).astype(np.float32), 2.0)
@@ -291,17 +291,17 @@ def probes() -> list:
 
     # --- load_particles (API) -----------------------------------------------------------------
     P.append(Probe("load_particles index beyond stack", api(
-        "from radsvd.data.io import load_particles, read_star, write_star\n"
+        "from radsvd.data.star import read_star, write_star\nfrom radsvd.data.stacks import load_particles\n"
         "t = read_star('sim/particles.star')\n"
         "t.loc[0, 'image_name'] = '000099@particles.mrcs'\n"
         "write_star('sim/p2.star', t)\n"
         "load_particles('sim/p2.star')"), "error", fixtures_copy("sim")))
     P.append(Probe("load_particles stack missing", api(
-        "from radsvd.data.io import load_particles\nimport os\n"
+        "from radsvd.data.stacks import load_particles\nimport os\n"
         "os.remove('sim/particles.mrcs')\nload_particles('sim/particles.star')"), "error",
         fixtures_copy("sim"), mutates=True))
     P.append(Probe("load_particles stack replaced by another run", api(
-        "from radsvd.data.io import load_particles\nimport shutil\n"
+        "from radsvd.data.stacks import load_particles\nimport shutil\n"
         "shutil.copy('other/particles.mrcs', 'sim/particles.mrcs')\n"
         "load_particles('sim/particles.star')"), "error",
         chain(fixtures_copy("sim"), lambda w: shutil.copytree(FIX / "sim", w / "other"),
@@ -310,7 +310,7 @@ def probes() -> list:
                                         "--out", str(w / "other")], check=True,
                                        capture_output=True)), mutates=True))
     P.append(Probe("load_particles n=0", api(
-        "from radsvd.data.io import load_particles\nload_particles('sim/particles.star', n=0)"),
+        "from radsvd.data.stacks import load_particles\nload_particles('sim/particles.star', n=0)"),
         "error", fixtures_copy("sim")))
 
     # --- align-images arguments and inputs ----------------------------------------------------
@@ -472,12 +472,12 @@ def probes() -> list:
         "from radsvd.volumes import ShellGrid, to_shells\n"
         "to_shells(np.ones((12, 12, 12)), ShellGrid(K=4, L=10**4))"), "error"))
     P.append(Probe("API read_mrc on folder", api(
-        "from radsvd.data.io import read_mrc\nread_mrc('.')"), "error"))
+        "from radsvd.data.mrc import read_mrc\nread_mrc('.')"), "error"))
     P.append(Probe("API write_mrc 4D", api(
-        "from radsvd.data.io import write_mrc\nwrite_mrc('x.mrc', np.zeros((2, 2, 2, 2)))"),
+        "from radsvd.data.mrc import write_mrc\nwrite_mrc('x.mrc', np.zeros((2, 2, 2, 2)))"),
         "error", check=no_leftovers))
     P.append(Probe("API write_mrc complex", api(
-        "from radsvd.data.io import write_mrc\nwrite_mrc('x.mrc', np.zeros((2, 2, 2), complex))"),
+        "from radsvd.data.mrc import write_mrc\nwrite_mrc('x.mrc', np.zeros((2, 2, 2), complex))"),
         "error", check=no_leftovers))
     P.append(Probe("API save_npz under a file", api(
         "from radsvd._files import save_npz\nsave_npz('f/x.npz', a=np.arange(3))"), "error",
@@ -512,7 +512,7 @@ def _sparse_map(w: Path) -> None:
 def _pair_consistent(w: Path, proc) -> tuple | None:
     """After a kill: the old pair loads, or the new pair loads, or a mismatched pair is
     refused; never a silently mismatched pair, never leftovers after the next write."""
-    code = ("from radsvd.data.io import load_particles\n"
+    code = ("from radsvd.data.stacks import load_particles\n"
             "try:\n    load_particles('s/particles.star')\n    print('LOADS')\n"
             "except ValueError as e:\n    print('REFUSED', e)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=w, capture_output=True, text=True,

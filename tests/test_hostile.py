@@ -14,7 +14,9 @@ import pytest
 
 from radsvd._validate import InputError, InputWarning
 from radsvd.cli import main
-from radsvd.data.io import load_particles, mrc_header, read_star, write_mrc
+from radsvd.data.mrc import mrc_header, write_mrc
+from radsvd.data.stacks import load_particles
+from radsvd.data.star import read_star
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +228,7 @@ def test_simulated_pair_is_written_as_a_unit(tmp_path, monkeypatch):
 
 
 def mrc_data_of(path):
-    from radsvd.data.io import read_stack
+    from radsvd.data.mrc import read_stack
 
     return read_stack(path)
 

@@ -32,10 +32,10 @@ def test_cli_help_loads_no_heavy_dependency(argv):
 
 def test_commands_load_pandas_only_for_star_files():
     """align-images / align-volumes read MRC files: pandas (0.4 s CPU to import) stays out."""
-    code = ("import radsvd.data.io, radsvd.cli.volumes, radsvd.cli.images, radsvd.volumes.align,"
+    code = ("import radsvd.data.mrc, radsvd.data.stacks, radsvd.cli.volumes, radsvd.cli.images, radsvd.volumes.align,"
             " radsvd.images.align")
     assert "pandas" not in _loaded_after(code)
-    assert "pandas" in _loaded_after("import radsvd.data.io as io\nio.pd.DataFrame")
+    assert "pandas" in _loaded_after("import radsvd.data.star as star\nstar.pd.DataFrame")
 
 
 def test_lazy_exports_resolve_every_public_name():

@@ -63,11 +63,11 @@ def register(sub) -> None:
 
 def _read_stack(path: str, name: str):
     """(closer, images): the stack memory-mapped (plain) or streamed (gzip) by the MRC policy of
-    :func:`radsvd.data.io.parse_mrc_header`, which also refuses complex and corrupt files."""
+    :func:`radsvd.data.mrc.parse_mrc_header`, which also refuses complex and corrupt files."""
     import contextlib
     import os
 
-    from radsvd.data.io import mrc_data, mrc_header
+    from radsvd.data.mrc import mrc_data, mrc_header
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{name}: no such file: {path}")

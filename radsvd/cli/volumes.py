@@ -57,7 +57,7 @@ def run(args) -> int:
     from radsvd._files import check_output_file
     from radsvd._jit import prepare_compiler
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
-    from radsvd.data.io import read_mrc
+    from radsvd.data.mrc import read_mrc
     from radsvd.volumes.align import align_volumes
     from radsvd.volumes.basis import volume_svd
     from radsvd.volumes.shells import ShellGrid, ShellTransform

@@ -13,9 +13,12 @@ Modules (conventions in each module's docstring and in docs/design.md):
 - :mod:`~radsvd.data.templates` – :func:`project_fourier` (3D NUFFT central slices on the
   polar grid), :func:`make_templates`, :func:`apply_ctf`.
 - :mod:`~radsvd.data.simulate` – :func:`simulate_particles`, :func:`write_particles`.
-- :mod:`~radsvd.data.io` – MRC (:func:`read_mrc`, :func:`read_stack`, :func:`write_mrc`) and
-  STAR (:func:`read_star`, :func:`write_star`, :func:`load_particles`) with one normalised
-  particle table for RELION 1 / 3.0 / 3.1; atomic writes.
+- :mod:`~radsvd.data.mrc` – MRC maps and stacks (:func:`read_mrc`, :func:`read_stack`,
+  :func:`write_mrc`): one header parser and reading policy; atomic writes.
+- :mod:`~radsvd.data.star` – STAR files (:func:`read_star`, :func:`write_star`): one table of
+  RELION labels, one normalised particle table for RELION 1 / 3.0 / 3.1.
+- :mod:`~radsvd.data.stacks` – the particle images a STAR table names
+  (:func:`load_particles`), write-id checks.
 - :mod:`~radsvd.data.preprocess` – normalise, edge artefacts, centre, Fourier-crop, invert.
 - :mod:`~radsvd.data.fetch` – manifest-driven, verified, resumable downloads
   (:func:`fetch_dataset`); ``data_manifest.yaml`` at the repository top.
@@ -27,12 +30,13 @@ from radsvd._lazy import exports as _exports
 
 _EXPORTS = {
     "radsvd.data.ctf": ("CTFGroups", "CTFParams", "cluster_ctf", "ctf_polar_stack"),
-    "radsvd.data.io": ("load_particles", "read_mrc", "read_stack", "read_star", "write_mrc",
-                       "write_star"),
+    "radsvd.data.mrc": ("read_mrc", "read_stack", "write_mrc"),
     "radsvd.data.molecules": ("SYNTHETIC_PRESETS", "GaussianMolecule", "synthetic_molecule"),
     "radsvd.data.preprocess": ("downsample", "downsample_volume", "normalize", "preprocess"),
     "radsvd.data.rotations": ("euler_to_rotation", "random_rotations", "rotation_to_euler"),
     "radsvd.data.simulate": ("Microscope", "simulate_particles", "write_particles"),
+    "radsvd.data.stacks": ("load_particles",),
+    "radsvd.data.star": ("read_star", "write_star"),
     "radsvd.data.templates": ("apply_ctf", "make_templates", "project_fourier"),
     "radsvd.data.viewing": ("ViewingDirections", "directions_from_star", "shell_directions"),
 }

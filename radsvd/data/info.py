@@ -25,7 +25,7 @@ def _kind(path: Path) -> str:
         return "mrc"
     if b"data_" in head:
         return "star"
-    from radsvd.data.io import parse_mrc_header
+    from radsvd.data.mrc import parse_mrc_header
 
     try:  # an MRC header without its id, whose sizes match the file's exactly
         h = parse_mrc_header(head, None)
@@ -41,7 +41,7 @@ def describe(path) -> dict:
     """A dict summary of an MRC map/stack (shape, voxel size, value range) or a STAR file
     (style, particle count, stacks, box if resolvable, pixel size and CTF ranges).
 
-    MRC files are classified and checked by :func:`radsvd.data.io.parse_mrc_header`, the
+    MRC files are classified and checked by :func:`radsvd.data.mrc.parse_mrc_header`, the
     policy every reader uses; the tolerated oddities are listed under ``warnings``.  Values a
     STAR file holds that are not numbers are listed under ``problems``."""
     path = Path(path)
@@ -56,7 +56,7 @@ def describe(path) -> dict:
 
 
 def _describe_mrc(path: Path) -> dict:
-    from radsvd.data.io import mrc_header, mrc_statistics
+    from radsvd.data.mrc import mrc_header, mrc_statistics
 
     h = mrc_header(path)
     out = {"file": str(path), "type": "stack" if h.is_stack else "map", "shape": list(h.shape),
@@ -80,7 +80,7 @@ def _describe_mrc(path: Path) -> dict:
 
 
 def _describe_star(path: Path) -> dict:
-    from radsvd.data.io import _NUMERIC, read_star
+    from radsvd.data.star import NUMERIC_COLUMNS, read_star
 
     t = read_star(path, require_ctf=False)
     out = {"file": str(path), "type": "star", "relion_style": t.attrs.get("style"),
@@ -92,7 +92,7 @@ def _describe_star(path: Path) -> dict:
         first = path.parent / stacks[0]
         try:
             if first.is_file():
-                from radsvd.data.io import mrc_header
+                from radsvd.data.mrc import mrc_header
 
                 out["box"] = mrc_header(first).nx
         except (InputError, OSError) as exc:
@@ -106,7 +106,7 @@ def _describe_star(path: Path) -> dict:
         if col in t.columns and t[col].notna().any():
             lo, hi = float(t[col].min()), float(t[col].max())
             out[col] = lo if lo == hi else [lo, hi]
-    for col in _NUMERIC:
+    for col in NUMERIC_COLUMNS:
         if col in t.columns and t[col].isna().any():
             bad = t[col].isna().to_numpy()
             problems.append(f"{col}: {int(bad.sum())} of {len(t)} value(s) are not numbers, "

@@ -83,11 +83,11 @@ def write_poses_star(path, star, poses: pd.DataFrame, score, n: int | None = Non
     import starfile
 
     from radsvd._files import atomic_path
-    from radsvd.data.io import _particle_block, _read_blocks, read_star, star_style
+    from radsvd.data.star import particle_block, read_blocks, read_star, star_style
 
-    blocks = _read_blocks(star)
+    blocks = read_blocks(star)
     style = star_style(blocks)
-    part = _particle_block(blocks, star).reset_index(drop=True)
+    part = particle_block(blocks, star).reset_index(drop=True)
     n = len(part) if n is None else int(n)
     if len(poses) != n or np.shape(score) != (n,):
         raise InputError(f"write_poses_star: {len(poses)} poses and {np.shape(score)} scores "

@@ -241,11 +241,12 @@ def write_particles(out_dir, images, table, name: str = "particles", style: str 
     The files are written as a unit: each to a temporary name first, then renamed into place
     with the STAR file last, so a complete STAR file never refers to a partial stack.  The
     stack's header label and a comment heading the STAR file carry one fresh write id, which
-    :func:`~radsvd.data.io.load_particles` checks: a run killed between the renames leaves a
+    :func:`~radsvd.data.stacks.load_particles` checks: a run killed between the renames leaves a
     new stack beside the old STAR file, and that pair is refused rather than read.
     """
     from radsvd._files import atomic_path, check_output_folder
-    from radsvd.data.io import WRITE_ID_TAG, write_mrc, write_star
+    from radsvd.data.mrc import write_mrc
+    from radsvd.data.star import WRITE_ID_TAG, write_star
 
     out = check_output_folder(out_dir, "output folder")
     p = float(table["pixel_size"].iloc[0])

@@ -82,7 +82,7 @@ def directions_from_angles(rot, tilt, psi=None, degrees: bool = True) -> np.ndar
 
 def directions_from_star(path, n: int | None = None, with_psi: bool = True) -> np.ndarray:
     """Poses (n, 3, 3) from the rlnAngleRot/Tilt/Psi columns of a STAR file (first n rows)."""
-    from radsvd.data.io import read_star
+    from radsvd.data.star import read_star
 
     table = read_star(path, require_ctf=False)
     missing = [c for c in ("rot", "tilt") if c not in table or table[c].isna().all()]

@@ -49,7 +49,7 @@ def ctf_groups(table, grid, box: int, tolerance: float = 0.05):
     radial quadrature): :class:`radsvd.data.ctf.CTFGroups` for a normalised STAR table whose
     images have ``box`` pixels of ``table.pixel_size`` Å."""
     from radsvd.data.ctf import cluster_ctf, ctf_polar_stack
-    from radsvd.data.io import ctf_params
+    from radsvd.data.stacks import ctf_params
 
     rings = ctf_polar_stack(ctf_params(table), grid, int(box),
                             table["pixel_size"].to_numpy(np.float64), ring=True)

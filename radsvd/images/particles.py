@@ -52,7 +52,7 @@ def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltag
                         cs=None, amplitude_contrast=None) -> pd.DataFrame:
     """The normalised STAR table of the first n particles, optics defaults filled in; raises
     if CTF columns are missing (unless ``no_ctf``)."""
-    from radsvd.data.io import read_star
+    from radsvd.data.star import CTF_LABELS, read_star
 
     table = read_star(star, require_ctf=False)
     if n is not None:
@@ -65,9 +65,7 @@ def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltag
             filled = table[key].fillna(value) if key in table.columns else float(value)
             table = table.assign(**{key: filled})
     if not no_ctf:
-        need = {"defocus_u": "rlnDefocusU", "defocus_v": "rlnDefocusV", "voltage": "rlnVoltage",
-                "cs": "rlnSphericalAberration", "amplitude_contrast": "rlnAmplitudeContrast"}
-        missing = [label for key, label in need.items()
+        missing = [label for key, label in CTF_LABELS.items()
                    if key not in table.columns or table[key].isna().any()]
         if missing:
             raise InputError(f"{star}: missing CTF column(s) {', '.join(missing)}; give "
@@ -119,7 +117,8 @@ def prepare_particles(star, map_path, K: float = 48.0, box: int | None = None,
     """Read, preprocess and group the particles; crop the map; make the templates (module
     doc).  ``fix_edges``: replace padding strips and outlier pixels (off for noise-free images,
     whose particle pixels are outliers to a noise-free background)."""
-    from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc
+    from radsvd.data.mrc import read_mrc
+    from radsvd.data.stacks import check_map_matches_particles, load_particles
     from radsvd.data.preprocess import downsample_volume, preprocess
     from radsvd.data.templates import project_fourier
     from radsvd.data.viewing import shell_directions

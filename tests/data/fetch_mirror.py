@@ -214,7 +214,7 @@ def build_mirror(root: Path, manifest: dict, n: int = 24, box: int = 32, seed: i
     size.  Returns (rehearsal manifest, truth): the manifest is ``manifest`` with only what
     small generated files cannot honour changed (map and image boxes, the two known map
     hashes); truth[key] = {"images": float32 (n, box, box) as served, "map": bytes, ...}."""
-    from radsvd.data.io import write_mrc
+    from radsvd.data.mrc import write_mrc
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.simulate import Microscope, simulate_particles
 

@@ -19,7 +19,9 @@ from radsvd.data.fetch import (
     load_manifest,
     parse_mrc_header,
 )
-from radsvd.data.io import load_particles, read_mrc, read_stack, write_mrc, write_star
+from radsvd.data.mrc import read_mrc, read_stack, write_mrc
+from radsvd.data.stacks import load_particles
+from radsvd.data.star import write_star
 
 
 def _parts(folder):

@@ -24,7 +24,8 @@ from radsvd.data.fetch import (
     fetch_stack_head,
     load_manifest,
 )
-from radsvd.data.io import read_stack, write_mrc, write_star
+from radsvd.data.mrc import read_stack, write_mrc
+from radsvd.data.star import write_star
 
 FAST = Limits(read_timeout=0.5, deadline=1.5, retries=5)
 QUIET = {"log": lambda *_: None}

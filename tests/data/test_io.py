@@ -10,9 +10,11 @@ import pytest
 
 from radsvd._validate import InputError, InputWarning
 from radsvd.data.info import describe
-from radsvd.data.io import (atomic_path, check_map_matches_particles, ctf_params,
-                            load_particles, mrc_header, mrc_info, parse_mrc_header, read_mrc,
-                            read_stack, read_star, write_mrc, write_star)
+from radsvd._files import atomic_path
+from radsvd.data.mrc import (mrc_header, parse_mrc_header, read_mrc, read_stack,
+                             write_mrc)
+from radsvd.data.stacks import check_map_matches_particles, ctf_params, load_particles
+from radsvd.data.star import read_star, write_star
 
 
 def _table(n=6, stack="stack.mrcs", pixel=1.5, seed=0):
@@ -43,7 +45,7 @@ def test_mrc_round_trip(tmp_path, name):
     b, vs = read_mrc(tmp_path / name)
     np.testing.assert_array_equal(b, a)
     assert vs == pytest.approx(2.25)
-    info = mrc_info(tmp_path / name)
+    info = mrc_header(tmp_path / name)
     assert info.shape == (5, 6, 7) and info.compressed == name.endswith(".gz")
     assert info.is_stack == name.endswith(".mrcs")
     np.testing.assert_array_equal(read_stack(tmp_path / name, [4, 0]), a[[4, 0]])

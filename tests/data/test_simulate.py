@@ -5,7 +5,9 @@ import pytest
 
 from radsvd._validate import InputError
 from radsvd.data.ctf import CTFParams
-from radsvd.data.io import load_particles, read_mrc, read_star
+from radsvd.data.mrc import read_mrc
+from radsvd.data.stacks import load_particles
+from radsvd.data.star import read_star
 from radsvd.data.molecules import synthetic_molecule
 from radsvd.data.rotations import euler_to_rotation
 from radsvd.data.simulate import (Microscope, fourier_to_image, simulate_particles,

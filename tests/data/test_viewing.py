@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from radsvd._validate import InputError
-from radsvd.data.io import write_star
+from radsvd.data.star import write_star
 from radsvd.data.rotations import euler_to_rotation
 from radsvd.data.viewing import directions_from_angles, directions_from_star, shell_directions
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from radsvd.cli import main
-from radsvd.data.io import read_star, write_mrc, write_star
+from radsvd.data.mrc import write_mrc
+from radsvd.data.star import read_star, write_star
 from radsvd.data.molecules import synthetic_molecule
 from radsvd.data.poses import angular_errors, compose_poses
 from radsvd.data.rotations import euler_to_rotation, random_rotations

@@ -5,7 +5,7 @@ import pytest
 
 from radsvd import InputError
 from radsvd.cli import main
-from radsvd.data.io import write_mrc
+from radsvd.data.mrc import write_mrc
 from radsvd.data.molecules import GaussianMolecule
 from radsvd.volumes import (ShellGrid, align_volume_maps, landscapes, prepare, rotation_matrix,
                             to_shells, volume_svd)

@@ -355,7 +355,7 @@ def test_real_data_rules_on_local_files(tmp_path):
     import pandas as pd
     import yaml
 
-    from radsvd.data.io import write_mrc
+    from radsvd.data.mrc import write_mrc
     from radsvd.data.molecules import synthetic_molecule
     from radsvd.data.simulate import simulate_particles, write_particles
 

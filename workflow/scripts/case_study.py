@@ -13,7 +13,8 @@ psi = 0 template S, and image 2 against image 1 at γ = psi_2 − psi_1.
 import numpy as np
 
 from radsvd import PolarGrid
-from radsvd.data.io import ctf_params, load_particles, read_mrc
+from radsvd.data.mrc import read_mrc
+from radsvd.data.stacks import ctf_params, load_particles
 from radsvd.data.templates import project_fourier
 from radsvd.data.viewing import directions_from_angles
 from radsvd.images.align import landscapes

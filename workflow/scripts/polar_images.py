@@ -10,7 +10,7 @@ import numpy as np
 
 from radsvd import PolarGrid
 from radsvd.data.ctf import cluster_ctf, ctf_polar_stack
-from radsvd.data.io import ctf_params, load_particles
+from radsvd.data.stacks import ctf_params, load_particles
 from radsvd.images.polar import images_to_fb
 from wf_common import save_npz, setup
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from radsvd.data.fetch import load_fetched
-from radsvd.data.io import check_map_matches_particles, load_particles, read_mrc, write_mrc
+from radsvd.data.mrc import read_mrc, write_mrc
+from radsvd.data.stacks import check_map_matches_particles, load_particles
 from radsvd.data.preprocess import downsample_volume, preprocess
 from radsvd.data.simulate import write_particles
 from wf_common import setup

@@ -13,7 +13,9 @@ grid_spacing_deg.
 import numpy as np
 import pandas as pd
 
-from radsvd.data.io import atomic_path, read_star
+from radsvd._files import atomic_path
+
+from radsvd.data.star import read_star
 from radsvd.data.poses import angular_errors
 from radsvd.images.particles import prepare_particles, search_poses
 from wf_common import setup

@@ -13,7 +13,7 @@ backward_f.
 import numpy as np
 import pandas as pd
 
-from radsvd.data.io import atomic_path
+from radsvd._files import atomic_path
 from radsvd.images.align import landscapes
 from radsvd.images.methods import make_basis
 from radsvd.images.particles import prepare_particles

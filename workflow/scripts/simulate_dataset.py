@@ -5,7 +5,7 @@ at the configured SNR), written as an MRC stack + RELION 3.1 STAR file with the 
 
 from pathlib import Path
 
-from radsvd.data.io import write_mrc
+from radsvd.data.mrc import write_mrc
 from radsvd.data.molecules import synthetic_molecule
 from radsvd.data.simulate import simulate_particles, write_particles
 from wf_common import microscope, setup

@@ -8,7 +8,8 @@ full_i / (precompute_i + compressed_i) over the runs, time_*_max_s the slowest r
 import numpy as np
 
 from radsvd import PolarGrid
-from radsvd.data.io import load_particles, read_mrc
+from radsvd.data.mrc import read_mrc
+from radsvd.data.stacks import load_particles
 from radsvd.data.templates import project_fourier
 from radsvd.data.viewing import shell_directions
 from radsvd.images.align import align_images

@@ -8,7 +8,7 @@ Output npz: fb (n_t, R, Q//2+1) complex128; rotations (n_t, 3, 3); K, R, Q, box.
 import numpy as np
 
 from radsvd import PolarGrid
-from radsvd.data.io import read_mrc
+from radsvd.data.mrc import read_mrc
 from radsvd.data.templates import project_fourier
 from radsvd.data.viewing import directions_from_star, shell_directions
 from radsvd.images.polar import to_fb

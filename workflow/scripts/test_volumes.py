@@ -6,7 +6,7 @@ the volume box.  Output npz: reference (N³), volumes (n, N³), rotations G (n, 
 volumes[i](x) ≈ reference(G_iᵀ x), voxel_size.
 """
 
-from radsvd.data.io import read_mrc
+from radsvd.data.mrc import read_mrc
 from radsvd.data.preprocess import downsample_volume
 from radsvd.volumes.reconstruct import make_test_volumes
 from wf_common import save_npz, setup

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radsvd.data.io import atomic_path
+from radsvd._files import atomic_path
 
 # ---- the tidy tables ---------------------------------------------------------------------
 # One row per dataset × method × H (× K for the speedup sweep).  Times in seconds, measured in

@@ -22,6 +22,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from radsvd._files import atomic_path
 from radsvd._validate import InputError
+from radsvd.data import _gzip
+from radsvd.data.star import OPTICS_LABELS
 
 from .manifest import expand, load_manifest, mirrors, resolve_dataset
 from .transport import (
@@ -49,8 +51,6 @@ except ImportError:
 FETCH_RECORD = "fetched.json"
 LEDGER = "fetch-ledger.json"
 PIXEL_RTOL = 0.01
-_CTF_LABELS = {"voltage": "rlnVoltage", "cs": "rlnSphericalAberration",
-               "amplitude_contrast": "rlnAmplitudeContrast"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +166,10 @@ def fetch_stack_head(url: str, dest, n_images: int, limits: Limits | None = None
     dest = Path(dest)
     k = int(n_images)
     first, total = fetch_bytes(url, 0, 1024, limits, with_size=True)
-    if first[:2] == b"\x1f\x8b":
-        head = read_header(_gunzip_head(fetch_file(url, dest, limits=limits, validate=lambda p:
-                                                   check_mrc_file(p, source=url))), url)
+    if first[:2] == _gzip.GZIP_MAGIC:
+        kept = fetch_file(url, dest, limits=limits,
+                          validate=lambda p: check_mrc_file(p, source=url))
+        head = read_header(_gzip.read_head(kept, 1024), url)
         if k > head.nz:
             raise FetchError(f"{url}: the STAR file refers to image {k} but the stack holds "
                              f"{head.nz}")
@@ -196,13 +197,6 @@ def fetch_stack_head(url: str, dest, n_images: int, limits: Limits | None = None
     fetch_file(url, dest, first_bytes=nbytes, limits=limits, validate=cut, reuse=False)
     return {"url": url, "path": str(dest), "images": k, "images_in_remote": head.nz,
             "box": [head.ny, head.nx], "bytes": nbytes, "sha256": sha256_file(dest)}
-
-
-def _gunzip_head(path: Path) -> bytes:
-    import gzip
-
-    with gzip.open(path, "rb") as f:
-        return f.read(1024)
 
 
 def _local_stack_ok(path: Path, need: int, sha: str | None) -> bool:
@@ -438,12 +432,12 @@ def _particle_metadata(key, ds, table, log) -> dict:
     else:
         raise FetchError(f"dataset {key}: neither the STAR file nor the manifest gives a pixel "
                          "size")
-    missing = [k for k in _CTF_LABELS if k not in table.columns or table[k].isna().any()]
+    missing = [k for k in OPTICS_LABELS if k not in table.columns or table[k].isna().any()]
     defaults = ds.get("ctf_defaults") or {}
     lacking = [k for k in missing if k not in defaults]
     if lacking:
         raise FetchError(f"dataset {key}: the STAR file lacks CTF column(s) "
-                         f"{', '.join(_CTF_LABELS[k] for k in lacking)} and the manifest has no "
+                         f"{', '.join(OPTICS_LABELS[k] for k in lacking)} and the manifest has no "
                          "ctf_defaults for them")
     if missing:
         out["ctf_supplied"] = {k: float(defaults[k]) for k in missing}
@@ -468,7 +462,7 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
     1 h, ``retries``).  ``accept_changed``: accept a file whose sha256 differs from the
     manifest's or the first download's (a re-issued map), recording both hashes.
     """
-    from radsvd.data.io import read_star
+    from radsvd.data.star import read_star
 
     limits = limits or Limits(retries=retries)
     n = _check_n(n_particles)
@@ -521,7 +515,9 @@ def load_fetched(record, n: int | None = None, dtype=None):
     file lacks them (the record says which)."""
     import numpy as np
 
-    from radsvd.data.io import load_particles, read_star
+    from radsvd.data.stacks import load_particles
+
+    from radsvd.data.star import read_star
 
     if not isinstance(record, dict):
         record = json.loads(Path(record).read_text())

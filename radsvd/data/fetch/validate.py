@@ -2,28 +2,24 @@
 
 Without a known sha256 this is the only check that an archive's answer is the file asked for
 (a server may answer 200 with an HTML error page): the MRC or gzip signature, a header that
-the project's one MRC parser (:func:`radsvd.data.io.parse_mrc_header`) accepts, exactly the
+the project's one MRC parser (:func:`radsvd.data.mrc.parse_mrc_header`) accepts, exactly the
 file size that the header describes, and the manifest's box and voxel size for maps.
 """
 
 from __future__ import annotations
 
-import gzip
-import struct
 import warnings
 from pathlib import Path
 
 from radsvd._validate import InputError
-from radsvd.data.io import MRCHeader, parse_mrc_header
+from radsvd.data import _gzip
+from radsvd.data.mrc import MRCHeader, parse_mrc_header
 
 __all__ = ["check_mrc_file", "check_star_file", "expected_size", "parse_mrc_header",
            "read_header"]
 
-_GZIP = b"\x1f\x8b"
-
-
 def read_header(raw: bytes, source: str) -> MRCHeader:
-    """:func:`radsvd.data.io.parse_mrc_header` of downloaded bytes, its warnings logged as
+    """:func:`radsvd.data.mrc.parse_mrc_header` of downloaded bytes, its warnings logged as
     Python warnings, an HTML page named as such."""
     try:
         head = parse_mrc_header(raw, source=source)
@@ -48,16 +44,9 @@ def check_mrc_file(path, expect: dict | None = None, source: str = "") -> MRCHea
     src = source or str(path)
     with open(path, "rb") as f:
         magic = f.read(2)
-    if magic == _GZIP:
-        try:
-            with gzip.open(path, "rb") as g:
-                raw = g.read(1024)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{src}: not a readable gzip file ({exc})") from None
-        head = read_header(raw, src)
-        with open(path, "rb") as f:  # gzip trailer: uncompressed size mod 2**32
-            f.seek(-4, 2)
-            isize = struct.unpack("<I", f.read(4))[0]
+    if magic == _gzip.GZIP_MAGIC:
+        head = read_header(_gzip.read_head(path, 1024), src)
+        isize = _gzip.stored_size(path)
         if isize != expected_size(head) % (1 << 32):
             raise InputError(f"{src}: the header promises {expected_size(head)} bytes, the "
                              f"gzip stream holds {isize} (mod 2^32): truncated or not this map")
@@ -84,7 +73,7 @@ def check_mrc_file(path, expect: dict | None = None, source: str = "") -> MRCHea
 
 def check_star_file(path, source: str = "") -> None:
     """Raise InputError unless ``path`` is a STAR file with a particle table."""
-    from radsvd.data.io import read_star
+    from radsvd.data.star import read_star
 
     path = Path(path)
     src = source or str(path)

@@ -84,25 +84,13 @@ def _read_stack(path: str, name: str):
     return contextlib.ExitStack(), mrc_data(path, mrc_header(path))
 
 
-def _unit_norm(fb, grid):
-    """Targets scaled to unit norm Σ_r w_r Σ_q |b(r, q)|² = 1 (every periodic q counted;
-    zero targets stay zero and are refused by the engine)."""
-    import numpy as np
-
-    from radsvd.images.basis import _q_multiplicity
-
-    norm2 = np.einsum("nrq,r,q->n", np.abs(fb) ** 2, grid.w, _q_multiplicity(grid.Q, True))
-    scale = np.where(norm2 > 0, 1.0 / np.sqrt(np.where(norm2 > 0, norm2, 1.0)), 0.0)
-    return fb * scale.astype(fb.real.dtype)[:, None, None]
-
-
 def _align_images(args) -> int:
     from radsvd._files import check_output_file
     from radsvd._jit import prepare_compiler
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import FBSource, align_images
-    from radsvd.images.methods import canonical_method, make_basis
+    from radsvd.images.methods import canonical_method, make_basis, unit_norm_targets
     from radsvd.images.shifts import check_shift_options, shift_grid
     from radsvd._profile import mark
 
@@ -139,7 +127,7 @@ def _align_images(args) -> int:
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
         if args.normalize_targets:
-            fb_b = _unit_norm(fb_b, grid)
+            fb_b = unit_norm_targets(fb_b, grid)
         mark("transform")
         prepare_compiler()
         mark("startup")     # numba's set-up, paid by the first kernel whatever the rank

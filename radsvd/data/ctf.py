@@ -56,7 +56,34 @@ def ctf_value(s, theta, defocus_u, defocus_v, defocus_angle=0.0, voltage=300.0, 
 
 @dataclass(frozen=True)
 class CTFParams:
-    """CTF parameters in RELION's units (STAR columns rlnDefocusU/V, rlnDefocusAngle, …)."""
+    """CTF parameters in RELION's units (STAR columns rlnDefocusU/V, rlnDefocusAngle, …);
+    calling it evaluates the CTF (module doc) at spatial frequencies s (1/Å).
+
+    Parameters
+    ----------
+    defocus_u, defocus_v : float
+        Defocus along the two astigmatism axes (Å, positive = underfocus).
+    defocus_angle : float
+        Angle of the defocus_u axis from +x (degrees).
+    voltage : float
+        Acceleration voltage (kV).
+    cs : float
+        Spherical aberration (mm).
+    amplitude_contrast : float
+        Amplitude contrast A, in [0, 1).
+    phase_shift : float
+        Phase-plate shift (degrees).
+    bfactor : float
+        Envelope B-factor (Å²).
+
+    Examples
+    --------
+    >>> ctf = radsvd.CTFParams(defocus_u=15000.0, defocus_v=14000.0)
+    >>> float(ctf(0.0))                     # +A at s = 0
+    0.1
+    >>> ctf.polar(radsvd.PolarGrid(K=8), N=32, pixel_size=2.0).shape    # (R, Q)
+    (9, 18)
+    """
 
     defocus_u: float            # Å, rlnDefocusU
     defocus_v: float            # Å, rlnDefocusV
@@ -168,6 +195,28 @@ def cluster_ctf(rings, weights=None, tolerance: float = 0.05) -> CTFGroups:
     ungrouped image j with ||c_j − c_f||_w ≤ tolerance·||c_f||_w joins it, where c_f is the
     founder's ring CTF and ||c||_w² = Σ_r w_r c_r² (``weights`` = the radial quadrature
     weights, e.g. ``grid.w``; default uniform).  Deterministic; groups ordered by founder.
+
+    Parameters
+    ----------
+    rings : array_like, shape (n_images, R)
+        Ring-averaged CTF of each image (e.g. :meth:`CTFParams.ring`).
+    weights : array_like, shape (R,), optional
+        Non-negative radial weights of the norm; default uniform.
+    tolerance : float
+        Relative distance (≥ 0) within which an image joins a founder's group.
+
+    Returns
+    -------
+    CTFGroups
+        ``labels`` (n_images,), ``representatives`` (founders), ``rings`` (mean ring CTF per
+        group), ``counts``, ``n_groups``.
+
+    Examples
+    --------
+    >>> rings = np.array([[1.0, 0.5], [1.0, 0.51], [1.0, -0.5]])
+    >>> groups = radsvd.cluster_ctf(rings, tolerance=0.05)
+    >>> groups.labels.tolist(), groups.n_groups
+    ([0, 0, 1], 2)
     """
     c = np.asarray(rings, dtype=np.float64)
     if c.ndim != 2 or c.shape[0] == 0:

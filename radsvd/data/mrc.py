@@ -312,6 +312,32 @@ def read_mrc(path, dtype=np.float64, expect: str | None = None) -> tuple[np.ndar
     Maps with a non-standard axis order are transposed to (z, y, x).  ``expect="map"``
     refuses files that the policy of :func:`parse_mrc_header` classifies as image stacks, and
     maps whose every value is 0.
+
+    Parameters
+    ----------
+    path : str or Path
+        An MRC file, plain or gzip-compressed (``.gz``).
+    dtype : dtype
+        Type of the returned array.
+    expect : {None, "map"}
+        "map": refuse image stacks and all-zero maps.
+
+    Returns
+    -------
+    data : ndarray, shape (nz, ny, nx) or (n, ny, nx)
+    voxel_size : float
+        Å per voxel (0 if the header leaves it unset).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = radsvd.write_mrc(Path(tmp.name) / "map.mrc", np.ones((4, 4, 4)), voxel_size=2.5)
+    >>> data, voxel = radsvd.read_mrc(path, expect="map")
+    >>> data.shape, voxel
+    ((4, 4, 4), 2.5)
+    >>> tmp.cleanup()
     """
     h = read_header(path)
     _emit(h)
@@ -393,6 +419,34 @@ def write_mrc(path, data, voxel_size: float = 1.0, stack: bool | None = None,
 
     ``stack`` (default: True for 2D input or a ``.mrcs`` name) marks a 3D array as images;
     ``label`` (≤ 80 characters) is stored as the header's first text label.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; a ``.gz`` name is gzip-compressed.
+    data : array_like, shape (ny, nx), (nz, ny, nx) or (n, ny, nx)
+        A map, one image or an image stack (stored as float32).
+    voxel_size : float
+        Å per voxel.
+    stack : bool, optional
+        Mark a 3D array as an image stack (default: True for 2D input or a ``.mrcs`` name).
+    label : str, optional
+        The header's first text label (≤ 80 characters).
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = radsvd.write_mrc(Path(tmp.name) / "images.mrcs", np.zeros((3, 8, 8)))
+    >>> path.name, radsvd.read_mrc(path)[0].shape
+    ('images.mrcs', (3, 8, 8))
+    >>> tmp.cleanup()
     """
     import mrcfile
 

@@ -121,14 +121,54 @@ def simulate_particles(source, n: int, N: int, pixel_size: float, snr: float | N
                        seed: int | None = 0, max_shift: float = 0.0,
                        microscope: Microscope = Microscope(), rotations=None,
                        ctf: bool = True, eps: float = 1e-7, volume_box: int | None = None):
-    """Simulate ``n`` particle images of box ``N`` (pixel size in Å).
+    """Simulate ``n`` particle images of box ``N``: projections at random poses, shifted,
+    times one CTF per micrograph, plus white noise.
 
-    ``source``: a :class:`GaussianMolecule` (closed-form Fourier transform; or, if
-    ``volume_box`` is given, its map sampled on that grid and treated like any map) or a
-    cubic map covering the same physical box as the images.
-    ``max_shift``: shifts uniform in a disc of this radius (Å).  ``snr`` None/inf: no noise.
-    Returns (images float32 (n, N, N), table) with the normalised STAR columns (true poses,
-    shifts and CTF parameters) plus micrograph names.
+    Parameters
+    ----------
+    source : GaussianMolecule or ndarray
+        A :class:`GaussianMolecule` (closed-form Fourier transform; or, if ``volume_box`` is
+        given, its map sampled on that grid and treated like any map) or a cubic map (M, M, M),
+        M ≤ N, covering the same physical box as the images.
+    n : int
+        Number of images.
+    N : int
+        Image box (pixels, ≥ 8).
+    pixel_size : float
+        Pixel size (Å).
+    snr : float or None
+        Mean variance of the clean images over the noise variance; None or inf: no noise.
+    seed : int or None
+        Random seed (poses, shifts, defocus, noise).
+    max_shift : float
+        Shifts uniform in a disc of this radius (Å), below half the box.
+    microscope : Microscope
+        Voltage, Cs, amplitude contrast, defocus range, particles per micrograph
+        (``radsvd.data.simulate.Microscope``).
+    rotations : array_like, shape (n, 3, 3), optional
+        The poses; default uniformly random.
+    ctf : bool
+        Multiply by the CTF.
+    eps : float
+        NUFFT tolerance (maps only).
+    volume_box : int, optional
+        Sample a GaussianMolecule on this grid and simulate from the map.
+
+    Returns
+    -------
+    images : ndarray, shape (n, N, N), float32
+    table : pandas.DataFrame
+        The normalised STAR columns (:func:`read_star`): true poses, shifts and CTF
+        parameters, plus micrograph names.
+
+    Examples
+    --------
+    >>> mol = radsvd.GaussianMolecule([[0, 0, 0], [0.3, 0, 0]], [0.1, 0.1], [1.0, 2.0])
+    >>> images, table = radsvd.simulate_particles(mol, n=3, N=32, pixel_size=2.0, seed=1)
+    >>> images.shape, images.dtype
+    ((3, 32, 32), dtype('float32'))
+    >>> list(table.columns[:3])
+    ['image_name', 'image_index', 'image_path']
     """
     if int(n) != n or n < 1:
         raise InputError(f"simulate_particles: n must be a positive integer, got {n!r}")

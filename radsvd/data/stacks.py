@@ -184,6 +184,39 @@ def load_particles(star, data_dir=None, n: int | None = None, dtype=np.float32,
     that the stacks and the STAR file belong together (write ids) and that all particles share
     one box and pixel size; the pixel size comes from the stack header only where the STAR
     file gives none.
+
+    Parameters
+    ----------
+    star : str, Path or pandas.DataFrame
+        A STAR file, or a table already read by :func:`read_star`.
+    data_dir : str or Path, optional
+        Folder against which the stack names of the STAR file are resolved (default: the
+        STAR file's folder).
+    n : int, optional
+        Read only the first ``n`` particles.
+    dtype : dtype
+        Type of the returned images.
+    require_ctf : bool
+        Refuse a STAR file without the CTF columns.
+
+    Returns
+    -------
+    images : ndarray, shape (n, N, N)
+    table : pandas.DataFrame
+        The normalised particle table of the images read (:func:`read_star`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from radsvd.data.simulate import write_particles
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> mol = radsvd.GaussianMolecule([[0, 0, 0]], [0.1], [1.0])
+    >>> images, table = radsvd.simulate_particles(mol, n=3, N=16, pixel_size=2.0, seed=1)
+    >>> paths = write_particles(tmp.name, images, table)
+    >>> read, star = radsvd.load_particles(paths["star"], n=2)
+    >>> read.shape, bool(np.array_equal(read, images[:2]))
+    ((2, 16, 16), True)
+    >>> tmp.cleanup()
     """
     table = star if isinstance(star, pd.DataFrame) else read_star(star, require_ctf=require_ctf)
     if n is not None:

@@ -267,7 +267,33 @@ def read_star(path, require_ctf: bool = True) -> pd.DataFrame:
     Refused, with the file, label and first row named: a label repeated in a loop, an optics
     group defined twice or undefined, a value of a numeric label that is not a finite number
     or lies outside :data:`PHYSICAL_RANGES`, origins in pixels without a pixel size.
-    ``require_ctf``: also refuse a file without the CTF columns."""
+
+    Parameters
+    ----------
+    path : str or Path
+        A STAR file (RELION 1.x, 3.0 or ≥ 3.1; ``.gz`` read as gzip).
+    require_ctf : bool
+        Also refuse a file without the CTF columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised particle table (columns in the module doc; ``attrs``: style, path,
+        write ids).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from radsvd.data.simulate import write_particles
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> mol = radsvd.GaussianMolecule([[0, 0, 0]], [0.1], [1.0])
+    >>> images, table = radsvd.simulate_particles(mol, n=3, N=16, pixel_size=2.0, seed=1)
+    >>> paths = write_particles(tmp.name, images, table)
+    >>> star = radsvd.read_star(paths["star"])
+    >>> len(star), star.attrs["style"], float(star["pixel_size"].iloc[0])
+    (3, '3.1', 2.0)
+    >>> tmp.cleanup()
+    """
     path = Path(path)
     blocks = read_blocks(path)
     style = star_style(blocks, path)

@@ -77,8 +77,40 @@ def apply_ctf(templates, ctf) -> np.ndarray:
 
 
 def make_templates(volume, rotations, grid, ctf=None, eps: float = 1e-6) -> np.ndarray:
-    """Templates (n, R, Q): Fourier slices of ``volume`` at the poses, times ``ctf`` if given
-    (a :class:`~radsvd.data.ctf.CTFParams` needs ``pixel_size``: pass (params, pixel_size))."""
+    """Templates (n, R, Q): Fourier slices of ``volume`` at the poses (a type-2 NUFFT),
+    times ``ctf`` if given.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (N, N, N)
+        The map, vol[iz, iy, ix] on the box [-1, 1]³.
+    rotations : array_like, shape (n, 3, 3)
+        Poses (RELION's ZYZ convention, :mod:`radsvd.data.rotations`).
+    grid : PolarGrid
+        The polar grid of the templates.
+    ctf : ndarray or (CTFParams, float), optional
+        CTF values broadcasting against (n, R, Q), or ``(params, pixel_size)``: a
+        :class:`CTFParams` and the pixel size (Å) that places it on the grid.
+    eps : float
+        NUFFT tolerance.
+
+    Returns
+    -------
+    ndarray, shape (n, R, Q), complex128
+        The templates' Fourier transforms on the polar grid.
+
+    Examples
+    --------
+    >>> mol = radsvd.GaussianMolecule([[0, 0, 0], [0.3, 0, 0]], [0.1, 0.1], [1.0, 2.0])
+    >>> grid = radsvd.PolarGrid(K=8)
+    >>> poses = radsvd.shell_directions(4).rotations()
+    >>> t = radsvd.make_templates(mol.volume(32), poses, grid)
+    >>> t.shape == (len(poses), grid.R, grid.Q)
+    True
+    >>> exact = mol.projection_fourier(np.stack(grid.points(), -1), poses[0])
+    >>> bool(np.abs(t[0] - exact).max() < 1e-6 * np.abs(exact).max())
+    True
+    """
     t = project_fourier(volume, rotations, grid, eps=eps)
     if ctf is None:
         return t

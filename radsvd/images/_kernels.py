@@ -127,27 +127,35 @@ def _best4(EC, ES, OC, OS, J, val, idx):  # pragma: no cover - compiled
         m2 = np.int32(J - j)
         m3 = np.int32(J + j)
         m4 = np.int32(2 * J - j)
-        for p in range(P):
-            e1 = EC[j, p] + ES[j, p]
-            o1 = OC[j, p] + OS[j, p]
-            e2 = EC[j, p] - ES[j, p]
-            o2 = OC[j, p] - OS[j, p]
+        ec = EC[j]
+        es = ES[j]
+        oc = OC[j]
+        os_ = OS[j]
+        for p in range(P):  # selects, not branches: the loop compiles to vector code
+            e1 = ec[p] + es[p]
+            o1 = oc[p] + os_[p]
+            e2 = ec[p] - es[p]
+            o2 = oc[p] - os_[p]
             x = e1 + o1
-            if x > v1[p]:
-                v1[p] = x
-                k1[p] = m1
+            v = v1[p]
+            up = x > v
+            v1[p] = x if up else v
+            k1[p] = m1 if up else k1[p]
             x = e2 - o2
-            if x >= v2[p]:
-                v2[p] = x
-                k2[p] = m2
+            v = v2[p]
+            up = x >= v
+            v2[p] = x if up else v
+            k2[p] = m2 if up else k2[p]
             x = e1 - o1
-            if x > v3[p]:
-                v3[p] = x
-                k3[p] = m3
+            v = v3[p]
+            up = x > v
+            v3[p] = x if up else v
+            k3[p] = m3 if up else k3[p]
             x = e2 + o2
-            if x >= v4[p]:
-                v4[p] = x
-                k4[p] = m4
+            v = v4[p]
+            up = x >= v
+            v4[p] = x if up else v
+            k4[p] = m4 if up else k4[p]
     for p in range(P):
         v = v1[p]
         k = k1[p]

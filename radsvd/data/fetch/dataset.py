@@ -461,6 +461,47 @@ def fetch_dataset(name: str, dest, manifest=None, n_particles: int | None = None
     location.  ``limits``: read timeout, total deadline per file and retries (default: 30 s,
     1 h, ``retries``).  ``accept_changed``: accept a file whose sha256 differs from the
     manifest's or the first download's (a re-issued map), recording both hashes.
+
+    Parameters
+    ----------
+    name : str
+        A dataset key or alias of the manifest ("trpv1", "EMPIAR-10005", "EMD-5778", …).
+    dest : str or Path
+        Destination folder; every file is confined to it.
+    manifest : dict or str or Path, optional
+        The dataset manifest; default the one shipped with radsvd.
+    n_particles : int, optional
+        Number of particle images to fetch; default the manifest's subset.
+    base_url : str, optional
+        Mirror base overriding the manifest's (also ``RADSVD_BASE_URL``).
+    what : sequence of {"map", "particles"}
+        What to fetch.
+    star_url : str, optional
+        Location of the STAR file, overriding the manifest's.
+    retries : int
+        Retries of a failed request, within the deadline (when ``limits`` is not given).
+    log : callable
+        Progress messages.
+    limits : Limits, optional
+        Read timeout, total deadline per file and retries (``radsvd.data.fetch``).
+    accept_changed : bool
+        Accept a file whose sha256 differs from the recorded one.
+
+    Returns
+    -------
+    dict
+        The record written to ``dest/fetched.json``: the files, their hashes, the pixel
+        size and where it came from, and any CTF values supplied by the manifest.
+
+    Examples
+    --------
+    Downloads need the network; a synthetic preset is refused with the command to use
+    instead, before anything is written:
+
+    >>> radsvd.fetch_dataset("trpv1-like", "data")
+    Traceback (most recent call last):
+    ...
+    radsvd._validate.InputError: 'trpv1-like' is a synthetic preset: nothing to download; use `radsvd simulate --molecule trpv1-like`
     """
     from radsvd.data.star import read_star
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radsvd._files import save_npz
+from radsvd._profile import mark
 from radsvd._timer import StageTimer
 from radsvd._validate import InputError, degenerate_targets, rank_pair
 from radsvd.volumes.basis import VolumeBasis, check_coefficients, volume_svd
@@ -320,6 +321,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
     rotated_target = fit.RotatedTarget(t_vol, grid, transforms[(NB, 2.0 / NB)], b, lowpass_k)
     coef_b = sht(b.samples[None], grid)[0]
     degenerate_targets(coef_b[None], grid.degrees == 0, "target", flat="error")
+    mark("transform")              # phases of `radsvd bench --e2e` (no-ops otherwise)
     rank_info = dict(rank_requested="full", rank_used="full", rank_reason="full requested")
     search_rank = None
     basis = None
@@ -342,6 +344,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
                    precision=precision)
     full_plan = plan if not plan.compressed else prepare(
         grid, coef_b, n_beta=plan.n_beta, M=plan.M, wigner=plan.wigner)
+    mark("precomputation")
     nodes = fit.half_nodes(grid)
     h = 2.0 / NB                                        # translation grid: one target voxel
     step = 2.0 * np.pi / max(plan.M, plan.n_beta)
@@ -365,6 +368,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
         bar = tqdm(total=n, unit="map", desc="align-volumes")
     for v, vol in enumerate(vols):
         a = samples(vol, dxs[v], v_sizes[v])
+        mark("transform")
         if not a.norm > 1e-10 * b.norm:
             raise InputError(f"{names[v]}: the map has no energy within K = {grid.K:g} "
                              "(empty or constant); nothing to align")
@@ -408,6 +412,7 @@ def align_volume_maps(volumes, target, K: float | None = None, rank=None,
             Rc, tvc = fit.pose_transform(f[1], f[2], a, b, f[0])
             cands[v, k] = [e[2], e[1], e[0], *(tvc * unit), float(f[0]),
                            f[3] / (a.norm * b.norm)]
+        mark("alignment")
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -47,7 +47,7 @@ def test_simulate_creates_only_its_folder(tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "sim")]) == 0
     star = (tmp_path / "sim" / "particles.star").read_bytes()
     assert main(argv + ["--out", str(tmp_path / "sim"), "--seed", "3"]) == 2  # before the work
-    assert "particles.mrcs exists" in capsys.readouterr().err
+    assert "already holds 3 file(s)" in capsys.readouterr().err
     assert (tmp_path / "sim" / "particles.star").read_bytes() == star
     assert main(argv + ["--out", str(tmp_path / "sim"), "--seed", "3", "--force"]) == 0
 

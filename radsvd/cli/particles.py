@@ -44,7 +44,13 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default=None,
                    help="directory the STAR's image paths are relative to (default: its own)")
     p.add_argument("--refine", action="store_true",
-                   help="refine angle and shift off the grid (Newton near the grid maximum)")
+                   help="local refinement off every grid around the best templates: viewing "
+                        "direction, in-plane angle and shift on the full landscape "
+                        "(docs/poses.md)")
+    p.add_argument("--refine-levels", type=int, default=3,
+                   help="tilt steps of --refine: 3°, 1.5°, 0.75°, ... halving (default 3)")
+    p.add_argument("--refine-candidates", type=int, default=2,
+                   help="best templates per particle that --refine starts from (default 2)")
     p.add_argument("--invert", action="store_true", help="invert the particles' contrast")
     p.add_argument("--ignore-origins", action="store_true",
                    help="do not centre the particles on the STAR's origins first")
@@ -81,6 +87,9 @@ def _align_particles(args) -> int:
             raise InputError(f"--rank must be an integer or 'full', got {args.rank!r}") from None
         if rank < 1:
             raise InputError(f"--rank H = {rank} is out of range: need H >= 1")
+    for name in ("refine_levels", "refine_candidates"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     res = align_particles(args.particles, args.map, K=args.K, rank=rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,
@@ -89,7 +98,8 @@ def _align_particles(args) -> int:
                           amplitude_contrast=args.amplitude_contrast,
                           ctf_tolerance=args.ctf_tolerance, sigma_A=args.sigma,
                           precision=args.precision, progress=not args.no_progress,
-                          fix_edges=not args.no_fix_edges)
+                          fix_edges=not args.no_fix_edges, refine_levels=args.refine_levels,
+                          refine_candidates=args.refine_candidates)
     res.info["convention"] = POSE_CONVENTION
     res.info["particles"] = args.particles
     res.info["map"] = args.map

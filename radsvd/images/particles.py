@@ -170,12 +170,15 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                     no_ctf: bool = False, voltage=None, cs=None, amplitude_contrast=None,
                     ctf_tolerance: float = 0.05, sigma_A: float | None = None,
                     precision: str = "auto", progress: bool = False,
-                    fix_edges: bool = True) -> ParticlePoses:
+                    fix_edges: bool = True, refine_levels: int = 3,
+                    refine_candidates: int = 2) -> ParticlePoses:
     """Poses of the particles of ``star`` against the map at ``map_path`` (module doc).
 
     ``rank``: H or None/"full"; ``max_shift_A``/``shift_step_A``: the shift disc in Å (step
     default: one pixel of the preprocessed images); ``sigma_A``: σ_δ of gaussian-shift-svd
-    (default max_shift/2).  Origins already in the STAR centre the images first (unless
+    (default max_shift/2).  ``refine``: local refinement of the viewing direction, in-plane
+    angle and shift around the best ``refine_candidates`` templates, ``refine_levels`` tilt
+    steps (:mod:`radsvd.images.refine`).  Origins already in the STAR centre the images first (unless
     ``ignore_origins``) and are added to the shifts found.  Other options: see
     :func:`prepare_particles`.
     """
@@ -187,13 +190,14 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     prob = prepare_particles(star, map_path, K, box, n, data_dir, invert, ignore_origins,
                              no_ctf, voltage, cs, amplitude_contrast, ctf_tolerance, fix_edges)
     return search_poses(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
-                        precision, progress)
+                        precision, progress, refine_levels, refine_candidates)
 
 
 def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
                  max_shift_A: float = 0.0, shift_step_A: float | None = None,
                  refine: bool = False, sigma_A: float | None = None, precision: str = "auto",
-                 progress: bool = False) -> ParticlePoses:
+                 progress: bool = False, refine_levels: int = 3,
+                 refine_candidates: int = 2) -> ParticlePoses:
     """The rotation × shift search of a prepared :class:`ParticleProblem`, one pooled basis
     over its CTF groups; RELION poses by :func:`radsvd.data.poses.compose_poses`."""
     from radsvd.data.poses import compose_poses
@@ -220,21 +224,39 @@ def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
     best_target = np.empty(n_img, np.int64)
     angle, score = np.empty(n_img), np.empty(n_img)
     shift = np.zeros((n_img, 2))
+    if refine:   # candidates for the local refinement: the best templates of every particle
+        n_cand = min(int(refine_candidates), len(prob.rotations))
+        cand_t, cand_g = np.empty((n_img, n_cand), np.int64), np.empty((n_img, n_cand))
+        cand_d = np.zeros((n_img, n_cand, 2))
     for g in range(len(prob.rings)):
         sel = np.flatnonzero(prob.labels == g)
         if sel.size == 0:
             continue
         res = align_images(images_to_fb(prob.images[sel], grid), prob.targets(g), grid,
-                           basis=basis, rank=H, refine=refine, precision=precision,
+                           basis=basis, rank=H, all_pairs=refine, precision=precision,
                            max_shift=max_px, shift_step=step_px, box=box, progress=progress)
         best_target[sel], angle[sel], score[sel] = res.best_target, res.angle, res.score
         if res.shift is not None:
             shift[sel] = res.shift
-    poses = compose_poses(prob.rotations, best_target, angle, shift, p, prob.origin_x,
-                          prob.origin_y)
+        if refine:
+            top = np.argsort(-res.scores, axis=1, kind="stable")[:, :n_cand]
+            cand_t[sel], cand_g[sel] = top, np.take_along_axis(res.angles, top, 1)
+            if res.shifts is not None:
+                cand_d[sel] = np.take_along_axis(res.shifts, top[..., None], 1)
+    rotations = prob.rotations
+    if refine:
+        from radsvd.images.refine import refine_problem
+
+        local = refine_problem(prob, cand_t, cand_g, cand_d, step_px if max_px > 0 else 0.0,
+                               refine_levels)
+        best_target = cand_t[np.arange(n_img), local.candidate]
+        rotations, angle, shift, score = local.rotation, local.angle, local.shift, local.score
+    poses = compose_poses(rotations, np.arange(n_img) if refine else best_target, angle, shift,
+                          p, prob.origin_x, prob.origin_y)
     info = dict(K=grid.K, R=grid.R, Q=grid.Q, rank=grid.R if H is None else H,
                 method="full" if H is None else method, box=box, pixel_size=p,
                 max_shift_px=max_px, shift_step_px=step_px, n_templates=len(prob.rotations),
-                n_ctf_groups=len(prob.rings), refine=refine)
+                n_ctf_groups=len(prob.rings), refine=refine,
+                refine_levels=int(refine_levels) if refine else 0)
     return ParticlePoses(poses, score, best_target, angle, shift, prob.labels, prob.rotations,
                          info)

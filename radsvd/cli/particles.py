@@ -51,7 +51,13 @@ def register(sub) -> None:
                    help="tilt steps of --refine: 3°, 1.5°, 0.75°, ... halving (default 3)")
     p.add_argument("--refine-candidates", type=int, default=2,
                    help="best templates per particle that --refine starts from (default 2)")
-    p.add_argument("--invert", action="store_true", help="invert the particles' contrast")
+    p.add_argument("--invert", nargs="?", const="yes", default="auto",
+                   choices=("auto", "yes", "no"),
+                   help="invert the particles' contrast: auto (default) tests a subsample both "
+                        "ways and takes the better, logging both scores; --invert forces it "
+                        "(a warning if the particles disagree)")
+    p.add_argument("--no-invert", dest="invert", action="store_const", const="no",
+                   help="never invert (a warning if the particles match better inverted)")
     p.add_argument("--ignore-origins", action="store_true",
                    help="do not centre the particles on the STAR's origins first")
     p.add_argument("--no-ctf", action="store_true", help="align without CTF")
@@ -93,13 +99,17 @@ def _align_particles(args) -> int:
     res = align_particles(args.particles, args.map, K=args.K, rank=rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,
-                          invert=args.invert, ignore_origins=args.ignore_origins,
+                          invert={"auto": "auto", "yes": True, "no": False}[args.invert],
+                          ignore_origins=args.ignore_origins,
                           no_ctf=args.no_ctf, voltage=args.voltage, cs=args.cs,
                           amplitude_contrast=args.amplitude_contrast,
                           ctf_tolerance=args.ctf_tolerance, sigma_A=args.sigma,
                           precision=args.precision, progress=not args.no_progress,
                           fix_edges=not args.no_fix_edges, refine_levels=args.refine_levels,
                           refine_candidates=args.refine_candidates)
+    print(f"contrast: {'inverted' if res.info['invert'] else 'as given'} (mean best score of "
+          f"{res.info['contrast_sample']} particles: {res.info['contrast_given']:.4g} as given, "
+          f"{res.info['contrast_inverted']:.4g} inverted)", file=sys.stderr)
     res.info["convention"] = POSE_CONVENTION
     res.info["particles"] = args.particles
     res.info["map"] = args.map

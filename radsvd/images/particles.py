@@ -166,7 +166,7 @@ def prepare_particles(star, map_path, K: float = 48.0, box: int | None = None,
 def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radial-svd",
                     max_shift_A: float = 0.0, shift_step_A: float | None = None,
                     box: int | None = None, n: int | None = None, data_dir=None,
-                    refine: bool = False, invert: bool = False, ignore_origins: bool = False,
+                    refine: bool = False, invert="auto", ignore_origins: bool = False,
                     no_ctf: bool = False, voltage=None, cs=None, amplitude_contrast=None,
                     ctf_tolerance: float = 0.05, sigma_A: float | None = None,
                     precision: str = "auto", progress: bool = False,
@@ -178,7 +178,10 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     default: one pixel of the preprocessed images); ``sigma_A``: σ_δ of gaussian-shift-svd
     (default max_shift/2).  ``refine``: local refinement of the viewing direction, in-plane
     angle and shift around the best ``refine_candidates`` templates, ``refine_levels`` tilt
-    steps (:mod:`radsvd.images.refine`).  Origins already in the STAR centre the images first (unless
+    steps (:mod:`radsvd.images.refine`).  ``invert``: "auto" (default) inverts the contrast
+    if a subsample matches the map better inverted; True/False force it, with a warning if
+    the evidence disagrees (:mod:`radsvd.images.contrast`; the scores go into ``info``).
+    Origins already in the STAR centre the images first (unless
     ``ignore_origins``) and are added to the shifts found.  Other options: see
     :func:`prepare_particles`.
     """
@@ -187,10 +190,22 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     method = canonical_method(method)
     if not (np.isfinite(max_shift_A) and max_shift_A >= 0):
         raise InputError(f"max_shift must be a finite number >= 0 (Å), got {max_shift_A!r}")
-    prob = prepare_particles(star, map_path, K, box, n, data_dir, invert, ignore_origins,
+    if invert not in ("auto", True, False):
+        raise InputError(f"invert must be 'auto', True or False, got {invert!r}")
+    prob = prepare_particles(star, map_path, K, box, n, data_dir, False, ignore_origins,
                              no_ctf, voltage, cs, amplitude_contrast, ctf_tolerance, fix_edges)
-    return search_poses(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
-                        precision, progress, refine_levels, refine_candidates)
+    from radsvd.images.contrast import choose_contrast
+    from radsvd.images.shifts import check_shift_options
+
+    p = prob.pixel_size
+    max_px, step_px = check_shift_options(max_shift_A / p, (shift_step_A or p) / p, prob.box)
+    inverted, evidence = choose_contrast(prob, invert, rank=rank, max_shift_px=max_px,
+                                         step_px=step_px)
+    res = search_poses(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
+                       precision, progress, refine_levels, refine_candidates)
+    res.info.update(invert=inverted, contrast_given=evidence.given,
+                    contrast_inverted=evidence.inverted, contrast_sample=evidence.n)
+    return res
 
 
 def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",

@@ -37,8 +37,7 @@ from radsvd._validate import InputError
 __all__ = ["LocalPoses", "refine_local", "refine_problem", "tilt_rotations", "slice_targets"]
 
 BLOCK = 32           # particles per task: results do not depend on the thread count
-DEFAULT_STEP = 3.0   # first tilt step (degrees): half the 6.1° spacing of the K = 48 directions
-DEFAULT_LEVELS = 3   # tilt steps 3°, 1.5°, 0.75° (parabola vertices resolve below)
+DEFAULT_LEVELS = 3   # tilt steps s, s/2, s/4 (the parabola vertices resolve below)
 DEFAULT_COARSE = 0   # levels at K/2 (faster, but noise misleads them: docs/poses.md)
 DEFAULT_EPS = 1e-4   # NUFFT tolerance of the slices (single precision)
 NEWTON = 2           # Newton steps in (γ, δ) per trial slice (each starts near its optimum)
@@ -189,7 +188,7 @@ def _refine_block(images, volume, grids, rings, B0, g0, d0, box, step_px, step, 
 
 
 def refine_local(images, volume, grid, rotations, angle, shift_px, ctf_rings=None,
-                 step_deg: float = DEFAULT_STEP, levels: int = DEFAULT_LEVELS,
+                 step_deg: float | None = None, levels: int = DEFAULT_LEVELS,
                  coarse_levels: int = DEFAULT_COARSE, step_px: float = 1.0,
                  eps: float = DEFAULT_EPS, progress=None) -> LocalPoses:
     """Refine poses locally (module doc) for one chunk of particles.
@@ -199,8 +198,10 @@ def refine_local(images, volume, grid, rotations, angle, shift_px, ctf_rings=Non
     ``angle`` (n, k), ``shift_px`` (n, k, 2): k candidates per particle (template pose, γ,
     δ pixels) from the global search, best first; ``ctf_rings``: callable(grid) → (n, R)
     ring CTFs of the particles on that grid (None: no CTF).  ``step_deg``: the first tilt
-    step; ``levels``: how many halvings (final step step_deg / 2^(levels−1)); the first
-    ``coarse_levels`` run at K/2.  ``step_px``: bound of one Newton call's shift move.
+    step (default 180°/(3 + K), half the equator spacing 360°/(3 + K) of the shell rule's
+    viewing directions: 3.5° at K = 48); ``levels``: how many steps, halving (the last is
+    step_deg / 2^(levels−1)); the first ``coarse_levels`` run at K/2.  ``step_px``: bound
+    of one Newton call's shift move (0: shifts fixed).
     """
     from radsvd._pool import pool_map
     from radsvd.grids import PolarGrid
@@ -222,6 +223,7 @@ def refine_local(images, volume, grid, rotations, angle, shift_px, ctf_rings=Non
     for name, val in (("levels", levels), ("coarse_levels", coarse_levels)):
         if isinstance(val, bool) or int(val) != val or val < 0:
             raise InputError(f"{name} must be an integer >= 0, got {val!r}")
+    step_deg = 180.0 / (3.0 + grid.K) if step_deg is None else step_deg
     if not (np.isfinite(step_deg) and step_deg > 0):
         raise InputError(f"step_deg must be > 0, got {step_deg!r}")
     coarse_levels = min(int(coarse_levels), int(levels))

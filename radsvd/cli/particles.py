@@ -60,6 +60,13 @@ def register(sub) -> None:
                    help="never invert (a warning if the particles match better inverted)")
     p.add_argument("--ignore-origins", action="store_true",
                    help="do not centre the particles on the STAR's origins first")
+    p.add_argument("--likelihoods", default=None, metavar="FILE.npz",
+                   help="also write the maximum and integrated log-likelihoods (white-noise "
+                        "model, paper §2.6-2.7) of every particle x template, arrays "
+                        "(N_particles, N_templates), at --rank")
+    p.add_argument("--noise-sigma", type=float, default=None,
+                   help="per-pixel noise std of the preprocessed (normalised) images for "
+                        "--likelihoods (default: each particle's background)")
     p.add_argument("--no-ctf", action="store_true", help="align without CTF")
     p.add_argument("--no-fix-edges", action="store_true",
                    help="keep edge strips and outlier pixels (noise-free images)")
@@ -85,6 +92,17 @@ def _align_particles(args) -> int:
     out = Path(args.out)
     if out.suffix != ".star":
         raise InputError(f"--out must end in .star, got {args.out}")
+    if args.likelihoods is not None:
+        from radsvd._files import check_output_file
+
+        if not args.likelihoods.endswith(".npz"):
+            raise InputError(f"--likelihoods must end in .npz, got {args.likelihoods}")
+        check_output_file(args.likelihoods, "--likelihoods")
+        if Path(args.likelihoods).resolve() == out.with_suffix(".npz").resolve():
+            raise InputError(f"--likelihoods {args.likelihoods} is the .npz written beside "
+                             "--out; name another file")
+    if args.noise_sigma is not None and not args.noise_sigma > 0:
+        raise InputError(f"--noise-sigma must be > 0, got {args.noise_sigma}")
     rank = None
     if args.rank != "full":
         try:
@@ -106,7 +124,9 @@ def _align_particles(args) -> int:
                           ctf_tolerance=args.ctf_tolerance, sigma_A=args.sigma,
                           precision=args.precision, progress=not args.no_progress,
                           fix_edges=not args.no_fix_edges, refine_levels=args.refine_levels,
-                          refine_candidates=args.refine_candidates)
+                          refine_candidates=args.refine_candidates,
+                          likelihoods=args.likelihoods is not None,
+                          noise_sigma=args.noise_sigma)
     print(f"contrast: {'inverted' if res.info['invert'] else 'as given'} (mean best score of "
           f"{res.info['contrast_sample']} particles: {res.info['contrast_given']:.4g} as given, "
           f"{res.info['contrast_inverted']:.4g} inverted)", file=sys.stderr)
@@ -116,6 +136,17 @@ def _align_particles(args) -> int:
     npz = out.with_suffix(".npz")
     res.save_npz(npz)
     write_poses_star(out, args.particles, res.poses, res.score, n=len(res.score))
+    if res.likelihoods is not None:
+        from radsvd._files import save_npz
+
+        save_npz(args.likelihoods, maximum=res.likelihoods.maximum,
+                 integrated=res.likelihoods.integrated, sigma=res.likelihoods.sigma,
+                 template_rotations=res.template_rotations,
+                 info_rank=res.info["rank"], info_method=res.info["method"],
+                 info_model="white noise (paper eq. 55), amplitude profiled; integrated = "
+                            "log mean over the Q angles x the shift disc")
+        print(f"log-likelihoods {res.likelihoods.maximum.shape} -> {args.likelihoods}",
+              file=sys.stderr)
     print(f"posed {len(res.score)} particles against {res.info['n_templates']} templates "
           f"({res.info['n_ctf_groups']} CTF group(s), rank {res.info['rank']}, "
           f"{res.info['method']}, {res.info['max_shift_px']:g} px shifts) -> {out}, {npz}",

@@ -35,6 +35,7 @@ class ParticlePoses:
     ctf_group: np.ndarray
     template_rotations: np.ndarray
     info: dict = field(default_factory=dict)
+    likelihoods: object = None     # radsvd.images.likelihood.Likelihoods, if asked for
 
     def save_npz(self, path) -> None:
         from radsvd._files import save_npz
@@ -171,7 +172,8 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                     ctf_tolerance: float = 0.05, sigma_A: float | None = None,
                     precision: str = "auto", progress: bool = False,
                     fix_edges: bool = True, refine_levels: int = 3,
-                    refine_candidates: int = 2) -> ParticlePoses:
+                    refine_candidates: int = 2, likelihoods: bool = False,
+                    noise_sigma: float | None = None) -> ParticlePoses:
     """Poses of the particles of ``star`` against the map at ``map_path`` (module doc).
 
     ``rank``: H or None/"full"; ``max_shift_A``/``shift_step_A``: the shift disc in Å (step
@@ -181,6 +183,9 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     steps (:mod:`radsvd.images.refine`).  ``invert``: "auto" (default) inverts the contrast
     if a subsample matches the map better inverted; True/False force it, with a warning if
     the evidence disagrees (:mod:`radsvd.images.contrast`; the scores go into ``info``).
+    ``likelihoods``: also the maximum and integrated log-likelihoods of every particle and
+    template (:mod:`radsvd.images.likelihood`; ``noise_sigma``: the per-pixel noise of the
+    preprocessed images, default each particle's background).
     Origins already in the STAR centre the images first (unless
     ``ignore_origins``) and are added to the shifts found.  Other options: see
     :func:`prepare_particles`.
@@ -205,6 +210,12 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                        precision, progress, refine_levels, refine_candidates)
     res.info.update(invert=inverted, contrast_given=evidence.given,
                     contrast_inverted=evidence.inverted, contrast_sample=evidence.n)
+    if likelihoods:
+        from radsvd.images.likelihood import particle_likelihoods
+
+        res.likelihoods = particle_likelihoods(prob, rank, method, max_px, step_px,
+                                               noise_sigma, sigma_shift_px=None
+                                               if sigma_A is None else sigma_A / p)
     return res
 
 

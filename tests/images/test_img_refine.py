@@ -139,3 +139,22 @@ def test_cli_refine_and_contrast_log(clean, tmp_path, capsys):
     assert np.median(ang) <= 0.5
     assert main(["align-particles", str(paths["star"]), str(paths["map"]), "--refine-levels",
                  "0", "--out", str(out)]) == 2
+
+
+def test_cli_likelihoods(clean, tmp_path):
+    """--likelihoods writes (N_particles, N_templates) arrays whose maximum picks the search's
+    best template (ℓ is increasing in the landscape value); bad options are refused."""
+    from radsvd.cli import main
+
+    _, _, paths = clean
+    out, lik = tmp_path / "p.star", tmp_path / "lik.npz"
+    args = ["align-particles", str(paths["star"]), str(paths["map"]), "--K", str(K),
+            "--max-shift", str(2 * P), "--ignore-origins", "--no-fix-edges", "--n", "3",
+            "--out", str(out), "--no-progress", "--likelihoods", str(lik)]
+    assert main(args + ["--noise-sigma", "-1"]) == 2
+    assert main(args + ["--noise-sigma", "0.5"]) == 0
+    z, poses = np.load(lik), np.load(out.with_suffix(".npz"))
+    assert z["maximum"].shape == z["integrated"].shape == (3, len(poses["template_rotations"]))
+    assert np.array_equal(np.argmax(z["maximum"], axis=1), poses["best_target"])
+    assert np.all(z["integrated"] <= z["maximum"])
+    assert main(args[:-1] + [str(out.with_suffix(".npz")), "--noise-sigma", "1"]) == 2

@@ -49,6 +49,9 @@ class ParticlePoses:
                  origin_y_A=self.poses["shift_y"].to_numpy(), **arrays)
 
 
+_CANDIDATE_CHUNK = 512   # particles per all-pairs search when --refine picks candidates
+
+
 def load_particle_table(star, n: int | None = None, no_ctf: bool = False, voltage=None,
                         cs=None, amplitude_contrast=None) -> pd.DataFrame:
     """The normalised STAR table of the first n particles, optics defaults filled in; raises
@@ -258,23 +261,35 @@ def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
         sel = np.flatnonzero(prob.labels == g)
         if sel.size == 0:
             continue
-        res = align_images(images_to_fb(prob.images[sel], grid), prob.targets(g), grid,
-                           basis=basis, rank=H, all_pairs=refine, precision=precision,
-                           max_shift=max_px, shift_step=step_px, box=box, progress=progress)
-        best_target[sel], angle[sel], score[sel] = res.best_target, res.angle, res.score
-        if res.shift is not None:
-            shift[sel] = res.shift
-        if refine:
-            top = np.argsort(-res.scores, axis=1, kind="stable")[:, :n_cand]
-            cand_t[sel], cand_g[sel] = top, np.take_along_axis(res.angles, top, 1)
-            if res.shifts is not None:
-                cand_d[sel] = np.take_along_axis(res.shifts, top[..., None], 1)
+        # with --refine: per-pair results in chunks (their memory is chunk × templates)
+        for part in np.array_split(sel, -(-sel.size // _CANDIDATE_CHUNK)) if refine else [sel]:
+            res = align_images(images_to_fb(prob.images[part], grid), prob.targets(g), grid,
+                               basis=basis, rank=H, all_pairs=refine, precision=precision,
+                               max_shift=max_px, shift_step=step_px, box=box,
+                               progress=progress)
+            best_target[part], angle[part], score[part] = res.best_target, res.angle, res.score
+            if res.shift is not None:
+                shift[part] = res.shift
+            if refine:
+                top = np.argsort(-res.scores, axis=1, kind="stable")[:, :n_cand]
+                cand_t[part], cand_g[part] = top, np.take_along_axis(res.angles, top, 1)
+                if res.shifts is not None:
+                    cand_d[part] = np.take_along_axis(res.shifts, top[..., None], 1)
     rotations = prob.rotations
     if refine:
         from radsvd.images.refine import refine_problem
 
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            from radsvd.images.refine import BLOCK
+
+            bar = tqdm(total=-(-n_img // BLOCK), desc="refine", unit="block", leave=False)
         local = refine_problem(prob, cand_t, cand_g, cand_d, step_px if max_px > 0 else 0.0,
-                               refine_levels)
+                               refine_levels, progress=bar)
+        if bar is not None:
+            bar.close()
         best_target = cand_t[np.arange(n_img), local.candidate]
         rotations, angle, shift, score = local.rotation, local.angle, local.shift, local.score
     poses = compose_poses(rotations, np.arange(n_img) if refine else best_target, angle, shift,

@@ -15,15 +15,16 @@ along each axis, and tries its vertex (clipped to ±s); every trial slice gets i
 (γ, δ) by Newton steps (:func:`radsvd.images.shifts.refine_poses`).  The best point met is
 kept (the score never drops), and s halves from level to level.
 
-Coarse to fine in frequency too: the first ``coarse_levels`` levels run on the polar grid of
-K/2 (4× fewer samples), where all candidates are followed; the best of them goes on at K.
-Slices are type-2 NUFFTs of the map (finufft, single precision, tolerance ``eps``), one call
+Candidates: all are scored once; the best goes on (with ``coarse_levels`` > 0, all are
+followed through that many levels on the polar grid of K/2, 4× fewer samples, first: faster,
+but at SNR 0.1 the coarse landscape misleads, so the default is 0; docs/poses.md).
+Slices are type-2 NUFFTs of the map (finufft, single precision, tolerance ``eps``), two calls
 per level and block of particles.
 
 Determinism: particles are processed in fixed blocks of :data:`BLOCK` by single-threaded
 tasks (:func:`radsvd._pool.pool_map`), so results are bitwise independent of the number of
-threads.  Cost per particle: (1 + 5 · levels) slices, the coarse ones at a quarter of the
-samples; docs/poses.md has the measured times.
+threads.  Cost per particle: k + 5 · levels slices for k candidates (coarse ones at a quarter
+of the samples); docs/poses.md has the measured times.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from radsvd._validate import InputError
 
 __all__ = ["LocalPoses", "refine_local", "refine_problem", "tilt_rotations", "slice_targets"]
 
-BLOCK = 32           # particles per task: results do not depend on the thread count
+BLOCK = 32           # particles per task (a progress bar counts these): results do not depend on the thread count
 DEFAULT_LEVELS = 3   # tilt steps s, s/2, s/4 (the parabola vertices resolve below)
 DEFAULT_COARSE = 0   # levels at K/2 (faster, but noise misleads them: docs/poses.md)
 DEFAULT_EPS = 1e-4   # NUFFT tolerance of the slices (single precision)

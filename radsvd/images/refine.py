@@ -41,7 +41,7 @@ BLOCK = 32           # particles per task (a progress bar counts these): results
 DEFAULT_LEVELS = 3   # tilt steps s, s/2, s/4 (the parabola vertices resolve below)
 DEFAULT_COARSE = 0   # levels at K/2 (faster, but noise misleads them: docs/poses.md)
 DEFAULT_EPS = 1e-4   # NUFFT tolerance of the slices (single precision)
-NEWTON = 2           # Newton steps in (γ, δ) per trial slice (each starts near its optimum)
+NEWTON = 1           # Newton steps in (γ, δ) per trial slice (each starts near its optimum)
 
 
 @dataclass

@@ -47,8 +47,9 @@ def register(sub) -> None:
                    help="local refinement off every grid around the best templates: viewing "
                         "direction, in-plane angle and shift on the full landscape "
                         "(docs/poses.md)")
-    p.add_argument("--refine-levels", type=int, default=3,
-                   help="tilt steps of --refine: 3°, 1.5°, 0.75°, ... halving (default 3)")
+    p.add_argument("--refine-levels", type=int, default=2,
+                   help="tilt steps of --refine, halving from 180°/(3+K) (3.5°, 1.75°, ... at "
+                        "K = 48), each ending with a parabola vertex (default 2)")
     p.add_argument("--refine-candidates", type=int, default=2,
                    help="best templates per particle that --refine starts from (default 2)")
     p.add_argument("--invert", nargs="?", const="yes", default="auto",

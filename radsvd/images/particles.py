@@ -174,7 +174,7 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                     no_ctf: bool = False, voltage=None, cs=None, amplitude_contrast=None,
                     ctf_tolerance: float = 0.05, sigma_A: float | None = None,
                     precision: str = "auto", progress: bool = False,
-                    fix_edges: bool = True, refine_levels: int = 3,
+                    fix_edges: bool = True, refine_levels: int = 2,
                     refine_candidates: int = 2, likelihoods: bool = False,
                     noise_sigma: float | None = None) -> ParticlePoses:
     """Poses of the particles of ``star`` against the map at ``map_path`` (module doc).
@@ -225,7 +225,7 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
 def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
                  max_shift_A: float = 0.0, shift_step_A: float | None = None,
                  refine: bool = False, sigma_A: float | None = None, precision: str = "auto",
-                 progress: bool = False, refine_levels: int = 3,
+                 progress: bool = False, refine_levels: int = 2,
                  refine_candidates: int = 2) -> ParticlePoses:
     """The rotation × shift search of a prepared :class:`ParticleProblem`, one pooled basis
     over its CTF groups; RELION poses by :func:`radsvd.data.poses.compose_poses`."""

@@ -38,7 +38,7 @@ from radsvd._validate import InputError
 __all__ = ["LocalPoses", "refine_local", "refine_problem", "tilt_rotations", "slice_targets"]
 
 BLOCK = 32           # particles per task (a progress bar counts these): results do not depend on the thread count
-DEFAULT_LEVELS = 3   # tilt steps s, s/2, s/4 (the parabola vertices resolve below)
+DEFAULT_LEVELS = 2   # tilt steps s, s/2 (the parabola vertices resolve below)
 DEFAULT_COARSE = 0   # levels at K/2 (faster, but noise misleads them: docs/poses.md)
 DEFAULT_EPS = 1e-4   # NUFFT tolerance of the slices (single precision)
 NEWTON = 1           # Newton steps in (γ, δ) per trial slice (each starts near its optimum)

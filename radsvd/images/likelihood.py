@@ -144,13 +144,21 @@ def group_likelihoods(prob, images, rows, shifts_px=None, basis=None, rank=None,
         np.asarray(sigma_px, np.float64), (n,))
     sigma_hat = 2 * np.pi * (2.0 / prob.box) * px
     out = Likelihoods(np.empty((n, T)), np.empty((n, T)), np.empty(n))
+    members = prob.member_index()
     for g in np.unique(labels):
         sel = np.flatnonzero(labels == g)
-        part = log_likelihoods(images_to_fb(images[sel], prob.grid), prob.targets(int(g)),
-                               prob.grid, sigma_hat[sel], shifts_px, prob.box, basis, rank,
-                               amplitude)
-        out.maximum[sel], out.integrated[sel], out.sigma[sel] = (part.maximum,
-                                                                 part.integrated, part.sigma)
+        # a landscape row's last bit depends on its place in the batch: the j-th particle of
+        # the group sits in slot j mod BLOCK of a batch of BLOCK (copies elsewhere), so its
+        # values are the same for any chunk or shard
+        j = members[rows[sel]]
+        lo = j[0] // BLOCK * BLOCK
+        src = np.zeros(-(-(j[-1] + 1 - lo) // BLOCK) * BLOCK, np.int64)
+        src[j - lo] = np.arange(sel.size)
+        part = log_likelihoods(images_to_fb(images[sel], prob.grid)[src], prob.targets(int(g)),
+                               prob.grid, sigma_hat[sel][src], shifts_px, prob.box, basis,
+                               rank, amplitude)
+        out.maximum[sel], out.integrated[sel], out.sigma[sel] = (
+            part.maximum[j - lo], part.integrated[j - lo], part.sigma[j - lo])
     return out
 
 

@@ -77,6 +77,13 @@ class ParticleProblem:
     def box(self) -> int:
         return self.box_
 
+    def member_index(self) -> np.ndarray:
+        """Index of every particle among the particles of its CTF group, in STAR order (the
+        fixed batch slots of :func:`align_chunk` and of the likelihoods)."""
+        if self.members is None:
+            self.members = _members(self.labels)
+        return self.members
+
     def targets(self, g: int) -> np.ndarray:
         """Targets of CTF group g: templates × ring CTF, each scaled to unit norm (so the
         score ranks templates by correlation rather than by their energy)."""
@@ -455,13 +462,11 @@ def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarra
         k = search.refine_candidates
         out.update(cand_target=np.empty((m, k), np.int64), cand_angle=np.empty((m, k)),
                    cand_shift=np.zeros((m, k, 2)))
-    if prob.members is None:
-        prob.members = _members(prob.labels)
     S = _engine_batch(search, prob.box)
     for g in np.unique(labels):
         sel = np.flatnonzero(labels == g)
         fb = images_to_fb(images[sel], search.grid)
-        j = prob.members[rows[sel]]
+        j = prob.member_index()[rows[sel]]
         lo = j[0] // S * S
         slots = j - lo
         batch = np.empty((-(-(j[-1] + 1 - lo) // S) * S,) + fb.shape[1:], fb.dtype)

@@ -9,6 +9,11 @@ name (``os.replace``).  Temporary names are ``.NAME.radsvd-tmp-PID-HOST-XXXXXXXX
 - a process killed outright (``kill -9``, power loss) leaves its file behind; the next write
   into the same folder recognises it by its name (process PID on this host no longer alive)
   and removes it.
+
+Output policy of the commands (:func:`output_policy`, entered by ``radsvd.cli.main``): an
+existing output file is refused unless ``--force``, and a missing parent folder is an error
+except for folders an option documents that it creates (:func:`check_output_folder`).  Library
+calls outside that context keep the library's behaviour: overwrite, create parent folders.
 """
 
 from __future__ import annotations
@@ -34,6 +39,31 @@ STALE_AFTER = 60.0   # seconds without a write before a dead process's temporary
 _LIVE: set = set()
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _PREVIOUS: dict = {}
+
+
+class _Policy:
+    """The command line's output rules, while :func:`output_policy` is active."""
+
+    def __init__(self, force: bool):
+        self.force = bool(force)
+        self.creatable: set = set()   # folders an option documents that it creates
+
+
+_POLICY: _Policy | None = None
+
+
+@contextlib.contextmanager
+def output_policy(force: bool = False):
+    """Within the block, :func:`check_output_file` (called by every atomic write) refuses an
+    existing file unless ``force``, and a missing parent folder unless
+    :func:`check_output_folder` declared it.  A module-level state, not a context variable,
+    so that worker threads follow it too; ``radsvd.cli.main`` enters it once per command."""
+    global _POLICY
+    previous, _POLICY = _POLICY, _Policy(force)
+    try:
+        yield _POLICY
+    finally:
+        _POLICY = previous
 
 
 def _pid_alive(pid: int) -> bool:
@@ -98,7 +128,7 @@ def atomic_path(path, suffix: str | None = None):
     """
     path = Path(path)
     check_output_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)   # under the CLI policy: a declared folder
     remove_stale_temporaries(path.parent)
     _install_signal_cleanup()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_TAG}{os.getpid()}-{_HOST}-",
@@ -142,27 +172,54 @@ def _writable_folder(folder: Path, what: str) -> None:
         raise InputError(f"{what}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
+def _declared(folder: Path) -> bool:
+    """Whether the active policy lets ``folder`` be created (it or an ancestor declared)."""
+    folder = folder.absolute()
+    return any(folder == d or d in folder.parents for d in _POLICY.creatable)
+
+
 def check_output_file(path, option: str = "output") -> Path:
     """Check, before any work, that ``path`` can be written as a file; returns it as a Path.
 
     Refuses a folder, a path under a file, and folders that cannot be written (read-only,
-    not permitted); a missing folder is fine if it can be created."""
+    not permitted); a missing folder is fine if it can be created.  Under the command line's
+    :func:`output_policy` it also refuses an existing file (unless ``--force``) and a missing
+    folder (unless declared by :func:`check_output_folder`)."""
     path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
     try:
         if path.is_dir():
             raise InputError(f"{option}: {path} is a folder; name a file")
+        if _POLICY is not None:
+            if (not _POLICY.force and (path.exists() or path.is_symlink())
+                    and not _TMP_RE.match(path.name)):   # a nested write into a temporary
+                raise InputError(f"{option}: {path} exists; pass --force to overwrite it")
+            if not parent.exists() and not _declared(parent):
+                raise InputError(f"{option}: folder {parent} does not exist; create it first")
     except OSError as exc:
         raise InputError(f"{option}: cannot reach {path} ({exc.strerror or exc})") from None
-    _writable_folder(path.parent if str(path.parent) else Path("."), option)
+    _writable_folder(parent, option)
     return path
 
 
-def check_output_folder(path, option: str = "output folder") -> Path:
-    """Check, before any work, that ``path`` is (or can be created as) a writable folder."""
+def check_output_folder(path, option: str = "output folder", files=()) -> Path:
+    """Check, before any work, that ``path`` is (or can be created as) a writable folder.
+
+    Under the command line's :func:`output_policy` the folder may be created (the option
+    documents it) but its parent must exist, and the ``files`` to be written in it must not
+    exist unless ``--force``."""
     path = Path(path)
     try:
         if path.exists() and not path.is_dir():
             raise InputError(f"{option}: {path} is an existing file, not a folder")
+        if _POLICY is not None:
+            parent = path.absolute().parent
+            if not path.is_dir() and not parent.is_dir() and not _declared(parent):
+                raise InputError(f"{option}: folder {parent} does not exist; create it first "
+                                 f"({option} creates only its last folder)")
+            _POLICY.creatable.add(path.absolute())
+            for name in files:
+                check_output_file(path / name, option)
     except OSError as exc:
         raise InputError(f"{option}: cannot reach {path} ({exc.strerror or exc})") from None
     _writable_folder(path, option)

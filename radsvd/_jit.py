@@ -12,6 +12,12 @@ instead of failing at import.  Thread counts
 are changed with :func:`set_threads` (``numba.set_num_threads``), never by changing
 ``NUMBA_NUM_THREADS`` between runs that share a cache (numba issue #7518).
 
+First-run notice: numba compiles a kernel on its first call when the cache holds no copy
+(a fresh installation, a changed source file).  That took 16 s of align-volumes and 35 s of
+``bench --quick`` on 2 cores, silently; :class:`_CompileNotice` prints one line before the
+first compilation of a radsvd kernel in a process and the total at exit
+(``RADSVD_COMPILE_NOTICE=0`` silences both).  ``radsvd warmup`` compiles them ahead.
+
 Fast-math: only flags that cannot change results for finite inputs in a way that matters
 to us (contraction to FMA, reciprocal approximations, no signed zeros); never ``nnan``/``ninf``,
 so NaN checks stay meaningful.  Parallel kernels give each output element to exactly one
@@ -20,20 +26,62 @@ thread with a fixed loop order, so results do not depend on the thread count.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import math
 import numbers
 import os
 import sys
+import time
 
 import numba
+import numba.core.event
 
 from radsvd._validate import InputError
 
 CACHE = os.environ.get("RADSVD_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no",
                                                                           "off")
 FASTMATH = frozenset({"contract", "arcp", "nsz"})
+
+
+class _CompileNotice(numba.core.event.Listener):
+    """Listener of numba's ``numba:compile`` events, which fire only on a cache miss (a
+    kernel loaded from the cache fires none): announce the first, sum the nested ones."""
+
+    def __init__(self):
+        self.depth, self.kernels, self.seconds, self.start = 0, 0, 0.0, 0.0
+        self.quiet = False      # radsvd warmup reports for itself
+
+    def on_start(self, event):
+        if self.depth == 0:
+            self.start = time.perf_counter()
+        self.depth += 1
+        func = getattr(event.data.get("dispatcher"), "py_func", None)
+        if not getattr(func, "__module__", "").startswith("radsvd"):
+            return
+        self.kernels += 1
+        if self.kernels == 1 and not self.quiet and CACHE:   # without a cache: warned at import
+            print("radsvd: compiling numba kernels once (about 15-60 s on 2 cores; later runs "
+                  "load them from the cache; `radsvd warmup` compiles them ahead)...",
+                  file=sys.stderr, flush=True)
+            atexit.register(self.summary)
+
+    def on_end(self, event):
+        self.depth -= 1
+        if self.depth == 0:
+            self.seconds += time.perf_counter() - self.start
+
+    def summary(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            print(f"radsvd: compiled {self.kernels} kernel signature(s) in {self.seconds:.0f} s "
+                  "(cached for the next runs)", file=sys.stderr)
+
+
+COMPILE_NOTICE = _CompileNotice()
+if os.environ.get("RADSVD_COMPILE_NOTICE", "1").strip().lower() not in ("0", "false", "no",
+                                                                        "off"):
+    numba.core.event.register("numba:compile", COMPILE_NOTICE)
 
 
 def jit(func=None, *, parallel: bool = False, inline: bool = False):

@@ -20,3 +20,9 @@ def rank_option(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"H = {H} is out of range: need an integer H >= 1 "
                                          "or 'full'")
     return H
+
+
+def rank_or_auto_option(text: str):
+    """``--rank`` of ``align-volumes``: ``auto`` (the rank chosen from the target's spectra)
+    or what :func:`rank_option` accepts."""
+    return "auto" if text.strip().lower() == "auto" else rank_option(text)

@@ -488,9 +488,11 @@ def probes() -> list:
         args=["align-volumes", "s.mrcs", "map2.mrc", "--no-progress"])
     vol("non-cubic map", ["--K", "4", "--out", "v.npz"], "error",
         write("map2.mrc", mrc_bytes(np.ones((12, 12, 10), np.float32), ispg=1)))
-    vol("box mismatch", ["--K", "4", "--out", "v.npz"], "error",
-        write("map2.mrc", mrc_bytes(np.ones((14, 14, 14), np.float32), ispg=1)))
-    vol("voxel size mismatch", ["--K", "4", "--out", "v.npz"], "error",
+    # other boxes and voxel sizes are fitted (issue 23), not refused
+    vol("other box", ["--K", "4", "--out", "v.npz"], "ok",
+        write("map2.mrc", mrc_bytes(np.random.default_rng(4).standard_normal((14, 14, 14))
+                                    .astype(np.float32), ispg=1)))
+    vol("other voxel size", ["--K", "4", "--out", "v.npz"], "ok",
         write("map2.mrc", mrc_bytes(np.random.default_rng(3).standard_normal((12, 12, 12))
                                     .astype(np.float32), ispg=1, voxel=3.0)))
     vol("complex map", ["--K", "4", "--out", "v.npz"], "error",

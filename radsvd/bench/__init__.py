@@ -26,8 +26,9 @@ import time
 
 from radsvd._files import atomic_path
 
-AREAS = ("images", "volumes", "e2e", "particles")
-DEFAULT_AREAS = ("images", "volumes")     # e2e (whole commands) with ``radsvd bench --e2e``
+AREAS = ("images", "volumes", "e2e", "particles", "startup")
+DEFAULT_AREAS = ("images", "volumes")     # e2e (whole commands) with ``radsvd bench --e2e``,
+#                                           startup (cold and warm) with ``--only startup``
 SCHEMA = 1
 
 

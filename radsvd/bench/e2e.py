@@ -24,6 +24,7 @@ at it, interleaved with this one: ``e2e.<command>.baseline`` records and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -105,6 +106,9 @@ def run_command(argv, source: str | None = None, profile: str | None = None,
         env["RADSVD_PROFILE"] = profile
         if os.path.exists(profile):
             os.unlink(profile)
+    if "--out" in argv:   # each run writes a fresh result (the commands refuse to overwrite)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(cwd or "", argv[argv.index("--out") + 1]))
     cpu0 = _children_cpu()
     t0 = time.time()
     env["RADSVD_PROFILE_T0"] = repr(t0)

@@ -101,6 +101,8 @@ def _header(doc: dict, note: str | None) -> list[str]:
     if doc.get("quick"):
         lines.append("- `--quick` sizes: smaller problems than the paper's, for smoke tests; "
                      "the ratios are not those of the full sizes.")
+    for text in doc.get("merged", []):
+        lines.append(f"- Merged: {text}.")
     if note:
         lines.append(f"- Note: {note}")
     lines += [
@@ -345,6 +347,36 @@ def _e2e(recs: _Records) -> list[str]:
     return lines
 
 
+def _startup(recs: _Records) -> list[str]:
+    """Every command's first run (empty numba cache) against later runs
+    (``startup.<command>``, radsvd/bench/startup.py)."""
+    names = [n for n in recs.by_name if n.startswith("startup.")]
+    if not names:
+        return []
+    lines = ["## First run and later runs", "",
+             "`radsvd bench --only startup`: each command as a fresh process, first with an "
+             "empty numba cache (cold: a fresh installation, or the `__pycache__/*.nbi`/`*.nbc` "
+             "files removed), then with the cache that run wrote (warm: every later run); "
+             "wall seconds (CPU seconds). The difference is numba compiling the kernels the "
+             "command needs; `radsvd warmup` pays it for every command at once, and each "
+             "command announces it on stderr (\"compiling numba kernels once\") when it "
+             "happens. Small inputs (the quick e2e sizes), so the warm runs are mostly "
+             "start-up.", ""]
+    rows = []
+    for n in names:
+        r = recs.get(n)
+        cpu = (r["cold_cpu_seconds"] - r["cpu_seconds"]
+               if "cold_cpu_seconds" in r and "cpu_seconds" in r else None)
+        rows.append([f"`{r.get('params', {}).get('command', n)}`",
+                     f"{num(r['cold_seconds'])} ({num(r.get('cold_cpu_seconds'))})",
+                     f"{num(r['seconds'])} ({num(r.get('cpu_seconds'))})",
+                     f"{num(r['compile_seconds'])} ({num(cpu)})", times(r["cold_over_warm"])])
+    return lines + _table(["command", "cold s (CPU)", "warm s (CPU)", "cold − warm s (CPU)",
+                           "cold / warm"], rows) + [
+        "", "Commands that compile nothing (simulate, info, templates, plot) differ by noise "
+            "only; on a loaded machine the CPU seconds are the steadier measure.", ""]
+
+
 def _others(recs: _Records) -> list[str]:
     rest = recs.rest()
     if not rest:
@@ -364,11 +396,31 @@ def _others(recs: _Records) -> list[str]:
 def _footer() -> list[str]:
     return ["## Regenerating this page", "",
             "```bash",
+            "# not run in tests: minutes (the full benchmark)",
             "radsvd bench --json bench.json          # the full sizes; --quick for a smoke test",
-            f"{GENERATOR} bench.json --note \"...\" -o docs/performance.md",
+            "radsvd bench --only startup --json startup.json   # first and later runs",
+            f"{GENERATOR} bench.json startup.json --note \"...\" -o docs/performance.md",
             "```", "",
             "`--note` records what the numbers cannot say themselves (other jobs on the "
             "machine, say).", ""]
+
+
+def merge(docs: list) -> dict:
+    """One document from several: the first's header, everyone's records (names must not
+    repeat), and a note naming when each further document was measured."""
+    doc = dict(docs[0], records=list(docs[0]["records"]))
+    for other in docs[1:]:
+        names = {r["name"] for r in doc["records"]}
+        dup = sorted(names & {r["name"] for r in other["records"]})
+        if dup:
+            raise InputError(f"the documents share record names ({', '.join(dup[:5])}); "
+                             "merge documents of different areas")
+        doc["records"] += other["records"]
+        areas = sorted({r["name"].split(".", 1)[0] for r in other["records"]})
+        doc.setdefault("merged", []).append(
+            f"the {', '.join(areas)} records were measured on {other.get('created', '?')}"
+            f"{' (--quick)' if other.get('quick') else ''}")
+    return doc
 
 
 def render(doc: dict, note: str | None = None) -> str:
@@ -381,7 +433,7 @@ def render(doc: dict, note: str | None = None) -> str:
         raise InputError("the benchmark document has no records")
     recs = _Records(doc)
     lines = (_header(doc, note) + _images(recs) + _volumes(recs) + _e2e(recs)
-             + _others(recs) + _footer())
+             + _startup(recs) + _others(recs) + _footer())
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -389,7 +441,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog=GENERATOR, description="Write docs/performance.md (Markdown) from a benchmark "
                                     "document of `radsvd bench --json`.")
-    parser.add_argument("bench_json", metavar="BENCH.json")
+    parser.add_argument("bench_json", metavar="BENCH.json", nargs="+",
+                        help="one document, or several whose records are shown together "
+                             "(e.g. a full run and a `--only startup` run)")
     parser.add_argument("--note", default=None,
                         help="a line for the page's header (e.g. the machine was loaded)")
     parser.add_argument("-o", "--out", default=None, metavar="FILE",
@@ -399,7 +453,7 @@ def main(argv=None) -> int:
     from radsvd.bench.compare import load
 
     try:
-        page = render(load(args.bench_json), note=args.note)
+        page = render(merge([load(p) for p in args.bench_json]), note=args.note)
     except (InputError, FileNotFoundError) as exc:
         print(f"{GENERATOR}: error: {exc}", file=sys.stderr)
         return 2

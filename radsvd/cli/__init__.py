@@ -2,7 +2,9 @@
 
 Each module of this package defines one group of subcommands through
 ``register(subparsers)``; the parser sets ``func`` on its namespace, which receives the parsed
-arguments and returns an exit code.  Heavy imports happen inside ``func`` (numpy included:
+arguments and returns an exit code.  Every command that writes files gets ``--force`` here
+(:data:`NO_OUTPUT` lists the others) and runs under :func:`radsvd._files.output_policy`:
+an existing output is refused without ``--force``, a missing parent folder is an error.  Heavy imports happen inside ``func`` (numpy included:
 nothing here imports it before the arguments are parsed), so ``radsvd --help`` is fast.
 """
 
@@ -19,6 +21,10 @@ import warnings
 from radsvd import __version__
 
 
+NO_OUTPUT = ("info", "warmup", "fetch")   # fetch resumes into --dest by design (its --help)
+FORCE_HELP = "overwrite existing output files (default: refuse them)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radsvd",
@@ -32,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(sub)
+    for name, command in sub.choices.items():
+        if name not in NO_OUTPUT:
+            command.add_argument("--force", action="store_true", help=FORCE_HELP)
     return parser
 
 
@@ -57,7 +66,13 @@ def main(argv=None) -> int:
                 from radsvd._jit import set_threads
 
                 set_threads(args.threads)
-            code = int(args.func(args) or 0)
+            if hasattr(args, "force"):
+                from radsvd._files import output_policy
+
+                with output_policy(force=args.force):
+                    code = int(args.func(args) or 0)
+            else:
+                code = int(args.func(args) or 0)
             sys.stdout.flush()   # a closed pipe surfaces here, inside the handler below
             return code
         except BrokenPipeError:

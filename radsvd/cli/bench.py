@@ -7,7 +7,8 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "bench", help="run the performance benchmark and print the headline table",
+        "bench", help="run the performance benchmark; ends with a headline table (what was "
+                      "measured, the ratio, the goal)",
         description="Measure, in one run, the 2D (and, when present, 3D) engines against the "
                     "baselines kept in radsvd.bench; print a table and optionally write a JSON "
                     "document keyed by record name.  With --compare OLD.json, re-measure (same "
@@ -18,8 +19,9 @@ def register(sub) -> None:
                         "OLD's setting")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the (new) records as JSON (atomically)")
-    p.add_argument("--only", choices=("images", "volumes", "e2e", "particles"), default=None,
-                   help="run one area only (with --compare: default, OLD's areas)")
+    p.add_argument("--only", choices=("images", "volumes", "e2e", "particles", "startup"), default=None,
+                   help="run one area only (with --compare: default, OLD's areas); startup: "
+                        "every command's first run (empty numba cache) and later runs")
     p.add_argument("--e2e", action="store_true",
                    help="also time the whole commands as users run them (align-images, "
                         "align-volumes from MRC files to the result file, with the split into "
@@ -85,18 +87,22 @@ def _options(args) -> dict:
         if not os.path.isfile(os.path.join(base, "radsvd", "__init__.py")):
             raise InputError(f"--e2e-baseline: {base} is not a radsvd source tree "
                              f"(no radsvd/__init__.py in it)")
-    return {"e2e": dict(baseline=base, log=_log)}
+    return {"e2e": dict(baseline=base, log=_log), "startup": dict(log=_log)}
 
 
 def _measure(args) -> int:
     from radsvd.bench import DEFAULT_AREAS, format_table, run, write_json
+    from radsvd.bench.headline import format_headline
 
     options = _options(args)
     areas = DEFAULT_AREAS + (("e2e",) if args.e2e else ())
     if args.only is not None:
         areas = (args.only,)
     doc = run(quick=bool(args.quick), areas=areas, log=_log, options=options)
+    print("all records (fields: docs/bench.md):")
     print(format_table(doc))
+    print()
+    print(format_headline(doc))
     print(_machine_line(doc))
     if args.json:
         write_json(doc, args.json)

@@ -29,17 +29,16 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--style", choices=("1", "3.0", "3.1"), default="3.1",
                    help="RELION STAR style to write (default 3.1)")
-    p.add_argument("--out", required=True, help="output directory (new or empty)")
-    p.add_argument("--force", action="store_true",
-                   help="write into a folder that already holds files (replacing a previous "
-                        "simulation's stack, map and STAR file)")
+    p.add_argument("--out", required=True, help="output directory (created if missing; its "
+                   "parent must exist; new or empty unless --force)")
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("fetch", help="download a dataset of data_manifest.yaml (verified, "
                        "resumable; only the first particles)")
     p.add_argument("dataset", nargs="?", help="dataset key or alias (e.g. trpv1, EMPIAR-10005, "
                    "EMD-5778); omit with --list")
-    p.add_argument("--dest", default=None, help="destination directory (default data/<key>)")
+    p.add_argument("--dest", default=None, help="destination directory, created with its parents if missing; "
+                   "an interrupted fetch resumes into it (default data/<key>)")
     p.add_argument("--what", choices=("all", "map", "particles"), default="all")
     p.add_argument("--n", type=int, default=None,
                    help="particles to fetch, >= 1 (default: the manifest's subset)")
@@ -60,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the datasets and exit")
     p.set_defaults(func=_fetch)
 
-    p = sub.add_parser("info", help="summary of an MRC map/stack or a STAR file")
+    p = sub.add_parser("info", help="summary of an MRC map/stack, a STAR file or a result .npz")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)

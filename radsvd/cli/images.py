@@ -31,7 +31,7 @@ def register(sub) -> None:
                     "the rotational landscape X(gamma) over gamma_j = 2*pi*j/Q (optionally refined "
                     "off-grid), over all targets. Writes an .npz with best_target, angle, score "
                     "(and with --all-pairs the (N_A, N_B) arrays angles and scores). With "
-                    "--max-shift it also searches a disc of shifts and adds shift (n, 2) "
+                    "--max-shift-px it also searches a disc of shifts and adds shift (n, 2) "
                     "(and shifts (N_A, N_B, 2)).\n\n" + ANGLE_CONVENTION + "\n\n"
                     + SHIFT_CONVENTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,10 +45,18 @@ def register(sub) -> None:
                    help="radial basis for --rank H, built from the targets: radial-svd "
                         "(default), shift-svd (eq. 118 over the shift disc), "
                         "frequency-marching or energy-pca")
-    p.add_argument("--max-shift", type=float, default=0.0,
-                   help="also search translations in a disc of this radius (pixels; default 0)")
-    p.add_argument("--shift-step", type=float, default=1.0,
-                   help="spacing of the shift grid in pixels (default 1)")
+    p.add_argument("--max-shift-px", type=float, default=0.0, metavar="PIXELS",
+                   help="also search translations in a disc of this radius, in pixels (MRC "
+                        "stacks carry no trusted pixel size here; default 0)")
+    p.add_argument("--shift-step-px", type=float, default=1.0, metavar="PIXELS",
+                   help="spacing of the shift grid, in pixels (default 1)")
+    for old in ("--max-shift", "--shift-step"):   # Å in align-particles: refused, not guessed
+        p.add_argument(old, dest=f"refused_{old[2:].replace('-', '_')}", default=None,
+                       help=argparse.SUPPRESS)
+    p.add_argument("--normalize-targets", action="store_true",
+                   help="scale every target to unit norm on the polar grid, so that the best "
+                        "target is the best correlated one rather than the one with the most "
+                        "energy (use it with the projections of `radsvd templates`)")
     p.add_argument("--all-pairs", action="store_true",
                    help="also store angles and scores for every (image, target) pair")
     p.add_argument("--refine", action="store_true",
@@ -82,12 +90,17 @@ def _align_images(args) -> int:
     from radsvd._validate import InputError, frequency_for_box, rank as check_rank
     from radsvd.grids import PolarGrid
     from radsvd.images import FBSource, align_images
-    from radsvd.images.methods import canonical_method, make_basis
+    from radsvd.images.methods import canonical_method, make_basis, unit_norm_targets
     from radsvd.images.shifts import check_shift_options, shift_grid
     from radsvd._profile import mark
 
     mark("startup")
 
+    for old in ("max_shift", "shift_step"):
+        if getattr(args, f"refused_{old}") is not None:
+            flag = old.replace("_", "-")
+            raise InputError(f"--{flag} is ambiguous here (Å in align-particles and simulate); "
+                             f"align-images works in pixels: use --{flag}-px")
     if not args.out.endswith(".npz"):
         raise InputError(f"--out must end in .npz, got {args.out}")
     check_output_file(args.out, "--out")      # before the work, not after it
@@ -108,29 +121,32 @@ def _align_images(args) -> int:
         if method == "gaussian-shift-svd":
             raise InputError("--method gaussian-shift-svd needs a map: use align-particles")
         N = int(imgs.shape[-1])
-        check_shift_options(args.max_shift, args.shift_step, N)
+        check_shift_options(args.max_shift_px, args.shift_step_px, N)
         rank = None if args.rank is None else check_rank(args.rank, grid.R, "--rank")
         mark("reading")
         fb_a = FBSource(imgs, grid, eps=args.eps, name="images")
         fb_b = FBSource(tgts, grid, eps=args.eps, name="targets").all()
+        if args.normalize_targets:
+            fb_b = unit_norm_targets(fb_b, grid)
         mark("transform")
         prepare_compiler()
         mark("startup")     # numba's set-up, paid by the first kernel whatever the rank
         basis = None
         if rank is not None:
-            shifts = shift_grid(args.max_shift, args.shift_step, N)
+            shifts = shift_grid(args.max_shift_px, args.shift_step_px, N)
             basis = make_basis(method, grid, fb_b, shifts=shifts, box=N)
         mark("precomputation")
         res = align_images(fb_a, fb_b, grid, basis=basis, rank=rank, refine=args.refine,
                            all_pairs=args.all_pairs, precision=args.precision,
-                           progress=not args.no_progress, max_shift=args.max_shift,
-                           shift_step=args.shift_step, box=N)
+                           progress=not args.no_progress, max_shift=args.max_shift_px,
+                           shift_step=args.shift_step_px, box=N)
         mark("alignment")       # with the images' transforms, streamed tile by tile
     finally:
         mrc_a.close()
         mrc_b.close()
     res.info["convention"] = ANGLE_CONVENTION + ("\n" + SHIFT_CONVENTION
                                                  if res.shift is not None else "")
+    res.info["normalized_targets"] = bool(args.normalize_targets)
     res.info["images"] = args.images
     res.info["targets"] = args.targets
     res.save(args.out)

@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=float, default=None,
                    help="σ of the Gaussian shifts of gaussian-shift-svd, Å (default max-shift/2)")
     p.add_argument("--box", type=int, default=None,
-                   help="Fourier-crop particles and map to this box first (default: none)")
+                   help="Fourier-crop particles and map to this box in pixels first "
+                        "(default: none)")
     p.add_argument("--n", type=int, default=None, help="only the first n particles")
     p.add_argument("--data-dir", default=None,
                    help="directory the STAR's image paths are relative to (default: its own)")
@@ -166,6 +167,7 @@ def _align_particles(args) -> int:
                              f"{getattr(args, name)}")
     refuse_input_as_output(outputs, particle_inputs(args.particles, args.map, args.data_dir))
     check_output_file(out, "--out")
+    check_output_file(out.with_suffix(".npz"), "--out (its .npz)")
     if args.memory is not None and not (np.isfinite(args.memory) and args.memory > 0):
         raise InputError(f"--memory must be a positive number of GiB, got {args.memory}")
     if args.chunk is not None and args.chunk < 1:

@@ -1,4 +1,5 @@
-"""Summaries of data files (``radsvd info``): MRC maps and stacks, STAR particle files."""
+"""Summaries of data files (``radsvd info``): MRC maps and stacks, STAR particle files, and
+the commands' result files (:func:`radsvd.results.summarize`)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ def _kind(path: Path) -> str:
 
 
 def describe(path) -> dict:
-    """A dict summary of an MRC map/stack (shape, voxel size, value range) or a STAR file
-    (style, particle count, stacks, box if resolvable, pixel size and CTF ranges).
+    """A dict summary of an MRC map/stack (shape, voxel size, value range), a STAR file
+    (style, particle count, stacks, box if resolvable, pixel size and CTF ranges) or a result
+    ``.npz`` (kind, settings, score range; for poses against a STAR holding true poses, the
+    angular and origin errors).
 
     MRC files are classified and checked by :func:`radsvd.data.mrc.parse_mrc_header`, the
     policy every reader uses; the tolerated oddities are listed under ``warnings``.  STAR
@@ -56,6 +59,10 @@ def describe(path) -> dict:
     if not path.is_file():
         what = "a folder" if path.is_dir() else "not a regular file (a device or pipe?)"
         raise InputError(f"{path}: {what}; pass an MRC or STAR file")
+    from radsvd.results import is_result_file, summarize
+
+    if is_result_file(path):
+        return summarize(path)
     if _kind(path) == "mrc":
         return _describe_mrc(path)
     return _describe_star(path)

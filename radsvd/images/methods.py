@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 
 from radsvd._validate import InputError
-from radsvd.images._radial import METHODS
+from radsvd.images._radial import METHODS, q_multiplicity
 
-__all__ = ["METHODS", "canonical_method", "ctf_groups", "group_targets", "make_basis"]
+__all__ = ["METHODS", "canonical_method", "ctf_groups", "group_targets", "make_basis",
+           "unit_norm_targets"]
 
 
 def canonical_method(name: str) -> str:
@@ -58,6 +59,15 @@ def group_targets(templates, ring) -> np.ndarray:
     if t.ndim != 3 or r.shape != (t.shape[1],):
         raise InputError(f"group_targets: templates {t.shape} and ring CTF {r.shape} do not match")
     return t * r[None, :, None]
+
+
+def unit_norm_targets(fb, grid) -> np.ndarray:
+    """Targets scaled to unit norm Σ_r w_r Σ_q |b(r, q)|² = 1 over every periodic q (eq. 35
+    at γ = 0 of a target with itself), so that the best target is the best correlated one
+    rather than the one with the most energy; zero targets stay zero."""
+    norm2 = np.einsum("nrq,r,q->n", np.abs(fb) ** 2, grid.w, q_multiplicity(grid.Q, True))
+    scale = np.where(norm2 > 0, 1.0 / np.sqrt(np.where(norm2 > 0, norm2, 1.0)), 0.0)
+    return fb * scale.astype(fb.real.dtype)[:, None, None]
 
 
 def make_basis(method: str, grid, templates=None, *, ctf_rings=None, group_sizes=None,

@@ -81,6 +81,7 @@ OPTION_NAMES = dict(K="--K", rank="--rank", method="--method", max_shift_A="--ma
                     refine_candidates="--refine-candidates", likelihoods="--likelihoods",
                     noise_sigma="--noise-sigma")
 _CHUNK_RE = re.compile(r"^chunk-(\d{12})-(\d{12})\.npz$")
+_DECISION_RE = re.compile(r"^decision-[a-z_]+\.json$")
 _LIKELIHOOD_RE = re.compile(r"^likelihoods-(\d{12})-(\d{12})\.npz$")
 LIKELIHOOD_KEYS = ("maximum", "integrated", "sigma")
 
@@ -189,23 +190,22 @@ class Checkpoint:
                                           sort_keys=True) + "\n")
 
     def recorded(self, key: str):
-        """A decision recorded in the manifest by :meth:`record` (None if there is none)."""
+        """A decision recorded by :meth:`record` (None if there is none or it is unreadable,
+        e.g. cut short by a crash: the run then decides again)."""
         try:
-            return json.loads((self.folder / self.MANIFEST).read_text()).get(key)
-        except (OSError, ValueError, AttributeError):
+            return json.loads((self.folder / f"decision-{key}.json").read_text())
+        except (OSError, ValueError):
             return None
 
-    def record(self, key: str, value) -> None:
+    def record(self, key: str, value: dict) -> None:
         """Record a decision of the run that later chunks must share (e.g. the contrast
-        check's) in the manifest, atomically; a resumed run reads it with :meth:`recorded`."""
+        check's) as ``decision-KEY.json``, atomically; a resumed run reads it with
+        :meth:`recorded` instead of deciding again."""
         from radsvd._files import atomic_path
 
-        manifest = self.folder / self.MANIFEST
-        doc = json.loads(manifest.read_text())
-        doc[key] = _plain(value) if not isinstance(value, dict) else \
-            {k: _plain(v) for k, v in value.items()}
-        with atomic_path(manifest, ".json") as tmp:
-            tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        with atomic_path(self.folder / f"decision-{key}.json", ".json") as tmp:
+            tmp.write_text(json.dumps({k: _plain(v) for k, v in value.items()}, indent=1,
+                                      sort_keys=True) + "\n")
 
     def _chunks(self) -> list:
         found = []
@@ -268,7 +268,8 @@ class Checkpoint:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.folder):
                 if (_CHUNK_RE.match(entry.name) or _LIKELIHOOD_RE.match(entry.name)
-                        or entry.name == self.MANIFEST or TMP_TAG in entry.name):
+                        or _DECISION_RE.match(entry.name) or entry.name == self.MANIFEST
+                        or TMP_TAG in entry.name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
             with contextlib.suppress(OSError):

@@ -825,8 +825,10 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                 from radsvd._files import save_npz
 
                 lik = chunk_likelihoods(prob, search, images, good, noise_sigma)
-                save_npz(runs.likelihood_chunk(folder, part["start"], part["stop"]),
-                         maximum=lik.maximum, integrated=lik.integrated, sigma=lik.sigma)
+                path = runs.likelihood_chunk(folder, part["start"], part["stop"])
+                path.unlink(missing_ok=True)    # left by a run stopped before its chunk file
+                save_npz(path, maximum=lik.maximum, integrated=lik.integrated,
+                         sigma=lik.sigma)
                 del lik
             del images
             if ckpt is not None:

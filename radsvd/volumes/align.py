@@ -39,9 +39,12 @@ def canonical_euler(euler) -> np.ndarray:
 @dataclass
 class VolumeAlignResult:
     """Per volume: ``euler`` (γ, β, α) and ``matrix`` R of the rotation to apply to the volume
-    to superimpose it on the target; ``score`` = X at the optimum (the Fourier inner product
-    <Â, R_τ B̂>, full landscape if refined, else the landscape that was searched); ``tau`` the
-    landscape maximiser (target → volume).  ``landscapes``: (n, n_β, M, M) if requested."""
+    to superimpose it on the target; ``score`` = X at the optimum (:func:`align_volumes`: the
+    Fourier inner product <Â, R_τ B̂>, full landscape if refined, else the landscape that was
+    searched; :func:`align_volume_maps`: normalised to a correlation); ``tau`` the landscape
+    maximiser (target → volume).  ``landscapes``: (n, n_β, M, M) if requested.  Maps
+    (:func:`align_volume_maps`) also get ``shift`` (n, 3) Å, ``transform`` (n, 4, 4),
+    ``mirrored`` (n,) and ``candidates`` (n, c, 8)."""
 
     euler: np.ndarray
     matrix: np.ndarray
@@ -49,13 +52,19 @@ class VolumeAlignResult:
     tau: np.ndarray
     landscapes: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    shift: np.ndarray | None = None
+    transform: np.ndarray | None = None
+    mirrored: np.ndarray | None = None
+    candidates: np.ndarray | None = None
 
-    def save(self, path) -> None:
+    def save(self, path, **extra) -> None:
         """Write an .npz atomically (:func:`radsvd._files.save_npz`); ``info`` entries as
-        ``info_<key>``."""
-        arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau)
-        if self.landscapes is not None:
-            arrays["landscapes"] = self.landscapes
+        ``info_<key>``, ``extra`` arrays under their names."""
+        arrays = dict(euler=self.euler, score=self.score, matrix=self.matrix, tau=self.tau,
+                      **extra)
+        for key in ("landscapes", "shift", "transform", "mirrored", "candidates"):
+            if getattr(self, key) is not None:
+                arrays[key] = getattr(self, key)
         for k, v in self.info.items():
             arrays[f"info_{k}"] = np.asarray(v)
         save_npz(path, **arrays)
@@ -185,56 +194,234 @@ def align_volumes(coef_volumes, coef_target, grid: ShellGrid, basis: VolumeBasis
                              landscapes=land, info=info)
 
 
-def align_volume_maps(volumes, target, K: float = 48.0, rank=None, L: int | None = None,
-                      R: int | None = None, voxel_sizes=None, refine: bool = False,
-                      return_landscapes: bool = False, progress: bool = False,
-                      eps: float | None = None, precision: str = "auto",
-                      transform_precision: str | None = None) -> VolumeAlignResult:
-    """Align real-space volumes (n, N, N, N) (or one (N, N, N)) onto a target (N, N, N)
-    (see the module docstring): shell coefficients of both at frequency K (one
-    :class:`ShellTransform`, as :func:`to_shells`), then :func:`align_volumes`.
-
-    rank: None or "full", or H (H_C = H_D = H, the paper's choice) or (H_C, H_D), with the
-    radial- and degree-SVD of the target (:func:`volume_svd`).  voxel_sizes: optional
-    (target_size, [sizes of volumes]) in Å; they must all agree.  The transforms run at
-    the data's precision (single at eps 1e-6 when target and volumes are float32 or
-    narrower, else double at 1e-12); ``eps`` and ``transform_precision`` override it
-    (:func:`radsvd._nufft.transform_precision`).  ``precision``: the landscapes', as
-    :func:`align_volumes`.
-    """
+def _map_stack(volumes, name: str) -> list:
+    """Real cubic maps as a list (one (N, N, N) map, a stack (n, N, N, N), or a list of
+    maps of any boxes), each validated (finite, cubic)."""
     from radsvd._validate import real_stack
 
-    tgt = real_stack(np.asarray(target), "target", ndim=3, dtype=None)
-    vols = np.asarray(volumes)
-    vols = real_stack(vols[None] if vols.ndim == 3 else vols, "volumes", ndim=3, dtype=None)
-    if tgt.shape[0] != 1:
-        raise InputError(f"target: expected one volume, got {tgt.shape[0]}")
-    if vols.shape[1:] != tgt.shape[1:]:
-        raise InputError(f"volumes have box {vols.shape[1:]} but the target has "
-                         f"{tgt.shape[1:]}: resample them to the same box first")
-    if voxel_sizes is not None:
+    if isinstance(volumes, (list, tuple)):
+        if not volumes:
+            raise InputError(f"{name}: no maps given")
+        return [real_stack(np.asarray(v), f"{name}[{i}]", ndim=3, dtype=None)[0]
+                for i, v in enumerate(volumes)]
+    v = np.asarray(volumes)
+    return list(real_stack(v[None] if v.ndim == 3 else v, name, ndim=3, dtype=None))
+
+
+def _positive_sizes(sizes, n: int, name: str) -> np.ndarray:
+    s = np.broadcast_to(np.asarray(sizes, dtype=float), (n,))
+    bad = np.flatnonzero(~(np.isfinite(s) & (s > 0)))
+    if bad.size:
+        raise InputError(f"{name}: voxel size of map {bad[0]} is {s[bad[0]]!r}; give a "
+                         "positive size in Å")
+    return s
+
+
+def align_volume_maps(volumes, target, K: float | None = None, rank=None,
+                      L: int | None = None, R: int | None = None, voxel_sizes=None,
+                      refine: bool = True, return_landscapes: bool = False,
+                      progress: bool = False, eps: float | None = None,
+                      precision: str = "auto", transform_precision: str | None = None, *,
+                      max_shift: float | None = None, mirror="no", lowpass: float | None = None,
+                      mask_radius: float | None = None, target_mask=None,
+                      n_candidates: int = 4, origins=None, names=None) -> VolumeAlignResult:
+    """Fit real-space maps onto a target: rotation, translation and (``mirror``) hand, for
+    maps of any box and voxel size (:mod:`radsvd.volumes.fit` states the model).
+
+    volumes: one map (N, N, N), a stack (n, N, N, N) or a list of cubic maps of any boxes;
+    target (N_B, N_B, N_B).  voxel_sizes: (target's, [volumes']) in Å (default 1 Å each):
+    every map is sampled at the target's physical frequencies, no resampling.  K: maximum
+    frequency in the target's box units (default min(48, half the smallest Nyquist
+    frequency of the maps)).  rank: None/"full", H, (H_C, H_D) or "auto": the rotation
+    search's landscape (the radial/degree-SVD of the target); a rank whose spectrum keeps
+    too little falls back to full (:func:`~radsvd.volumes.fit.choose_rank`, reported in
+    ``info``).  Candidates, translations and scores always use the full landscape, so the
+    scores compare between ranks.
+
+    max_shift (Å, default a tenth of the target's box): both maps are centred on their
+    centres of mass and the translation searched within this radius; 0: no centring and
+    no translation (rotation about the box centres).  mirror: "no", "yes" (only the
+    mirrored map) or "auto" (both hands; the better is kept, both scores in ``info``).
+    lowpass (Å): Gaussian low-pass, half amplitude at that resolution; mask_radius (Å): a
+    soft sphere about each map's centre of mass; target_mask: an array on the target's
+    box multiplying the target.  n_candidates: rotation peaks examined per hand; those
+    within 5% of the best score are refined too, and the best of the other hand unless it
+    scores below 80% of the best; all are returned (``candidates``).
+    refine: joint off-grid refinement (:func:`~radsvd.volumes.fit.refine_pose`).
+    origins: (target's, [volumes']) (x, y, z) Å of voxel 0 (MRC origin) for ``transform``.
+    names: the volumes' names in error messages (default volumes[i]).
+
+    Result: ``euler``/``matrix``/``tau`` as :func:`align_volumes` (proper rotation);
+    ``score`` the normalised correlation X/(||Â|| ||B̂||) at the optimum; ``shift`` (n, 3) Å
+    and ``transform`` (n, 4, 4), ``mirrored`` (n,), ``candidates`` (n, c, 8): rot, tilt,
+    psi (°), shift x, y, z (Å), mirrored, correlation (see ``info['convention']``).
+    """
+    from radsvd._nufft import transform_precision as _tp
+    from radsvd.volumes import fit
+    from radsvd.volumes.shells import sht
+
+    tgt = _map_stack(target, "target")
+    if len(tgt) != 1:
+        raise InputError(f"target: expected one volume, got {len(tgt)}")
+    tgt = tgt[0]
+    vols = _map_stack(volumes, "volumes")
+    n = len(vols)
+    names = [f"volumes[{i}]" for i in range(n)] if names is None else list(names)
+    if voxel_sizes is None:
+        t_size, v_sizes = 1.0, np.ones(n)
+    else:
         t_size, v_sizes = voxel_sizes
-        v_sizes = np.broadcast_to(np.asarray(v_sizes, float), (vols.shape[0],))
-        bad = np.flatnonzero(~np.isclose(v_sizes, float(t_size), rtol=1e-4, atol=0))
-        if bad.size:
-            raise InputError(f"voxel size mismatch: target {float(t_size):g} Å, volume {bad[0]} "
-                             f"{v_sizes[bad[0]]:g} Å; resample to a common pixel size first")
+    t_size = float(_positive_sizes(t_size, 1, "voxel_sizes (target)")[0])
+    v_sizes = _positive_sizes(v_sizes, n, "voxel_sizes (volumes)")
+    if mirror not in ("no", "yes", "auto"):
+        raise InputError(f"mirror must be 'no', 'yes' or 'auto', got {mirror!r}")
+    if isinstance(n_candidates, bool) or int(n_candidates) != n_candidates or n_candidates < 1:
+        raise InputError(f"n_candidates must be a positive integer, got {n_candidates!r}")
+    NB = tgt.shape[0]
+    unit = 0.5 * NB * t_size                            # Å per target box unit
+    dxs = 2.0 * v_sizes / (NB * t_size)                 # the maps' voxel spacings, box units
+    nyquist = float(np.pi / max(dxs.max(), 2.0 / NB))
+    if K is None:
+        K = min(48.0, 0.5 * nyquist)
+    radius = 0.1 * NB * t_size if max_shift is None else fit.check_max_shift(max_shift)
+    radius /= unit
+    lowpass_k = None
+    if lowpass is not None:
+        if not float(lowpass) > 0:
+            raise InputError(f"lowpass must be a resolution in Å > 0, got {lowpass!r}")
+        lowpass_k = np.pi * NB * t_size / float(lowpass)        # k = π N p s
+    if mask_radius is not None and not float(mask_radius) > 0:
+        raise InputError(f"mask_radius must be a radius in Å > 0, got {mask_radius!r}")
+    if target_mask is not None and np.shape(target_mask) != tgt.shape:
+        raise InputError(f"target_mask: shape {np.shape(target_mask)} differs from the "
+                         f"target's {tgt.shape}")
     grid = ShellGrid(K=K, R=R, L=L)
-    # one transform (one finufft plan per thread, points set once) for target and volumes,
-    # at the wider of their precisions; it checks K against the box's Nyquist frequency
-    transform = ShellTransform(grid, tgt.shape[1], np.result_type(tgt.dtype, vols.dtype),
-                               eps, transform_precision)
-    ranks = rank_pair(rank)
-    cb = transform(tgt)
-    ca = transform(vols)
+    dtype = np.result_type(tgt.dtype, *(v.dtype for v in vols))
+    prec, eps = _tp(dtype, eps, transform_precision)
+    transforms = {}
+
+    def samples(vol, dx, size, mask=None):
+        key = (vol.shape[0], float(dx))
+        if key not in transforms:
+            transforms[key] = ShellTransform(grid, vol.shape[0], dtype, eps, prec, dx=dx)
+        s = fit.map_samples(vol, grid, transforms[key], voxel_size=size, lowpass_k=lowpass_k,
+                            mask_radius=None if mask_radius is None else mask_radius / size,
+                            mask=mask)
+        if radius == 0:                  # no translation: rotation about the box centres
+            s.samples = s.samples * np.exp(-1j * (s.centre @ fit._nodes(grid))).reshape(
+                s.samples.shape)
+            s.centre = np.zeros(3)
+        return s
+
+    b = samples(tgt, 2.0 / NB, t_size, target_mask)
+    t_vol = tgt if target_mask is None else tgt * target_mask
+    if mask_radius is not None:
+        t_vol = t_vol * fit.soft_sphere(NB, fit.centre_of_mass(t_vol), mask_radius / t_size)
+    rotated_target = fit.RotatedTarget(t_vol, grid, transforms[(NB, 2.0 / NB)], b, lowpass_k)
+    coef_b = sht(b.samples[None], grid)[0]
+    degenerate_targets(coef_b[None], grid.degrees == 0, "target", flat="error")
+    rank_info = dict(rank_requested="full", rank_used="full", rank_reason="full requested")
+    search_rank = None
     basis = None
-    if ranks is not None:
+    if rank is not None and not (isinstance(rank, str) and rank == "full"):
         from radsvd._validate import rank as _rank
 
-        basis = volume_svd(cb, grid, H_C=_rank(ranks[0], grid.R, "radial rank H_C"))
-    return align_volumes(ca, cb[0], grid, basis, ranks, refine=refine,
-                         return_landscapes=return_landscapes, progress=progress,
-                         precision=precision)
+        if rank == "auto":
+            basis = volume_svd(coef_b[None], grid)
+            search_rank, rank_info = fit.choose_rank(basis, grid, "auto")
+            pair = None if search_rank is None else (search_rank, search_rank)
+        else:
+            pair = rank_pair(rank)
+            basis = volume_svd(coef_b[None], grid, H_C=_rank(pair[0], grid.R, "radial rank H_C"))
+            _rank(pair[1], grid.L + 1, "degree rank H_D")
+            chosen, rank_info = fit.choose_rank(basis, grid, max(pair))
+            if chosen is None:
+                pair = None
+        search_rank = pair
+    plan = prepare(grid, coef_b, basis if search_rank is not None else None, search_rank,
+                   precision=precision)
+    full_plan = plan if not plan.compressed else prepare(
+        grid, coef_b, n_beta=plan.n_beta, M=plan.M, wigner=plan.wigner)
+    nodes = fit.half_nodes(grid)
+    h = 2.0 / NB                                        # translation grid: one target voxel
+    step = 2.0 * np.pi / max(plan.M, plan.n_beta)
+    hands = {"no": [False], "yes": [True], "auto": [False, True]}[mirror]
+    n_c = len(hands) * int(n_candidates)
+    tau = np.zeros((n, 3))
+    shift = np.zeros((n, 3))
+    score = np.zeros(n)
+    mirrored = np.zeros(n, dtype=bool)
+    transform = np.zeros((n, 4, 4))
+    cands = np.full((n, n_c, 8), np.nan)
+    hand_scores = np.full((n, 2), np.nan)
+    land = (np.empty((n, plan.n_beta, plan.M, plan.M), dtype=plan.real_dtype)
+            if return_landscapes else None)
+    o_b, o_v = (np.zeros(3), np.zeros((n, 3))) if origins is None else origins
+    o_v = np.broadcast_to(np.asarray(o_v, float), (n, 3))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="map", desc="align-volumes")
+    for v, vol in enumerate(vols):
+        a = samples(vol, dxs[v], v_sizes[v])
+        if not a.norm > 1e-10 * b.norm:
+            raise InputError(f"{names[v]}: the map has no energy within K = {grid.K:g} "
+                             "(empty or constant); nothing to align")
+        found = []                       # [hand, tau, t, X, refined]
+        for hand in hands:
+            X = plan(a.coefficients(grid, None, hand)[None])[0]
+            if land is not None and hand == hands[0]:
+                land[v] = X
+            taus, _ = fit.rotation_candidates(X, plan, int(n_candidates))
+            for tc in taus:
+                c = fit._phase_sum(a, rotated_target, tc, hand)
+                if radius > 0:
+                    t, val = fit.translation_grid(c, nodes, h, radius)
+                else:
+                    t, val = np.zeros(3), fit.translation_value(c, nodes, np.zeros(3))
+                found.append([hand, tc, t, val, False])
+        if refine:
+            top = max(f[3] for f in found)
+            best_of_hand = {hd: max((f for f in found if f[0] == hd), key=lambda f: f[3])[1]
+                            .tolist() for hd in hands}
+            for f in found:
+                # near-equal peaks (within 5%), and the best of each hand unless it is far
+                # behind (below 80%: its grid score is reported unrefined)
+                if f[3] >= top - 0.05 * abs(top) or (f[1].tolist() == best_of_hand[f[0]]
+                                                      and f[3] >= 0.8 * top):
+                    f[1], f[2], f[3] = fit.refine_pose(a, rotated_target, grid, full_plan, f[1], f[2],
+                                                       mirrored=f[0], radius=radius, step=step)
+                    f[4] = True
+        found.sort(key=lambda f: -f[3])
+        hand, tau[v], t, val, _ = found[0]
+        mirrored[v] = hand
+        score[v] = val / (a.norm * b.norm)
+        for hd in hands:
+            hand_scores[v, int(hd)] = max(f[3] for f in found if f[0] == hd) / (a.norm * b.norm)
+        Rm, tv = fit.pose_transform(tau[v], t, a, b, hand)
+        shift[v] = tv * unit
+        transform[v] = fit.chimerax_matrix(Rm, tv * unit, vol.shape[0], v_sizes[v], o_v[v],
+                                           NB, t_size, o_b)
+        for k, f in enumerate(found):
+            e = np.degrees(canonical_euler(invert_euler(f[1])))
+            Rc, tvc = fit.pose_transform(f[1], f[2], a, b, f[0])
+            cands[v, k] = [e[2], e[1], e[0], *(tvc * unit), float(f[0]),
+                           f[3] / (a.norm * b.norm)]
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    tau = canonical_euler(tau)
+    euler = canonical_euler(invert_euler(tau))
+    info = dict(H_C=plan.H_C, H_D=plan.H_D, compressed=plan.compressed, n_beta=plan.n_beta,
+                precision=plan.precision, M=plan.M, K=grid.K, R=grid.R, L=grid.L,
+                refined=bool(refine), max_shift=radius * unit, mirror=mirror,
+                score_unmirrored=hand_scores[:, 0], score_mirrored=hand_scores[:, 1],
+                voxel_size=t_size, transform_precision=prec, **rank_info)
+    return VolumeAlignResult(euler=euler, matrix=rotation_matrix(euler), score=score, tau=tau,
+                             landscapes=land, info=info, shift=shift, transform=transform,
+                             mirrored=mirrored, candidates=cands)
 
 
 def rank_sweep(coef_volumes, coef_target, grid: ShellGrid, ranks, basis: VolumeBasis | None = None,

@@ -264,14 +264,22 @@ class ShellTransform:
     """
 
     def __init__(self, grid: ShellGrid, N: int, dtype=np.float64, eps: float | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, dx: float | None = None):
         from radsvd._nufft import transform_precision
 
         self.precision, self.eps = transform_precision(dtype, eps, precision)
         N = int(N)
-        grid.check_box(N)
         self.grid, self.N = grid, N
-        dx = 2.0 / N
+        # dx: the voxel spacing in the box units of the grid (default 2/N, the map's own
+        # box); another frame's units sample maps of any box and voxel size at the same
+        # physical frequencies (radsvd.volumes.fit)
+        self.dx = dx = 2.0 / N if dx is None else float(dx)
+        if dx == 2.0 / N:
+            grid.check_box(N)
+        elif grid.K > np.pi / dx * (1 + 1e-12):
+            raise InputError(f"K = {grid.K:g} is beyond the Nyquist frequency π/dx = "
+                             f"{np.pi / dx:.4g} of a map with voxel spacing {dx:.4g} (box "
+                             f"units); lower K")
         # real maps: Â(-k) = conj(Â(k)), and -k of a node (k, θ_i, φ_j) is the node
         # (k, θ_{n_θ-1-i}, φ_j + π): the NUFFT runs on the upper half of every sphere (the
         # equator's first n_φ/2 nodes for odd n_θ) and _full_sphere conjugates the rest
@@ -303,7 +311,7 @@ class ShellTransform:
         """(R, n_θ, n_φ) samples from the NUFFT's half (see __init__), scaled by dx³."""
         grid = self.grid
         nt, h, P = grid.n_theta, grid.n_theta // 2, grid.n_phi // 2
-        half = half.reshape(grid.R, -1) * (2.0 / self.N) ** 3
+        half = half.reshape(grid.R, -1) * self.dx ** 3
         F = np.empty((grid.R, nt, grid.n_phi), dtype=np.complex128)
         top = half[:, : h * grid.n_phi].reshape(grid.R, h, grid.n_phi)
         F[:, :h] = top
@@ -313,9 +321,12 @@ class ShellTransform:
             F[:, h, P:] = np.conj(F[:, h, :P])
         return F
 
+    def samples(self, vol: np.ndarray) -> np.ndarray:
+        """Â at the grid's nodes, (R, n_θ, n_φ) complex128, of one (N, N, N) real map."""
+        return self._full_sphere(self._nufft()(vol[None], native=True))
+
     def _one(self, vol: np.ndarray) -> np.ndarray:
-        samples = self._full_sphere(self._nufft()(vol[None], native=True))
-        return sht(samples[None], self.grid, workers=1)[0]
+        return sht(self.samples(vol)[None], self.grid, workers=1)[0]
 
     def __call__(self, volumes) -> np.ndarray:
         """(n, R, n_lm) coefficients of (N, N, N) or (n, N, N, N) real maps."""

@@ -16,14 +16,6 @@ from radsvd.bench import write_json
 from radsvd.cli import main
 
 
-@pytest.fixture(scope="module")
-def quick_doc(tmp_path_factory):
-    """One real quick run of both areas, written with --json."""
-    path = tmp_path_factory.mktemp("bench") / "quick.json"
-    assert main(["bench", "--quick", "--json", str(path)]) == 0
-    return path, json.loads(path.read_text())
-
-
 def scaled(doc, factor):
     d = copy.deepcopy(doc)
     for r in d["records"]:

@@ -113,3 +113,14 @@ def test_profile_phases_of_a_command(tmp_path):
     prof.unlink()
     e2e.run_command(argv)
     assert not prof.exists()
+
+
+def test_fields_documented_and_headline(records):
+    """docs/bench.md documents every field; the headline states the whole-command ratio."""
+    from radsvd.bench import headline
+
+    from test_bench_headline import _undocumented
+
+    assert not _undocumented({"records": records})
+    rows = headline.rows({"records": records})
+    assert any("whole `align-images --rank 4`" in r[0] for r in rows)

@@ -145,8 +145,8 @@ def test_cli_with_shifts(stacks, tmp_path):
     for extra in ([], ["--rank", "10", "--method", "shift-svd"]):
         out = tmp_path / "s.npz"
         assert main(["align-images", str(tmp_path / "moved.mrcs"), str(d / "targets.mrcs"),
-                     "--K", "16", "--max-shift", "3", "--out", str(out), "--no-progress",
-                     "--refine", "--all-pairs"] + extra) == 0
+                     "--K", "16", "--max-shift-px", "3", "--out", str(out), "--no-progress",
+                     "--refine", "--all-pairs", "--force"] + extra) == 0
         r = np.load(out)
         assert np.array_equal(r["best_target"], tgt)
         assert np.abs(r["shift"] - delta).max() < 0.1
@@ -156,9 +156,9 @@ def test_cli_with_shifts(stacks, tmp_path):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--max-shift", "-1"], "max_shift"), (["--max-shift", "nan"], "max_shift"),
-    (["--max-shift", "2", "--shift-step", "3"], "larger than"),
-    (["--max-shift", "17"], "half the box"), (["--method", "svd", "--rank", "2"], "unknown")])
+    (["--max-shift-px", "-1"], "max_shift"), (["--max-shift-px", "nan"], "max_shift"),
+    (["--max-shift-px", "2", "--shift-step-px", "3"], "larger than"),
+    (["--max-shift-px", "17"], "half the box"), (["--method", "svd", "--rank", "2"], "unknown")])
 def test_cli_bad_shift_options(stacks, capsys, args, match):
     d, _, _ = stacks
     rc = main(["align-images", str(d / "images.mrcs"), str(d / "targets.mrcs"),

@@ -113,7 +113,8 @@ def test_bad_star_and_map(sim, tmp_path, capsys):
     t = read_star(paths["star"]).drop(columns=["defocus_u", "defocus_v"])
     t["image_name"] = [f"{i + 1:06d}@{paths['stack']}" for i in range(len(t))]
     noctf = write_star(tmp_path / "noctf.star", t)
-    base = ["--K", "16", "--n", "2", "--out", str(tmp_path / "x.star"), "--no-progress"]
+    base = ["--K", "16", "--n", "2", "--out", str(tmp_path / "x.star"), "--no-progress",
+            "--force"]
     assert main(["align-particles", str(noctf), str(paths["map"]), *base]) == 2
     assert "missing CTF" in capsys.readouterr().err
     assert main(["align-particles", str(noctf), str(paths["map"]), *base, "--no-ctf",

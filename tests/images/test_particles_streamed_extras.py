@@ -95,8 +95,8 @@ def test_resume_follows_the_recorded_contrast_and_likelihoods(sim, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         align_particles(paths["star"], paths["map"], **OPTS, chunk=5, checkpoint=ck,
                         likelihoods=tmp_path / "lik.npz", post_chunk=stop)
-    manifest = json.loads((ck / "manifest.json").read_text())
-    assert manifest["contrast"]["invert"] is True and manifest["contrast"]["n"] == 20
+    decision = json.loads((ck / "decision-contrast.json").read_text())
+    assert decision["invert"] is True and decision["n"] == 20
     assert len(list(ck.glob("likelihoods-*.npz"))) == len(list(ck.glob("chunk-*.npz"))) == 1
     assert not (tmp_path / "lik.npz").exists()
 

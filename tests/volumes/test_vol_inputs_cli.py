@@ -31,14 +31,17 @@ def test_non_cubic_and_nan_volumes(small):
         align_volume_maps(bad, vol[0], K=4)
 
 
-def test_mismatched_boxes_voxel_sizes_and_nyquist(small):
+def test_empty_maps_bad_voxel_sizes_and_nyquist(small):
+    # boxes and voxel sizes may differ (tests/volumes/test_vol_fit.py); these may not
     _, _, vol = small
-    with pytest.raises(InputError, match="box"):
+    with pytest.raises(InputError, match="no energy"):
         align_volume_maps(np.zeros((1, 14, 14, 14)), vol[0], K=4)
     with pytest.raises(InputError, match="voxel size"):
-        align_volume_maps(vol, vol[0], K=4, voxel_sizes=(1.2, [1.2, 1.3]))
+        align_volume_maps(vol, vol[0], K=4, voxel_sizes=(1.2, [1.2, -1.3]))
     with pytest.raises(InputError, match="Nyquist"):
         align_volume_maps(vol, vol[0], K=30)
+    with pytest.raises(InputError, match="Nyquist"):      # a coarser map limits K
+        align_volume_maps(vol, vol[0], K=15, voxel_sizes=(1.0, [2.0, 2.0]))
 
 
 def test_ranks_out_of_range(small):
@@ -103,9 +106,11 @@ def test_cli_align_volumes(tmp_path, capsys):
     assert "ZYZ" in str(d["info_convention"]) and "R = Rz(alpha)" in str(d["info_convention"])
     err = capsys.readouterr().err
     assert f"aligned 2 volumes to {tgt}" in err and f"-> {out}" in err
-    assert str(d["info_precision"]) == "single"                   # auto, compressed
+    # auto: single for a compressed search, double when rank 4 fell back to full
+    compressed = str(d["info_rank_used"]) != "full"
+    assert str(d["info_precision"]) == ("single" if compressed else "double")
     assert main(["align-volumes", str(tgt), str(v1), "--rank", "4", "--K", "8", "--precision",
-                 "double", "--no-progress", "--out", str(out)]) == 0
+                 "double", "--no-progress", "--out", str(out), "--force"]) == 0
     assert str(np.load(out)["info_precision"]) == "double"
 
 
@@ -114,12 +119,18 @@ def test_cli_errors(tmp_path, capsys):
     write_mrc(tmp_path / "odd.mrc", np.zeros((20, 20, 20), np.float32), voxel_size=2.0)
     write_mrc(tmp_path / "px.mrc", np.ones((24, 24, 24), np.float32), voxel_size=1.0)
     out = str(tmp_path / "r.npz")
+    # other boxes and voxel sizes are fine (test_vol_fit.py); an empty map is not
     assert main(["align-volumes", str(tgt), str(tmp_path / "odd.mrc"), "--out", out,
                  "--K", "8"]) == 2
-    assert "box" in capsys.readouterr().err
-    assert main(["align-volumes", str(tgt), str(tmp_path / "px.mrc"), "--out", out,
-                 "--K", "8"]) == 2
-    assert "voxel size" in capsys.readouterr().err
+    assert "odd.mrc: every value of the map is 0" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(v1), "--out", out, "--K", "8",
+                 "--voxel-size", "1,2,3"]) == 2
+    assert "--voxel-size" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(v1), str(v1), "--out-map",
+                 str(tmp_path / "a.mrc"), "--K", "8"]) == 2
+    assert "{name}" in capsys.readouterr().err
+    assert main(["align-volumes", str(tgt), str(v1), "--K", "8"]) == 2
+    assert "--out" in capsys.readouterr().err
     assert main(["align-volumes", str(tgt), str(v1), "--rank", "x", "--out", out]) == 2
     assert "--rank" in capsys.readouterr().err
     assert main(["align-volumes", str(tgt), str(tmp_path / "missing.mrc"), "--out", out]) == 2

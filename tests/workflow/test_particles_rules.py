@@ -26,11 +26,11 @@ def test_real_main_dataset_has_no_shift_rules(tmp_path):
 
 @pytest.mark.slow
 def test_shift_rules_on_the_tiny_config(tmp_path):
-    res = run_snakemake("figures/fig16_shifts.png", "results/tables/pose_scores.tsv",
+    res = run_snakemake("results/figures/fig16_shifts.png", "results/tables/pose_scores.tsv",
                         "--cores", "2", "--configfile", str(REPO / "config" / "tiny.yaml"),
                         cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    png = tmp_path / "figures" / "fig16_shifts.png"
+    png = tmp_path / "results" / "figures" / "fig16_shifts.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     land = pd.read_csv(tmp_path / "results" / "tables" / "shift_landscapes.tsv", sep="\t")
     assert set(land.method) == {"radial-svd", "shift-svd", "gaussian-shift-svd",

@@ -40,8 +40,9 @@ COLUMNS = {
 TIMING_COLUMNS = ["rule", "dataset", "wildcards", "threads", "repeats", "s", "cpu_time",
                   "cpu_utilisation", "max_rss", "max_vms", "max_uss", "max_pss", "io_in",
                   "io_out", "mean_load"]
-# The reference figures (deterministic: committed under figures/ for the default config) and
-# the figures of measured times (written under results/figures/, never committed)
+# Every figure of a run goes to results/figures/ with its data (<name>.csv).  The reference
+# figures (deterministic; their PNGs and CSVs are committed under figures/ for the default
+# configuration and compared by the check) and the figures of measured times
 FIGURES = ["fig01_images", "fig02_two_rings_useful", "fig03_two_rings_amplitude",
            "fig04_spectrum_C", "fig05_landscape_image_template", "fig06_landscape_image_image",
            "fig07_gallery", "fig08_image_alignment", "fig09_isosurfaces", "fig10_volume_spectra",
@@ -52,7 +53,7 @@ TIMING_FIGURES = ["fig08_speedup", "fig11_speedup", "fig13_speedup_vs_K",
 # built from its outputs (tables, figures, the timings of its benchmark file)
 VOLUME_RANK_RULES = {"align_volumes", "aggregate_volume_tables", "fig10_volume_spectra",
                      "fig11_volume_alignment", "fig11_speedup", "fig12_datasets",
-                     "aggregate_timings", "fig15_timings", "all"}
+                     "aggregate_timings", "fig15_timings", "check_figures", "check", "all"}
 
 
 def run_snakemake(*args, cwd, timeout=600, env=None, snakefile=SNAKEFILE):
@@ -88,7 +89,7 @@ def git(*args, cwd):
 
 def tracked_copy(dest):
     """The repository's files (tracked or not ignored, as in the working tree) committed to a
-    fresh git repository at ``dest``, without figures/*.png (a run writes them anew)."""
+    fresh git repository at ``dest``."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     try:
@@ -98,7 +99,7 @@ def tracked_copy(dest):
         pytest.skip("not a git checkout")
     for name in filter(None, files):
         src = REPO / name
-        if not src.is_file() or (name.startswith("figures/") and name.endswith(".png")):
+        if not src.is_file():
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / name)
@@ -119,10 +120,10 @@ def test_default_dry_run_makes_every_figure(tmp_path):
     res = run_snakemake("-n", "--cores", "2", cwd=tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    for name in FIGURES:
-        assert f"figures/{name}.png" in out and f"results/figures/{name}.png" not in out, name
-    for name in TIMING_FIGURES:
+    for name in FIGURES + TIMING_FIGURES:
         assert f"results/figures/{name}.png" in out, name
+        assert f"results/figures/{name}.csv" in out, name
+    assert "results/report.md" in out and "results/check/passed" in out
     # sharded image alignment: 3 methods × 2 shards on the main dataset, a gather rule
     assert "align_images_shard" in out and "gather_images" in out
     assert "aggregate_timings" in out and "results/tables/timings.tsv" in out
@@ -203,8 +204,11 @@ def test_timings_table_misses_no_benchmarked_rule(tmp_path):
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     """The tiny configuration end to end in a fresh git copy of the repository: every figure
-    and table, a clean `git status` after the run (only the reference figures are new),
-    and a change of volumes.ranks reruns only the volume rules."""
+    with its data, tables, the report, and a clean `git status` after the run; a change of
+    volumes.ranks reruns only the volume rules; then the figure pipeline again under other
+    conditions (1 thread instead of 2 for the alignment rules, OpenBLAS's Sandybridge
+    kernels) checked against the first run, which passes, and a perturbed number in the
+    reference, which fails (docs/reproducibility.md)."""
     import numpy as np
     import pandas as pd
 
@@ -214,16 +218,20 @@ def test_tiny_workflow_end_to_end(tmp_path):
     res = run_snakemake("--cores", "2", "--configfile", tiny, cwd=work, timeout=1800,
                         snakefile=snakefile)   # ~2 min idle; far longer on a loaded machine
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
-    for name, where in [*((n, "figures") for n in FIGURES),
-                        *((n, "results/figures") for n in TIMING_FIGURES)]:
-        png = work / where / f"{name}.png"
+    for name in FIGURES + TIMING_FIGURES:
+        png = work / "results" / "figures" / f"{name}.png"
         assert png.exists(), name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size > 5000, name  # a real picture, not an empty canvas
-    # committed files untouched; outside ignored places only the reference figures appear
-    assert git("diff", "--stat", cwd=work) == ""
-    status = git("status", "--porcelain", "--untracked-files=all", cwd=work).splitlines()
-    assert sorted(line[3:] for line in status) == sorted(f"figures/{n}.png" for n in FIGURES)
+        assert png.with_suffix(".csv").read_text().startswith("# radsvd figure data: "), name
+    # the check ran (no reference for the tiny configuration: presence of the data only),
+    # its report and one-line summary
+    report = (work / "results" / "report.md").read_text()
+    assert all(f"| {name} | pass" in report for name in FIGURES + TIMING_FIGURES), report
+    assert (work / "results" / "report.html").exists()
+    assert "reproducibility check: PASS" in res.stdout + res.stderr
+    # committed files untouched, nothing new outside ignored places
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=work) == ""
     # each rule gets only the configuration keys it reads: nothing to redo with the same
     # configuration; after an edit of volumes.ranks only the volume rules (and the tables
     # and figures built from their outputs) rerun
@@ -290,6 +298,41 @@ def test_tiny_workflow_end_to_end(tmp_path):
     if np.isfinite(cpu):            # Snakemake writes NA when the job ended before a sample
         assert row.cpu_utilisation == pytest.approx(cpu / (raw.s.iloc[0] * 2))
 
+    # the figure pipeline again, under other conditions (one thread per job, OpenBLAS's
+    # Sandybridge kernels), compared with the first run as the reference
+    conditions = tmp_path / "conditions.yaml"
+    conditions.write_text("results: results/run2\n"
+                          "check: {reference: results/figures, claims: false}\n"
+                          "threads: {default: 1, align: 1, volumes: 1}\n")
+    res = run_snakemake("--cores", "2", "--configfile", tiny, str(conditions), cwd=work,
+                        timeout=1800, snakefile=snakefile,
+                        env={"OPENBLAS_CORETYPE": "Sandybridge"})
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    n = len(FIGURES + TIMING_FIGURES)
+    assert f"PASS — {n}/{n} figures match the reference results/figures" in out, out[-3000:]
+    run2 = pd.read_csv(work / "results" / "run2" / "tables" / "image_alignment.tsv", sep="\t")
+    assert (run2.numba_threads == 1).all()
+    report = (work / "results" / "run2" / "report.md").read_text()
+    assert all(f"| {name} | pass" in report for name in FIGURES + TIMING_FIGURES), report
+    # a perturbed number in the reference (10 tolerances) makes the check and the command fail
+    perturbed = work / "results" / "perturbed"
+    shutil.copytree(work / "results" / "figures", perturbed)
+    csv = perturbed / "fig08_image_alignment.csv"
+    head = [ln for ln in csv.read_text().splitlines() if ln.startswith("#")]
+    df = pd.read_csv(csv, comment="#")
+    df.loc[1, "correlation"] -= 1e-3
+    csv.write_text("\n".join(head) + "\n" + df.to_csv(index=False, float_format="%.17g"))
+    conditions.write_text(conditions.read_text().replace("results/figures", "results/perturbed"))
+    res = run_snakemake("--cores", "1", "--configfile", tiny, str(conditions), cwd=work,
+                        timeout=600, snakefile=snakefile)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert f"reproducibility check: FAIL — {n - 1}/{n} figures" in out, out[-3000:]
+    report = (work / "results" / "run2" / "report.md").read_text()
+    assert "| fig08_image_alignment | **FAIL**" in report
+    assert "main.correlation (correlation)" in report.split("## Problems")[1]
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=work) == ""
 
 def _serve(directory):
     """A plain HTTP server on 127.0.0.1 (an ephemeral port) serving ``directory``."""

@@ -2,6 +2,9 @@
 # of datasets and methods, and the final targets.
 
 import copy
+import json
+import time
+from pathlib import Path
 
 
 def _deep_merge(base, override):
@@ -16,7 +19,7 @@ def _deep_merge(base, override):
 
 
 RESULTS = config["results"].rstrip("/")
-FIGURES = config["figures"].rstrip("/")
+FIGURES = (config.get("figures") or f"{RESULTS}/figures").rstrip("/")   # never the reference
 LOGS = config.get("logs", "logs").rstrip("/")
 MAIN = config["main_dataset"]
 SURVEY = [d for d in config.get("survey_datasets", []) if d != MAIN]
@@ -172,12 +175,15 @@ def timing_inputs(wildcards):
 
 
 # ---- final targets --------------------------------------------------------------------------
-# Two kinds of figures.  FIGURE_NAMES: the reference set, written to `figures:` (committed
-# for the default configuration).  Their pixels depend only on the configuration and the code
-# (seeded simulation, thread-count-independent results), so a run reproduces the committed
-# files bit for bit and leaves `git status` clean.  TIMING_FIGURE_NAMES: figures of measured
-# times (speedups, job timings), which change with the machine and its load; they go to
-# {results}/figures/ (not committed).
+# Every figure of a run goes to {figures} (default {results}/figures, ignored by git) with the
+# numbers it plots beside it (<name>.csv, workflow/scripts/wf_figdata.py).  The committed
+# reference set (`check: reference:`, figures/ for the default configuration: PNGs and CSVs)
+# is never written by a run; the check rules (check.smk) compare the run's numbers with it.
+# Two kinds of figures: FIGURE_NAMES, whose numbers depend only on the configuration and the
+# code (seeded simulation, thread-count-independent results), compared with the reference
+# under derived tolerances; TIMING_FIGURE_NAMES, figures of measured times (speedups, job
+# timings), which change with the machine and its load: their times are checked as present
+# only.
 
 FIGURE_NAMES = {
     "fig01": "fig01_images",
@@ -201,19 +207,85 @@ TIMING_FIGURE_NAMES = {
     "fig14": "fig14_method_comparison",     # has a measured-speedup panel
     "fig15": "fig15_timings",
 }
-TIMING_FIGURES = f"{RESULTS}/figures"
+REFERENCE = (config.get("check") or {}).get("reference") or None
+
+if REFERENCE and (os.path.abspath(FIGURES) + os.sep).startswith(os.path.abspath(REFERENCE)
+                                                                   + os.sep):
+    raise WorkflowError(
+        f"config: figures ({FIGURES}) is inside the committed reference set (check.reference: "
+        f"{REFERENCE}); a run must not write there: use another directory (default: "
+        "results/figures)")
+
+
+# figures whose rules exist in every configuration but which only some configurations make
+# (fig16: a synthetic main dataset; particles.smk adds it to FIGURE_NAMES then)
+OPTIONAL_FIGURE_NAMES = {"fig16": "fig16_shifts"}
 
 
 def figure_path(key):
     ext = config.get("figure_format", "png")
-    if key in TIMING_FIGURE_NAMES:
-        return f"{TIMING_FIGURES}/{TIMING_FIGURE_NAMES[key]}.{ext}"
-    return f"{FIGURES}/{FIGURE_NAMES[key]}.{ext}"
+    names = {**OPTIONAL_FIGURE_NAMES, **FIGURE_NAMES, **TIMING_FIGURE_NAMES}
+    return f"{FIGURES}/{names[key]}.{ext}"
+
+
+# further tables a figure writes beside <stem>.csv (<stem>.<table>.csv, wf_figdata.py)
+FIGURE_TABLES = {"fig02": ["vectors"], "fig03": ["vectors"], "fig05": ["argmax"],
+                 "fig06": ["argmax"], "fig07": ["defocus"], "fig12": ["isosurfaces"]}
+
+
+def figure_data(key):
+    """The CSVs a figure writes beside its PNG: <stem>.csv and its further tables."""
+    stem = figure_path(key).rsplit(".", 1)[0]
+    tables = list(FIGURE_TABLES.get(key, []))
+    if key == "fig14" and config["datasets"][MAIN]["source"] == "synthetic":
+        tables.append("poses")      # align-particles' poses (particles.smk)
+    return [f"{stem}.csv"] + [f"{stem}.{t}.csv" for t in tables]
+
+
+def figure_outputs(key):
+    """A figure rule's outputs: the PNG first (the scripts' snakemake.output[0]), then its
+    data."""
+    return [figure_path(key), *figure_data(key)]
+
+
+def figure_keys():
+    """The figures of this configuration (fig12 needs survey datasets; fig16 is added by
+    particles.smk for a synthetic main dataset)."""
+    return [k for k in [*FIGURE_NAMES, *TIMING_FIGURE_NAMES] if k != "fig12" or SURVEY]
 
 
 def all_figures():
-    keys = [*FIGURE_NAMES, *TIMING_FIGURE_NAMES]
-    return [figure_path(k) for k in keys if k != "fig12" or SURVEY]
+    return [figure_path(k) for k in figure_keys()]
+
+
+# ---- the reproducibility check (check.smk) --------------------------------------------------
+
+CHECK = config.get("check") or {}
+CHECK_SUMMARY = f"{RESULTS}/check/summary.json"
+
+
+def figure_data_files():
+    """The CSVs of every figure of this configuration (the inputs of the check)."""
+    return [path for k in figure_keys() for path in figure_data(k)]
+
+
+def reference_files():
+    """The reference CSVs that exist (a missing one is reported by the check, not by
+    Snakemake), so that editing the reference reruns the check."""
+    if not REFERENCE:
+        return []
+    return sorted(str(p) for k in figure_keys()
+                  for p in Path(REFERENCE).glob(f"{Path(figure_path(k)).stem}*.csv"))
+
+
+_RUN_STARTED = time.time()
+
+
+def _print_check_summary(fresh_only):
+    """The check's one-line summary (after a failure only if this run wrote it)."""
+    path = Path(CHECK_SUMMARY)
+    if path.exists() and (not fresh_only or path.stat().st_mtime >= _RUN_STARTED):
+        print(json.loads(path.read_text())["summary"], flush=True)
 
 
 def all_tables():

@@ -14,7 +14,7 @@ rule fig01_images:
     input:
         CASESTUDY,
     output:
-        figure_path("fig01"),
+        *figure_outputs("fig01"),
     params:
         style=config["style"],
     log:
@@ -29,7 +29,7 @@ rule fig02_two_rings_useful:
     input:
         CASESTUDY,
     output:
-        figure_path("fig02"),
+        *figure_outputs("fig02"),
     params:
         style=config["style"],
         pair="useful",
@@ -45,7 +45,7 @@ rule fig03_two_rings_amplitude:
     input:
         CASESTUDY,
     output:
-        figure_path("fig03"),
+        *figure_outputs("fig03"),
     params:
         style=config["style"],
         pair="amplitude",
@@ -61,7 +61,7 @@ rule fig04_spectrum_C:
     input:
         CASESTUDY,
     output:
-        figure_path("fig04"),
+        *figure_outputs("fig04"),
     params:
         style=config["style"],
     log:
@@ -76,7 +76,7 @@ rule fig05_landscape_image_template:
     input:
         CASESTUDY,
     output:
-        figure_path("fig05"),
+        *figure_outputs("fig05"),
     params:
         style=config["style"],
     log:
@@ -91,7 +91,7 @@ rule fig06_landscape_image_image:
     input:
         CASESTUDY,
     output:
-        figure_path("fig06"),
+        *figure_outputs("fig06"),
     params:
         style=config["style"],
     log:
@@ -106,7 +106,7 @@ rule fig07_gallery:
     input:
         f"{RESULTS}/{MAIN}/figdata/gallery.npz",
     output:
-        figure_path("fig07"),
+        *figure_outputs("fig07"),
     params:
         style=config["style"],
     log:
@@ -121,7 +121,7 @@ rule fig08_image_alignment:
     input:
         IMAGE_TABLE,
     output:
-        figure_path("fig08"),
+        *figure_outputs("fig08"),
     params:
         style=config["style"],
         dataset=MAIN,
@@ -138,7 +138,7 @@ rule fig08_speedup:
     input:
         IMAGE_TABLE,
     output:
-        figure_path("fig08_speedup"),
+        *figure_outputs("fig08_speedup"),
     params:
         style=config["style"],
         table="image_alignment",
@@ -156,7 +156,7 @@ rule fig09_isosurfaces:
     input:
         f"{RESULTS}/{MAIN}/figdata/isosurfaces.npz",
     output:
-        figure_path("fig09"),
+        *figure_outputs("fig09"),
     params:
         style=config["style"],
     log:
@@ -171,7 +171,7 @@ rule fig10_volume_spectra:
     input:
         f"{RESULTS}/{MAIN}/figdata/volume_spectra.npz",
     output:
-        figure_path("fig10"),
+        *figure_outputs("fig10"),
     params:
         style=config["style"],
     log:
@@ -186,7 +186,7 @@ rule fig11_volume_alignment:
     input:
         VOLUME_TABLE,
     output:
-        figure_path("fig11"),
+        *figure_outputs("fig11"),
     params:
         style=config["style"],
         dataset=MAIN,
@@ -203,7 +203,7 @@ rule fig11_speedup:
     input:
         VOLUME_TABLE,
     output:
-        figure_path("fig11_speedup"),
+        *figure_outputs("fig11_speedup"),
     params:
         style=config["style"],
         table="volume_alignment",
@@ -223,7 +223,7 @@ rule fig12_datasets:
         volumes=VOLUME_TABLE,
         isosurfaces=expand(f"{RESULTS}/{{ds}}/figdata/isosurfaces.npz", ds=SURVEY),
     output:
-        figure_path("fig12"),
+        *figure_outputs("fig12"),
     params:
         style=config["style"],
         datasets=SURVEY,
@@ -240,7 +240,7 @@ rule fig13_speedup_vs_K:
     input:
         f"{RESULTS}/tables/speedup_vs_K.tsv",
     output:
-        figure_path("fig13"),
+        *figure_outputs("fig13"),
     params:
         style=config["style"],
         repeats=config["speedup_vs_K"]["repeats"],
@@ -257,11 +257,12 @@ rule fig14_method_comparison:
         IMAGE_TABLE,
         POSE_SCORE_INPUTS,
     output:
-        figure_path("fig14"),
+        *figure_outputs("fig14"),
     params:
         style=config["style"],
         dataset=MAIN,
         title=dataset_config(MAIN)["description"],
+        shift_step=config["shifts"]["shift_step"],
     log:
         log_path("figures/fig14"),
     conda:
@@ -274,7 +275,7 @@ rule fig15_timings:
     input:
         f"{RESULTS}/tables/timings.tsv",
     output:
-        figure_path("fig15"),
+        *figure_outputs("fig15"),
     params:
         style=config["style"],
     log:

@@ -5,7 +5,7 @@
 #                     (gaussian-shift-svd) kernels and the baselines: correlation and f (fig16);
 #   pose_scores       align-particles' poses (radsvd.images.particles) against the true poses:
 #                     median angular and shift errors per method (fig14's last panel).
-# Deterministic (no timings), so fig16 is reproducible bit for bit.  Each rule gets only the
+# Deterministic (no timings): fig16 is checked against the reference.  Each rule gets only the
 # configuration it reads (the `shifts` section, and of the main dataset its simulation
 # settings, box, seed and CTF tolerance).
 
@@ -91,7 +91,7 @@ rule fig16_shifts:
     input:
         SHIFT_TABLE,
     output:
-        f"{FIGURES}/fig16_shifts.{config.get('figure_format', 'png')}",
+        *figure_outputs("fig16"),
     params:
         style=config["style"],
         title=dataset_config(MAIN)["description"],

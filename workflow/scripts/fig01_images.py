@@ -3,7 +3,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+import pandas as pd
+
 from wf_common import setup
+from wf_figdata import PANEL_COLUMNS, image_panel_rows, write_figure_data
 from wf_plot import apply_style, save, show_image, show_polar
 
 log = setup(snakemake)
@@ -27,4 +30,16 @@ fig.suptitle(f"Two images of {str(d['dataset'])}\nreal space ({box}×{box} px, "
              f"Q = {Q}); colour: mean ± 2.5 s.d.", fontsize=8)
 fig.tight_layout()
 save(fig, snakemake.output[0])
-log.info("wrote %s", snakemake.output[0])
+rows = []
+for row in range(2):
+    name = f"image{int(ids[row])}"
+    for panel, key in (("image", "images"), ("signal", "signals"),
+                       ("polar_image", "polar_images"), ("polar_signal", "polar_signals")):
+        rows += image_panel_rows(f"{name}_{panel}", d[key][row])
+write_figure_data(snakemake.output[0], pd.DataFrame(rows), {
+    **PANEL_COLUMNS,
+    "value": ("a.u.", "signal", "pixel values (real space) or Re Â on the R × Q polar grid "
+                                "(rings × angles), normalised particle units")},
+    "Fig 1: two images and their signal estimates, real space and polar grid",
+    scale_by="panel")
+log.info("wrote %s and its data", snakemake.output[0])

@@ -4,7 +4,10 @@ target-averaged, CTF-grouped kernel used for the alignment of Fig 8)."""
 import matplotlib.pyplot as plt
 import numpy as np
 
+import pandas as pd
+
 from wf_common import setup
+from wf_figdata import write_figure_data
 from wf_plot import BLACK, RED, apply_style, save
 
 log = setup(snakemake)
@@ -27,4 +30,11 @@ ax.set_title(f"Spectrum of C (R = {len(single)} rings, K = {float(d['K']):g})")
 ax.legend(frameon=False, loc="upper right")
 fig.tight_layout()
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], pd.DataFrame({
+    "h": np.arange(1, len(single) + 1), "single_template": single / single[0],
+    "averaged": multi / multi[0]}), {
+    "h": ("1", "key", "index of the principal vector (eigenvalues in decreasing order)"),
+    "single_template": ("1", "spectrum", "λ_h/λ_1 of C for one CTF-corrected template"),
+    "averaged": ("1", "spectrum", "λ_h/λ_1 of C averaged over targets and CTF groups (eq. 85)")},
+    f"Fig 4: spectrum of the radial kernel C (R = {len(single)}, K = {float(d['K']):g})")
 log.info("wrote %s", snakemake.output[0])

@@ -4,8 +4,12 @@ full and at H = 1 … 8 (each curve normalised by its maximum |X|)."""
 from matplotlib.lines import Line2D
 import numpy as np
 
-from landscape_plot import figure_grid, plot_landscapes
+import pandas as pd
+
+from landscape_plot import (ARGMAX_COLUMNS, LANDSCAPE_COLUMNS, figure_grid, landscape_rows,
+                            plot_landscapes)
 from wf_common import setup
+from wf_figdata import write_figure_data
 from wf_plot import save
 
 log = setup(snakemake)
@@ -27,4 +31,15 @@ fig.suptitle(r"Landscapes $X(\gamma;\hat A,\mathrm{CTF}\odot\hat S)$ of each ima
              "CTF-corrected template", fontsize=9)
 fig.tight_layout(rect=(0, 0.05, 1, 1))
 save(fig, snakemake.output[0])
+curves, argmax = [], []
+for row in range(2):
+    c, a = landscape_rows(f"image{int(d['image_ids'][row])}_vs_template", d["gamma"],
+                          d["landscape_template_full"][row], d["landscape_template_H"][row],
+                          ranks, d["true_angle"][row])
+    curves, argmax = curves + c, argmax + a
+what = "Fig 5: landscapes of two images against their CTF-corrected template, full and rank H"
+write_figure_data(snakemake.output[0], pd.DataFrame(curves), LANDSCAPE_COLUMNS, what,
+                  scale_by="curve")
+write_figure_data(snakemake.output[0], pd.DataFrame(argmax), ARGMAX_COLUMNS,
+                  what + ": argmax of each curve", table="argmax")
 log.info("wrote %s", snakemake.output[0])

@@ -4,8 +4,12 @@ CTF-corrected template."""
 from matplotlib.lines import Line2D
 import numpy as np
 
-from landscape_plot import figure_grid, plot_landscapes
+import pandas as pd
+
+from landscape_plot import (ARGMAX_COLUMNS, LANDSCAPE_COLUMNS, figure_grid, landscape_rows,
+                            plot_landscapes)
 from wf_common import setup
+from wf_figdata import write_figure_data
 from wf_plot import save
 
 log = setup(snakemake)
@@ -32,4 +36,11 @@ fig.suptitle(fr"Landscape $\langle\hat A_{{{a}}}, R_\gamma\hat A_{{{b}}}\rangle$
              "two images for the first ranks", fontsize=9)
 fig.tight_layout(rect=(0, 0.05, 1, 1))
 save(fig, snakemake.output[0])
+curves, argmax = landscape_rows(f"image{a}_vs_image{b}", d["gamma"], d["landscape_pair_full"],
+                                d["landscape_pair_H"], ranks, float(d["pair_true_angle"]))
+what = "Fig 6: landscape between two images, full and rank H"
+write_figure_data(snakemake.output[0], pd.DataFrame(curves), LANDSCAPE_COLUMNS, what,
+                  scale_by="curve")
+write_figure_data(snakemake.output[0], pd.DataFrame(argmax), ARGMAX_COLUMNS,
+                  what + ": argmax of each curve", table="argmax")
 log.info("wrote %s", snakemake.output[0])

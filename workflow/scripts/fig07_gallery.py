@@ -3,7 +3,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+import pandas as pd
+
 from wf_common import setup
+from wf_figdata import PANEL_COLUMNS, image_panel_rows, write_figure_data
 from wf_plot import apply_style, save, show_image
 
 log = setup(snakemake)
@@ -22,4 +25,16 @@ fig.suptitle(f"{str(d['dataset'])}\nparticle images and CTF-corrected templates 
              f"({int(d['box'])} px, {float(d['pixel_size']):.2f} Å/px)", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+rows = []
+for j in range(n):
+    rows += image_panel_rows(f"image{int(d['image_ids'][j])}", d["images"][j])
+    rows += image_panel_rows(f"template{int(d['image_ids'][j])}", d["templates"][j])
+write_figure_data(snakemake.output[0], pd.DataFrame(rows), {
+    **PANEL_COLUMNS, "value": ("a.u.", "signal", "pixel values, normalised particle units")},
+    "Fig 7: particle images and their CTF-corrected templates", scale_by="panel")
+write_figure_data(snakemake.output[0], pd.DataFrame({
+    "image": d["image_ids"].astype(int), "defocus_um": d["defocus"] / 1e4}), {
+    "image": ("1", "key", "particle index in the stack"),
+    "defocus_um": ("µm", "exact", "mean defocus (DefocusU + DefocusV)/2 from the STAR file")},
+    "Fig 7: defocus of the gallery's particles", table="defocus")
 log.info("wrote %s", snakemake.output[0])

@@ -5,6 +5,7 @@ fig08_speedup (speedup_over_H.py)."""
 import matplotlib.pyplot as plt
 
 from wf_common import read_table, setup
+from wf_figdata import ACCURACY_COLUMNS, write_figure_data
 from wf_plot import accuracy_panels, apply_style, save
 
 log = setup(snakemake)
@@ -21,4 +22,12 @@ fig.suptitle(f"{snakemake.params.title}: {int(row.n_images)} images × {int(row.
              f"R = {int(row.R)}, Q = {int(row.Q)}", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+columns = {**ACCURACY_COLUMNS,
+    "R": ("1", "exact", "radial quadrature nodes (rings)"),
+    "Q": ("1", "exact", "angles per ring"),
+    "n_images": ("1", "exact", "images"), "n_targets": ("1", "exact", "targets per CTF group"),
+    "n_ctf_groups": ("1", "exact", "CTF groups"), "n_pairs": ("1", "exact", "image–target pairs"),
+}
+write_figure_data(snakemake.output[0], sel.sort_values("H"), columns,
+                  "Fig 8: image alignment over H (radial-SVD)")
 log.info("wrote %s", snakemake.output[0])

@@ -5,7 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from isosurface_plot import draw_isosurface
+import pandas as pd
+
 from wf_common import setup
+from wf_figdata import PANEL_COLUMNS, volume_panel_rows, write_figure_data
 from wf_plot import apply_style, save
 
 log = setup(snakemake)
@@ -28,4 +31,11 @@ for i, p in enumerate(pcts):
 fig.suptitle(f"{str(d['dataset'])}: reference and reconstructions (isosurfaces)", fontsize=9)
 fig.subplots_adjust(left=0.03, right=0.99, top=0.92, bottom=0.01, wspace=0.0, hspace=0.02)
 save(fig, snakemake.output[0])
+rows = []
+for title, vol in zip(titles, vols):
+    rows += volume_panel_rows(title.replace(" ", ""), vol, pcts)
+write_figure_data(snakemake.output[0], pd.DataFrame(rows), {
+    **PANEL_COLUMNS, "value": ("a.u.", "signal", "voxel statistics and isosurface levels "
+                                                 "(the percentiles of the voxel values drawn)")},
+    "Fig 9: reference and reconstructions drawn as isosurfaces", scale_by="panel")
 log.info("wrote %s", snakemake.output[0])

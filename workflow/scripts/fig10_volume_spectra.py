@@ -3,7 +3,10 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+import pandas as pd
+
 from wf_common import setup
+from wf_figdata import write_figure_data
 from wf_plot import BLACK, RED, apply_style, save
 
 log = setup(snakemake)
@@ -25,4 +28,13 @@ fig.suptitle(f"{str(d['dataset'])}: spectra of the volume kernels (K = {float(d[
              fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+spectra = {k: np.sort(np.asarray(d[k], float))[::-1] for k in ("C_eigenvalues", "D_eigenvalues")}
+rows = [dict(kernel=k[0], h=h + 1, eigenvalue_normalised=float(v / lam[0]))
+        for k, lam in spectra.items() for h, v in enumerate(lam)]
+write_figure_data(snakemake.output[0], pd.DataFrame(rows), {
+    "kernel": ("-", "key", "C (radial, over shells) or D (degree)"),
+    "h": ("1", "key", "index of the principal vector (decreasing eigenvalues)"),
+    "eigenvalue_normalised": ("1", "spectrum", "λ_h/λ_1")},
+    f"Fig 10: spectra of the volume kernels C and D (K = {float(d['K']):g})",
+    scale_by="kernel")
 log.info("wrote %s", snakemake.output[0])

@@ -4,6 +4,7 @@ The measured speedup is in fig11_speedup (speedup_over_H.py)."""
 import matplotlib.pyplot as plt
 
 from wf_common import read_table, setup
+from wf_figdata import ACCURACY_COLUMNS, write_figure_data
 from wf_plot import accuracy_panels, apply_style, save
 
 log = setup(snakemake)
@@ -20,4 +21,13 @@ fig.suptitle(f"{snakemake.params.title}: {int(row.n_volumes)} volumes aligned to
              f"$n_\\beta$ = {int(row.n_beta)}", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+columns = {**ACCURACY_COLUMNS,
+    "H_C": ("1", "exact", "radial principal vectors kept, min(H, R)"),
+    "H_D": ("1", "exact", "degree principal vectors kept, min(H, L + 1)"),
+    "R": ("1", "exact", "radial shells"), "L": ("1", "exact", "maximum degree"),
+    "n_beta": ("1", "exact", "β grid size"), "n_volumes": ("1", "exact", "volumes"),
+    "n_pairs": ("1", "exact", "volume–target pairs"),
+}
+write_figure_data(snakemake.output[0], sel.sort_values("H"), columns,
+                  "Fig 11: volume alignment over H (radial- and degree-SVD)")
 log.info("wrote %s", snakemake.output[0])

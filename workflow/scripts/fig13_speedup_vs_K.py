@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from wf_common import read_table, setup
+from wf_figdata import write_figure_data
 from wf_plot import apply_style, save
 
 log = setup(snakemake)
@@ -43,4 +44,16 @@ fig.suptitle(f"Speedup as a function of K ({int(row.n_images)} images, shell-rul
              "bars: their range", fontsize=9)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], df.sort_values(["H", "K"]).assign(
+    throughput_compressed=df.n_pairs / df.time_compressed_s,
+    throughput_full=df.n_pairs / df.time_full_s), {
+    "H": ("1", "key", "rank H"), "K": ("box units", "key", "maximum frequency"),
+    "R": ("1", "exact", "rings"), "n_pairs": ("1", "exact", "image–target pairs"),
+    "ideal_speedup": ("1", "exact", "operation-count ideal R/H"),
+    "speedup": ("1", "timing", "measured total-time speedup, best of the repeats"),
+    "speedup_min": ("1", "timing", "smallest speedup over the repeats"),
+    "speedup_max": ("1", "timing", "largest speedup over the repeats"),
+    "throughput_compressed": ("pairs/s", "timing", "rank-H pairs per second (best run)"),
+    "throughput_full": ("pairs/s", "timing", "full-calculation pairs per second (best run)")},
+    "fig13: speedup and throughput as functions of K")
 log.info("wrote %s", snakemake.output[0])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from wf_common import read_table, setup
+from wf_figdata import ACCURACY_COLUMNS, write_figure_data
 from wf_plot import METHOD_STYLE, apply_style, save
 
 log = setup(snakemake)
@@ -54,4 +55,19 @@ fig.suptitle(f"{snakemake.params.title}: radial bases compared on the Fig 8 metr
              "(speedup: total time incl. precomputation)", fontsize=9)
 fig.tight_layout(rect=(0, 0.08, 1, 1))
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], df.sort_values(["method", "H"]), {
+    "method": ("-", "key", "radial basis"), **ACCURACY_COLUMNS,
+    "speedup": ("1", "timing", "measured total-time speedup over the full calculation")},
+    "fig14: radial bases compared on the Fig 8 metrics")
+if poses is not None:
+    step = float(snakemake.params.shift_step)
+    write_figure_data(snakemake.output[0], poses.assign(shift_step_px=step), {
+        "method": ("-", "key", "radial basis (full: all rings)"), "H": ("1", "key", "rank"),
+        "median_angle_error_deg": ("deg", "pose_error", "median geodesic error of the poses"),
+        "p90_angle_error_deg": ("deg", "pose_error", "90th percentile of the pose errors"),
+        "median_shift_error_px": ("px", "pose_error", "median error of the origins"),
+        "grid_spacing_deg": ("deg", "exact", "equator spacing of the template grid, "
+                                            "360/(3 + round(K)): one step of the angle search"),
+        "shift_step_px": ("px", "exact", "spacing of the shift search grid")},
+        "fig14: align-particles' poses against the true poses", table="poses")
 log.info("wrote %s", snakemake.output[0])

@@ -8,6 +8,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from wf_common import read_table, setup
+from wf_figdata import write_figure_data
 from wf_plot import METHOD_STYLE, apply_style, save
 
 log = setup(snakemake)
@@ -72,4 +73,12 @@ fig.suptitle(f"Workflow jobs measured by Snakemake (benchmark files): {len(df)} 
              f"{df.s.sum():.0f} s wall clock", fontsize=9)
 fig.tight_layout(rect=(0, 0.45 / (1.2 + 0.17 * len(df)), 1, 1))
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], df.assign(cpu_per_thread_s=cpu), {
+    "rule": ("-", "key", "benchmarked rule"), "wildcards": ("-", "key", "its wildcards"),
+    "threads": ("1", "measured", "threads of the job (a run condition: not compared)"),
+    "s": ("s", "timing", "wall-clock time"),
+    "cpu_per_thread_s": ("s", "timing", "CPU time divided by the threads"),
+    "max_rss": ("MB", "measured", "peak resident memory (empty when the job ended before "
+                                  "Snakemake's first sample)")},
+    "fig15: what each benchmarked job cost")
 log.info("wrote %s", snakemake.output[0])

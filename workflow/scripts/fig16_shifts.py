@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from wf_common import setup
+from wf_figdata import ACCURACY_COLUMNS, write_figure_data
 from wf_plot import apply_style, save
 
 STYLE = {
@@ -41,4 +42,9 @@ fig.suptitle(f"{snakemake.params.title}: {int(row.n_images)} particles shifted u
              f"(disc {sh['search_max_shift']:g} px), K = {row.K:g}", fontsize=8)
 fig.tight_layout(rect=(0, 0.14, 1, 1))
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], df.sort_values(["method", "H"], kind="stable"), {
+    "method": ("-", "key", "radial basis"), **ACCURACY_COLUMNS,
+    "n_images": ("1", "exact", "shifted particles"), "n_targets": ("1", "exact", "templates"),
+    "n_shifts": ("1", "exact", "shifts searched")},
+    "fig16: landscapes with shifts, X^H(γ, δ) against X(γ, δ) over H")
 log.info("wrote %s", snakemake.output[0])

@@ -7,6 +7,7 @@ machine and its load)."""
 import matplotlib.pyplot as plt
 
 from wf_common import read_table, setup
+from wf_figdata import write_figure_data
 from wf_plot import apply_style, save, speedup_panel
 
 log = setup(snakemake)
@@ -28,4 +29,13 @@ fig.suptitle(f"{snakemake.params.title}\n{what}, K = {row.K:g}; "
              f"{int(row.numba_threads)} thread(s)", fontsize=8)
 fig.tight_layout()
 save(fig, snakemake.output[0])
+write_figure_data(snakemake.output[0], sel.sort_values("H"), {
+    "H": ("1", "key", "rank H"),
+    "ideal_speedup": ("1", "exact", "operation-count ideal, R/H (images) or K/H (volumes)"),
+    "speedup": ("1", "timing", "measured total time of the full calculation over that of "
+                               "rank H (precomputation included)"),
+    "time_full_s": ("s", "timing", "full calculation, best of the repeats"),
+    "time_precompute_s": ("s", "timing", "precomputation at rank H (basis, plan)"),
+    "time_compressed_s": ("s", "timing", "rank-H calculation")},
+    f"{what}: measured and ideal speedup over H")
 log.info("wrote %s", snakemake.output[0])

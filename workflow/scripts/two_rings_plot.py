@@ -2,7 +2,9 @@
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
+from wf_figdata import PANEL_COLUMNS, panel_rows, write_figure_data
 from wf_plot import CYAN, RED, apply_style, save
 
 
@@ -35,3 +37,26 @@ def plot_two_rings(npz_path, pair: str, out_path, style_cfg, title: str):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()
     save(fig, out_path)
+    curves = []
+    for name, curve in (("ring1", rings[0]), ("ring2", rings[1]), ("u_combination", combos[0]),
+                        ("v_combination", combos[1])):
+        curves += panel_rows(name, range(len(psi)), np.real(curve), statistic="curve")
+    write_figure_data(out_path, pd.DataFrame(curves), {
+        **PANEL_COLUMNS,
+        "value": ("a.u.", "signal", "Re Â^signal(k, ψ_j) on ring k_1, k_2 and of the "
+                                    "combinations u†Â, v†Â (unit ring weights), j = 0 … Q-1")},
+        f"{title}: the rings and their principal combinations", scale_by="panel")
+    ring = {"k1": ("box units", "signal", "frequency of ring 1"),
+            "k2": ("box units", "signal", "frequency of ring 2"),
+            "u1": ("1", "signal", "principal vector u, component 1"),
+            "u2": ("1", "signal", "principal vector u, component 2"),
+            "v1": ("1", "signal", "orthogonal vector v, component 1"),
+            "v2": ("1", "signal", "orthogonal vector v, component 2"),
+            "C_u": ("a.u.", "spectrum", "C(u), the larger eigenvalue of the 2 × 2 kernel"),
+            "C_v": ("a.u.", "spectrum", "C(v), the smaller eigenvalue"),
+            "C_ring1": ("a.u.", "spectrum", "C of ring 1 alone (diagonal of C)"),
+            "C_ring2": ("a.u.", "spectrum", "C of ring 2 alone")}
+    values = [kk[0], kk[1], u[0], u[1], v[0], v[1], lam[0], lam[1], quality[0], quality[1]]
+    write_figure_data(out_path, pd.DataFrame([dict(zip(ring, map(float, values)))]), ring,
+                      f"{title}: ring frequencies, principal vectors and kernel values",
+                      table="vectors")

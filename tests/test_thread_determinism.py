@@ -38,7 +38,7 @@ for name, extra in runs.items():
     assert main(["align-particles", star, mrc, "--K", "{K}", "--no-progress",
                  "--out", f"{{d}}/{{name}}.star", *extra]) == 0
 assert main(["align-images", imgs, tgts, "--K", "{K}", "--rank", "full", "--all-pairs",
-             "--refine", "--max-shift", "3", "--out", f"{{d}}/images.npz", "--no-progress"]) == 0
+             "--refine", "--max-shift-px", "3", "--out", f"{{d}}/images.npz", "--no-progress"]) == 0
 """
 
 

@@ -47,10 +47,31 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default=None,
                    help="directory the STAR's image paths are relative to (default: its own)")
     p.add_argument("--refine", action="store_true",
-                   help="refine angle and shift off the grid (Newton near the grid maximum)")
-    p.add_argument("--invert", action="store_true", help="invert the particles' contrast")
+                   help="local refinement off every grid around the best templates: viewing "
+                        "direction, in-plane angle and shift on the full landscape, per "
+                        "chunk (docs/poses.md)")
+    p.add_argument("--refine-levels", type=int, default=2,
+                   help="tilt steps of --refine, halving from 180°/(3+K) (3.5°, 1.75°, ... at "
+                        "K = 48), each ending with a parabola vertex (default 2)")
+    p.add_argument("--refine-candidates", type=int, default=2,
+                   help="best templates per particle that --refine starts from (default 2)")
+    p.add_argument("--invert", nargs="?", const="yes", default="auto",
+                   choices=("auto", "yes", "no"),
+                   help="invert the particles' contrast: auto (default) tests 32 particles "
+                        "spread over the whole STAR both ways and takes the better, logging "
+                        "both scores; --invert forces it (a warning if the particles disagree)")
+    p.add_argument("--no-invert", dest="invert", action="store_const", const="no",
+                   help="never invert (a warning if the particles match better inverted)")
     p.add_argument("--ignore-origins", action="store_true",
                    help="do not centre the particles on the STAR's origins first")
+    p.add_argument("--likelihoods", default=None, metavar="FILE.npz",
+                   help="also write the maximum and integrated log-likelihoods (white-noise "
+                        "model, paper §2.6-2.7) of every particle x template, arrays "
+                        "(N_particles, N_templates) streamed chunk by chunk, at --rank; with "
+                        "--shard, each shard writes the rows of its own slice")
+    p.add_argument("--noise-sigma", type=float, default=None,
+                   help="per-pixel noise std of the preprocessed (normalised) images for "
+                        "--likelihoods (default: each particle's background)")
     p.add_argument("--no-ctf", action="store_true", help="align without CTF")
     p.add_argument("--no-fix-edges", action="store_true",
                    help="keep edge strips and outlier pixels (noise-free images)")
@@ -128,9 +149,24 @@ def _align_particles(args) -> int:
                                                                  and value == 0)):
             raise InputError(f"{option} must be a finite number {'>=' if zero_ok else '>'} 0 "
                              f"(Å), got {value:g}")
-    refuse_input_as_output([("--out", out), ("--out", out.with_suffix(".npz"))],
-                           particle_inputs(args.particles, args.map, args.data_dir))
-    check_output_file(out, "--out")     # both outputs before the work
+    outputs = [("--out", out), ("--out", out.with_suffix(".npz"))]
+    if args.likelihoods is not None:
+        if not args.likelihoods.endswith(".npz"):
+            raise InputError(f"--likelihoods must end in .npz, got {args.likelihoods}")
+        check_output_file(args.likelihoods, "--likelihoods")
+        if Path(args.likelihoods).resolve() == out.with_suffix(".npz").resolve():
+            raise InputError(f"--likelihoods {args.likelihoods} is the .npz written beside "
+                             "--out; name another file")
+        outputs.append(("--likelihoods", Path(args.likelihoods)))
+    if args.noise_sigma is not None and not (math.isfinite(args.noise_sigma)
+                                             and args.noise_sigma > 0):
+        raise InputError(f"--noise-sigma must be > 0, got {args.noise_sigma:g}")
+    for name in ("refine_levels", "refine_candidates"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 1, got "
+                             f"{getattr(args, name)}")
+    refuse_input_as_output(outputs, particle_inputs(args.particles, args.map, args.data_dir))
+    check_output_file(out, "--out")
     check_output_file(out.with_suffix(".npz"), "--out (its .npz)")
     if args.memory is not None and not (np.isfinite(args.memory) and args.memory > 0):
         raise InputError(f"--memory must be a positive number of GiB, got {args.memory}")
@@ -140,7 +176,8 @@ def _align_particles(args) -> int:
     res = align_particles(args.particles, args.map, K=args.K, rank=args.rank, method=args.method,
                           max_shift_A=args.max_shift, shift_step_A=args.shift_step,
                           box=args.box, n=args.n, data_dir=args.data_dir, refine=args.refine,
-                          invert=args.invert, ignore_origins=args.ignore_origins,
+                          invert={"auto": "auto", "yes": True, "no": False}[args.invert],
+                          ignore_origins=args.ignore_origins,
                           no_ctf=args.no_ctf, voltage=args.voltage, cs=args.cs,
                           amplitude_contrast=args.amplitude_contrast,
                           ctf_tolerance=args.ctf_tolerance, sigma_A=args.sigma,
@@ -148,12 +185,21 @@ def _align_particles(args) -> int:
                           fix_edges=not args.no_fix_edges, chunk=args.chunk,
                           memory_gib=args.memory, shard=shard,
                           checkpoint=checkpoint_folder(out), restart=args.restart,
-                          strict=args.strict)
+                          strict=args.strict, refine_levels=args.refine_levels,
+                          refine_candidates=args.refine_candidates,
+                          likelihoods=args.likelihoods, noise_sigma=args.noise_sigma)
+    info = res.info
+    print(f"contrast: {'inverted' if info['invert'] else 'as given'} (mean best score of "
+          f"{info['contrast_sample']} particles: {info['contrast_given']:.4g} as given, "
+          f"{info['contrast_inverted']:.4g} inverted)", file=sys.stderr)
     res.info["convention"] = POSE_CONVENTION
     res.info["particles"] = args.particles
     res.info["map"] = args.map
     star, npz = write_outputs(res, out, args.particles)
     res.run["checkpoint"].remove()
+    if args.likelihoods is not None:
+        print(f"log-likelihoods {res.run['likelihoods']} -> {args.likelihoods}",
+              file=sys.stderr)
     _summary(res, star, npz)
     return 0
 

@@ -67,8 +67,8 @@ class ParticlePoses:
                  origin_y_A=self.poses["shift_y"].to_numpy(), **arrays)
 
 
-__all__ = ["Checkpoint", "merge_poses", "parse_shard", "run_fingerprint", "shard_range",
-           "write_outputs"]
+__all__ = ["Checkpoint", "likelihood_chunk", "merge_poses", "parse_shard", "run_fingerprint",
+           "shard_range", "write_likelihoods", "write_outputs"]
 
 # option -> the name a user knows it by
 OPTION_NAMES = dict(K="--K", rank="--rank", method="--method", max_shift_A="--max-shift",
@@ -77,8 +77,13 @@ OPTION_NAMES = dict(K="--K", rank="--rank", method="--method", max_shift_A="--ma
                     no_ctf="--no-ctf", voltage="--voltage", cs="--cs",
                     amplitude_contrast="--amplitude-contrast", ctf_tolerance="--ctf-tolerance",
                     precision="--precision", no_fix_edges="--no-fix-edges",
-                    strict="--strict", shard="--shard")
+                    strict="--strict", shard="--shard", refine_levels="--refine-levels",
+                    refine_candidates="--refine-candidates", likelihoods="--likelihoods",
+                    noise_sigma="--noise-sigma")
 _CHUNK_RE = re.compile(r"^chunk-(\d{12})-(\d{12})\.npz$")
+_DECISION_RE = re.compile(r"^decision-[a-z_]+\.json$")
+_LIKELIHOOD_RE = re.compile(r"^likelihoods-(\d{12})-(\d{12})\.npz$")
+LIKELIHOOD_KEYS = ("maximum", "integrated", "sigma")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -184,6 +189,24 @@ class Checkpoint:
                 tmp.write_text(json.dumps({"fingerprint": self.fingerprint}, indent=1,
                                           sort_keys=True) + "\n")
 
+    def recorded(self, key: str):
+        """A decision recorded by :meth:`record` (None if there is none or it is unreadable,
+        e.g. cut short by a crash: the run then decides again)."""
+        try:
+            return json.loads((self.folder / f"decision-{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def record(self, key: str, value: dict) -> None:
+        """Record a decision of the run that later chunks must share (e.g. the contrast
+        check's) as ``decision-KEY.json``, atomically; a resumed run reads it with
+        :meth:`recorded` instead of deciding again."""
+        from radsvd._files import atomic_path
+
+        with atomic_path(self.folder / f"decision-{key}.json", ".json") as tmp:
+            tmp.write_text(json.dumps({k: _plain(v) for k, v in value.items()}, indent=1,
+                                      sort_keys=True) + "\n")
+
     def _chunks(self) -> list:
         found = []
         with contextlib.suppress(FileNotFoundError):
@@ -244,12 +267,70 @@ class Checkpoint:
 
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.folder):
-                if (_CHUNK_RE.match(entry.name) or entry.name == self.MANIFEST
+                if (_CHUNK_RE.match(entry.name) or _LIKELIHOOD_RE.match(entry.name)
+                        or _DECISION_RE.match(entry.name) or entry.name == self.MANIFEST
                         or TMP_TAG in entry.name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
             with contextlib.suppress(OSError):
                 self.folder.rmdir()
+
+
+def likelihood_chunk(folder, start: int, stop: int) -> Path:
+    """The file of the log-likelihoods of the chunk of rows [start, stop) in ``folder`` (the
+    checkpoint's, or a temporary one): maximum, integrated (m, n_templates), sigma (m,)."""
+    return Path(folder) / f"likelihoods-{int(start):012d}-{int(stop):012d}.npz"
+
+
+def _readable(path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return all(f"{k}.npy" in z.zip.namelist() for k in LIKELIHOOD_KEYS)
+    except (OSError, ValueError, EOFError):
+        return False
+
+
+def likelihood_parts(folder, parts: list) -> list:
+    """The leading ``parts`` (finished chunks) whose likelihood file is there and readable: a
+    resumed run recomputes from the first chunk without one."""
+    for i, p in enumerate(parts):
+        if not _readable(likelihood_chunk(folder, p["start"], p["stop"])):
+            return parts[:i]
+    return parts
+
+
+def write_likelihoods(path, folder, parts: list, **info) -> tuple:
+    """Join the chunks' likelihood files into one .npz at ``path`` (atomically), one chunk in
+    memory at a time: maximum, integrated (N_particles, N_templates), sigma, rows (the STAR
+    rows, 0-based, as in the poses .npz) and ``info`` (written as info_KEY).  Returns the
+    shape of the arrays."""
+    import zipfile
+
+    from radsvd._files import atomic_path
+
+    files = [likelihood_chunk(folder, p["start"], p["stop"]) for p in parts]
+    rows = np.concatenate([np.asarray(p["rows"], np.int64) for p in parts]) if parts \
+        else np.zeros(0, np.int64)
+    n_t = int(info.get("n_templates", 0))
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            n_t = z["maximum"].shape[1]
+            break
+    shapes = dict(maximum=(len(rows), n_t), integrated=(len(rows), n_t), sigma=(len(rows),))
+    with atomic_path(path, ".npz") as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key in LIKELIHOOD_KEYS:
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array_header_2_0(out, dict(
+                    descr=np.lib.format.dtype_to_descr(np.dtype(np.float64)),
+                    fortran_order=False, shape=shapes[key]))
+                for f in files:
+                    with np.load(f, allow_pickle=False) as z:
+                        out.write(np.ascontiguousarray(z[key], np.float64).tobytes())
+        for key, value in dict(rows=rows, **{f"info_{k}": v for k, v in info.items()}).items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asarray(value), allow_pickle=False)
+    return shapes["maximum"]
 
 
 def write_outputs(res, out, star) -> tuple[Path, Path]:
@@ -301,6 +382,12 @@ def merge_poses(shards, star=None):
         if fp != ref:
             raise InputError(f"merge-poses: {path} was made from other inputs or options than "
                              f"{loaded[0][0]}: {'; '.join(_differences(ref, fp))}")
+        for key in ("invert",):
+            if key in info and key in loaded[0][2] and \
+                    bool(info[key]) != bool(loaded[0][2][key]):
+                raise InputError(f"merge-poses: {path} and {loaded[0][0]} chose a different "
+                                 "contrast (--invert auto); rerun them with --invert or "
+                                 "--no-invert")
         i = int(info["shard_index"])
         if i in seen:
             raise InputError(f"merge-poses: shard {i}/{N} given twice ({seen[i]} and {path}): "

@@ -37,9 +37,9 @@ from radsvd.data.stacks import load_particle_table  # noqa: F401  (validated STA
 from radsvd.images.particle_runs import RESULT_KEYS, ParticlePoses
 
 __all__ = ["ParticlePoses", "ParticleProblem", "ParticleSearch", "align_chunk",
-           "align_particles", "chunk_size_for", "load_particle_table", "memory_model",
-           "plan_particles", "plan_search", "prepare_particles", "read_particles",
-           "search_poses"]
+           "align_particles", "check_contrast", "chunk_likelihoods", "chunk_size_for",
+           "load_particle_table", "memory_model", "plan_particles", "plan_search",
+           "prepare_particles", "read_particles", "refine_chunk", "search_poses"]
 
 @dataclass
 class ParticleProblem:
@@ -76,6 +76,13 @@ class ParticleProblem:
     @property
     def box(self) -> int:
         return self.box_
+
+    def member_index(self) -> np.ndarray:
+        """Index of every particle among the particles of its CTF group, in STAR order (the
+        fixed batch slots of :func:`align_chunk` and of the likelihoods)."""
+        if self.members is None:
+            self.members = _members(self.labels)
+        return self.members
 
     def targets(self, g: int) -> np.ndarray:
         """Targets of CTF group g: templates × ring CTF, each scaled to unit norm (so the
@@ -356,6 +363,8 @@ class ParticleSearch:
     sigma_px: float | None
     refine: bool
     precision: str
+    refine_levels: int = 2
+    refine_candidates: int = 2
 
     def info(self, prob: ParticleProblem) -> dict:
         grid = self.grid
@@ -364,15 +373,19 @@ class ParticleSearch:
                     method="full" if self.rank is None else self.method, box=prob.box,
                     pixel_size=prob.pixel_size, max_shift_px=self.max_shift_px,
                     shift_step_px=self.shift_step_px, n_templates=len(prob.rotations),
-                    n_ctf_groups=len(prob.rings), refine=self.refine)
+                    n_ctf_groups=len(prob.rings), refine=self.refine,
+                    refine_levels=self.refine_levels if self.refine else 0)
 
 
 def plan_search(prob: ParticleProblem, rank=6, method: str = "radial-svd",
                 max_shift_A: float = 0.0, shift_step_A: float | None = None,
                 refine: bool = False, sigma_A: float | None = None,
-                precision: str = "auto") -> ParticleSearch:
+                precision: str = "auto", refine_levels: int = 2,
+                refine_candidates: int = 2) -> ParticleSearch:
     """The shift grid and the one radial basis of the run, pooled over all CTF groups of the
-    whole table (so a chunk or a shard uses the basis of the whole run)."""
+    whole table (so a chunk or a shard uses the basis of the whole run).  ``refine``: local
+    refinement around the best ``refine_candidates`` templates, ``refine_levels`` tilt steps
+    (:mod:`radsvd.images.refine`)."""
     from radsvd.images.methods import canonical_method, make_basis
     from radsvd.images.shifts import check_shift_options, shift_grid
     from radsvd.volumes.shells import map_shells
@@ -382,6 +395,10 @@ def plan_search(prob: ParticleProblem, rank=6, method: str = "radial-svd",
         raise InputError(f"max_shift must be a finite number >= 0 (Å), got {max_shift_A!r}")
     if precision not in ("auto", "single", "double"):
         raise InputError(f"precision must be 'auto', 'single' or 'double', got {precision!r}")
+    for name, value in (("refine_levels", refine_levels),
+                        ("refine_candidates", refine_candidates)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     grid, p, box = prob.grid, prob.pixel_size, prob.box
     step_A = p if shift_step_A is None else float(shift_step_A)
     max_px, step_px = check_shift_options(max_shift_A / p, step_A / p, box)
@@ -395,7 +412,9 @@ def plan_search(prob: ParticleProblem, rank=6, method: str = "radial-svd",
                            box=box, sigma=sigma_px,
                            shells=map_shells(prob.volume, grid)
                            if method == "gaussian-shift-svd" else None)
-    return ParticleSearch(grid, basis, H, method, max_px, step_px, sigma_px, refine, precision)
+    return ParticleSearch(grid, basis, H, method, max_px, step_px, sigma_px, bool(refine),
+                          precision, int(refine_levels),
+                          min(int(refine_candidates), len(prob.rotations)))
 
 
 def _engine_batch(search: ParticleSearch, box: int) -> int:
@@ -428,7 +447,9 @@ def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarra
     images per engine task), the other slots filled with copies.  The poses are then the
     same bits for any chunk or shard; at most 2(S − 1) copies per group and chunk are wasted.
     ``progress``: advanced by the number of particles of each group done.  Returns
-    {best_target, angle, score, shift (m, 2) px, ctf_group}."""
+    {best_target, angle, score, shift (m, 2) px, ctf_group}; with ``search.refine`` also
+    the candidates of the local refinement, the best ``search.refine_candidates`` templates
+    of each particle: cand_target (m, k), cand_angle (m, k), cand_shift (m, k, 2) px."""
     from radsvd.images.align import align_images
     from radsvd.images.polar import images_to_fb
 
@@ -437,13 +458,15 @@ def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarra
     labels = prob.labels[rows]
     out = dict(best_target=np.empty(m, np.int64), angle=np.empty(m), score=np.empty(m),
                shift=np.zeros((m, 2)), ctf_group=labels.astype(np.int64))
-    if prob.members is None:
-        prob.members = _members(prob.labels)
+    if search.refine:
+        k = search.refine_candidates
+        out.update(cand_target=np.empty((m, k), np.int64), cand_angle=np.empty((m, k)),
+                   cand_shift=np.zeros((m, k, 2)))
     S = _engine_batch(search, prob.box)
     for g in np.unique(labels):
         sel = np.flatnonzero(labels == g)
         fb = images_to_fb(images[sel], search.grid)
-        j = prob.members[rows[sel]]
+        j = prob.member_index()[rows[sel]]
         lo = j[0] // S * S
         slots = j - lo
         batch = np.empty((-(-(j[-1] + 1 - lo) // S) * S,) + fb.shape[1:], fb.dtype)
@@ -451,13 +474,20 @@ def align_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarra
         batch[slots] = fb
         del fb
         res = align_images(batch, prob.targets(int(g)), search.grid, basis=search.basis,
-                           rank=search.rank, refine=search.refine, precision=search.precision,
+                           rank=search.rank, all_pairs=search.refine, precision=search.precision,
                            max_shift=search.max_shift_px, shift_step=search.shift_step_px,
                            box=prob.box, progress=False)
         out["best_target"][sel], out["angle"][sel], out["score"][sel] = \
             res.best_target[slots], res.angle[slots], res.score[slots]
         if res.shift is not None:
             out["shift"][sel] = res.shift[slots]
+        if search.refine:
+            top = np.argsort(-res.scores[slots], axis=1, kind="stable")[:, :k]
+            out["cand_target"][sel] = top
+            out["cand_angle"][sel] = np.take_along_axis(res.angles[slots], top, 1)
+            if res.shifts is not None:
+                out["cand_shift"][sel] = np.take_along_axis(res.shifts[slots], top[..., None], 1)
+        del res
         if progress is not None:
             progress.update(len(sel))
     return out
@@ -468,56 +498,130 @@ def _poses(prob: ParticleProblem, search: ParticleSearch, rows, results: dict, s
     from radsvd.data.poses import compose_poses
 
     rows = np.asarray(rows, np.int64)
-    poses = compose_poses(prob.rotations, results["best_target"], results["angle"],
-                          results["shift"], prob.pixel_size, prob.origin_x[rows],
-                          prob.origin_y[rows])
+    extra = dict(extra or {})
+    if "refined_rotation" in extra:     # local refinement: each particle's own slice pose
+        rotations, which = extra["refined_rotation"], np.arange(len(rows))
+    else:
+        rotations, which = prob.rotations, results["best_target"]
+    poses = compose_poses(rotations, which, results["angle"], results["shift"],
+                          prob.pixel_size, prob.origin_x[rows], prob.origin_y[rows])
     return ParticlePoses(poses, results["score"], results["best_target"], results["angle"],
                          results["shift"], results["ctf_group"], prob.rotations,
-                         search.info(prob), rows, list(skipped), dict(extra or {}))
+                         search.info(prob), rows, list(skipped), extra)
+
+
+def refine_chunk(prob: ParticleProblem, search: ParticleSearch, images: np.ndarray, rows,
+                 results: dict) -> dict:
+    """Local refinement (:func:`radsvd.images.refine.refine_rows`) of one aligned chunk
+    around its candidates (popped from ``results``, :func:`align_chunk`): ``results``'
+    best_target, angle, shift and score become the refined ones (best_target: the template
+    the refinement started from).  Returns the per-particle extra arrays refined_rotation
+    (m, 3, 3), the pose's slice rotation, and global_score (m,), the grid search's score."""
+    from radsvd.images.refine import refine_rows
+
+    cand_t, cand_g, cand_d = (results.pop(k) for k in ("cand_target", "cand_angle",
+                                                        "cand_shift"))
+    if not len(rows):
+        return dict(refined_rotation=np.zeros((0, 3, 3)), global_score=np.zeros(0))
+    step = search.shift_step_px if search.max_shift_px > 0 else 0.0
+    local = refine_rows(prob, images, rows, cand_t, cand_g, cand_d, step,
+                        levels=search.refine_levels)
+    extra = dict(refined_rotation=local.rotation, global_score=results["score"].copy())
+    results["best_target"] = cand_t[np.arange(len(rows)), local.candidate]
+    results["angle"], results["shift"], results["score"] = local.angle, local.shift, local.score
+    return extra
+
+
+def check_contrast(prob: ParticleProblem, search: ParticleSearch, invert="auto"):
+    """The contrast check of a streamed run (:mod:`radsvd.images.contrast`), before its
+    first chunk: :func:`~radsvd.images.contrast.sample_rows` of the WHOLE selected table
+    (every shard checks the same particles) read, preprocessed as given and aligned both
+    ways with the run's basis and shifts.  Returns (inverted, evidence)."""
+    from radsvd.images.contrast import contrast_evidence, decide_contrast, sample_rows
+
+    rows = sample_rows(len(prob.table))
+    with warnings.catch_warnings():      # a bad particle is reported by its own chunk
+        warnings.simplefilter("ignore", InputWarning)
+        raw, good, _ = read_particles(prob, rows)
+    as_given = prob.invert
+    prob.invert = False
+    try:
+        images = preprocess_particles(prob, raw, good)
+    finally:
+        prob.invert = as_given
+    del raw
+    ev = contrast_evidence(prob, search.rank, search.max_shift_px, search.shift_step_px,
+                           images=images, rows=good, basis=search.basis)
+    return decide_contrast(invert, ev), ev
+
+
+def chunk_likelihoods(prob: ParticleProblem, search: ParticleSearch, images: np.ndarray,
+                      rows, noise_sigma=None):
+    """Maximum and integrated log-likelihoods (:mod:`radsvd.images.likelihood`) of one
+    chunk against every template, at the run's rank, basis and shift disc."""
+    from radsvd.images.likelihood import group_likelihoods
+    from radsvd.images.shifts import shift_grid
+
+    shifts = (shift_grid(search.max_shift_px, search.shift_step_px, prob.box)
+              if search.max_shift_px > 0 else None)
+    return group_likelihoods(prob, images, rows, shifts, search.basis, search.rank,
+                             noise_sigma)
 
 
 def search_poses(prob: ParticleProblem, rank=6, method: str = "radial-svd",
                  max_shift_A: float = 0.0, shift_step_A: float | None = None,
                  refine: bool = False, sigma_A: float | None = None, precision: str = "auto",
-                 progress: bool = False) -> ParticlePoses:
+                 progress: bool = False, refine_levels: int = 2,
+                 refine_candidates: int = 2) -> ParticlePoses:
     """The rotation × shift search of a :class:`ParticleProblem` whose images are in memory
     (:func:`prepare_particles`); RELION poses by :func:`radsvd.data.poses.compose_poses`."""
     if prob.images is None:
         raise InputError("search_poses needs a problem with images (prepare_particles); "
                          "align_particles streams them")
     search = plan_search(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
-                         precision)
+                         precision, refine_levels, refine_candidates)
     rows = np.arange(len(prob.images)) if prob.rows is None else prob.rows
     with Progress(len(rows), enabled=progress) as bar:
         res = align_chunk(prob, search, prob.images, rows, bar)
-    return _poses(prob, search, rows, res, prob.skipped)
+    extra = refine_chunk(prob, search, prob.images, rows, res) if refine else {}
+    return _poses(prob, search, rows, res, prob.skipped, extra)
 
 
 # ---------------------------------------------------------------------------- memory model
-def memory_model(prob: ParticleProblem, search: ParticleSearch | None = None) -> tuple:
+def memory_model(prob: ParticleProblem, search: ParticleSearch | None = None,
+                 refine: bool = False, likelihoods: bool = False) -> tuple:
     """(fixed, per_particle) bytes of the streamed run: peak RSS ≈ base + fixed + chunk ×
     per_particle, base ≈ 0.45 GiB (interpreter, numba, numpy, pandas; measured).
 
     fixed = map (box³·8) + templates and one group's targets, coefficients and engine
     copies (≈ 6 × n_templates·R·(Q/2+1)·16) + the table (≈ 1 KiB per STAR row);
     per_particle = raw image (N0²·itemsize) + preprocessing copies (≈ 4 × N0²·8) + FB
-    coefficients (≈ 3 × R·(Q/2+1)·16).  docs/cluster.md gives the numbers."""
+    coefficients (≈ 3 × R·(Q/2+1)·16); with ``refine`` + every pair's score, angle, shift
+    and their sort (≈ n_templates·40) and the refinement's copies (≈ 2 × N0²·8); with
+    ``likelihoods`` + the chunk's two (n_templates) rows (16·n_templates).
+    docs/cluster.md gives the numbers."""
     grid = prob.grid
     nf = grid.Q // 2 + 1
     fb = grid.R * nf * 16
     fixed = prob.box ** 3 * 8 + 6 * len(prob.rotations) * fb + 1024 * len(prob.table)
     per = prob.source_box ** 2 * (4 + 4 * 8) + 3 * fb
+    n_t = len(prob.rotations)
+    if refine or (search is not None and search.refine):
+        per += 40 * n_t + 2 * prob.box ** 2 * 8
+    if likelihoods:
+        per += 16 * n_t
     return int(fixed), int(per)
 
 
 BASE_BYTES = int(0.45 * 2 ** 30)
 
 
-def chunk_size_for(prob: ParticleProblem, memory_gib: float) -> int:
+def chunk_size_for(prob: ParticleProblem, memory_gib: float, refine: bool = False,
+                   likelihoods: bool = False) -> int:
     """The largest chunk whose peak memory (:func:`memory_model`) fits ``memory_gib``."""
     if not (np.isfinite(memory_gib) and memory_gib > 0):
         raise InputError(f"--memory must be a positive number of GiB, got {memory_gib!r}")
-    fixed, per = memory_model(prob)
+    fixed, per = memory_model(prob, refine=refine, likelihoods=likelihoods)
     room = memory_gib * 2 ** 30 - BASE_BYTES - fixed
     if room < 64 * per:
         need = (BASE_BYTES + fixed + 64 * per) / 2 ** 30
@@ -580,11 +684,13 @@ def _duration(s: float) -> str:
 def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radial-svd",
                     max_shift_A: float = 0.0, shift_step_A: float | None = None,
                     box: int | None = None, n: int | None = None, data_dir=None,
-                    refine: bool = False, invert: bool = False, ignore_origins: bool = False,
+                    refine: bool = False, invert="auto", ignore_origins: bool = False,
                     no_ctf: bool = False, voltage=None, cs=None, amplitude_contrast=None,
                     ctf_tolerance: float = 0.05, sigma_A: float | None = None,
                     precision: str = "auto", progress: bool = False,
-                    fix_edges: bool = True, chunk: int | None = None,
+                    fix_edges: bool = True, refine_levels: int = 2,
+                    refine_candidates: int = 2, likelihoods=None,
+                    noise_sigma: float | None = None, chunk: int | None = None,
                     memory_gib: float | None = None, shard: tuple | None = None,
                     checkpoint=None, restart: bool = False, strict: bool = False,
                     post_chunk=None, fingerprint: dict | None = None) -> ParticlePoses:
@@ -596,6 +702,18 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     (default max_shift/2).  Origins already in the STAR centre the images first (unless
     ``ignore_origins``) and are added to the shifts found.  Other options: see
     :func:`plan_particles`.
+
+    ``refine``: local refinement of the viewing direction, in-plane angle and shift around
+    the best ``refine_candidates`` templates, ``refine_levels`` tilt steps, per chunk
+    (:func:`refine_chunk`; the slice rotations go to ``extra["refined_rotation"]``).
+    ``invert``: "auto" (default) inverts the contrast if a subsample of the whole table
+    matches the map better inverted; True/False force it, with a warning if the evidence
+    disagrees (:func:`check_contrast`; the choice and both scores go into ``info``, and into
+    the checkpoint, which a resumed run follows).  ``likelihoods``: a path: the maximum and
+    integrated log-likelihoods of every particle and template are written there (.npz,
+    :func:`radsvd.images.particle_runs.write_likelihoods`), computed per chunk and kept with
+    the chunk's checkpoint; ``noise_sigma``: the per-pixel noise of the preprocessed images
+    (default each particle's background).
 
     Streaming: ``chunk`` particles at a time, or the largest chunk that fits ``memory_gib``
     (:func:`chunk_size_for`; default 2 GiB).  ``shard`` (I, N): only the I-th of N contiguous
@@ -617,6 +735,10 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
         raise InputError(f"chunk must be >= 1 particles, got {chunk}")
     if memory_gib is not None and not (np.isfinite(memory_gib) and memory_gib > 0):
         raise InputError(f"memory must be a positive number of GiB, got {memory_gib!r}")
+    if isinstance(invert, str) and invert != "auto" or invert not in ("auto", True, False):
+        raise InputError(f"invert must be 'auto', True or False, got {invert!r}")
+    if noise_sigma is not None and not (np.isfinite(noise_sigma) and noise_sigma > 0):
+        raise InputError(f"noise sigma must be > 0, got {noise_sigma!r}")
     run = {}
 
     def checks(table, paths):
@@ -633,25 +755,53 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
                     no_ctf=no_ctf, voltage=voltage, cs=cs,
                     amplitude_contrast=amplitude_contrast, ctf_tolerance=ctf_tolerance,
                     sigma_A=sigma_A, precision=precision, no_fix_edges=not fix_edges,
-                    strict=strict, shard=shard))
+                    strict=strict, shard=shard,
+                    refine_levels=int(refine_levels) if refine else None,
+                    refine_candidates=int(refine_candidates) if refine else None,
+                    likelihoods=likelihoods is not None,
+                    noise_sigma=noise_sigma if likelihoods is not None else None))
             run["ckpt"] = runs.Checkpoint(checkpoint, fingerprint, run["lo"], run["hi"],
                                           restart=restart)
 
-    prob = plan_particles(star, map_path, K, box, n, data_dir, invert, ignore_origins, no_ctf,
+    prob = plan_particles(star, map_path, K, box, n, data_dir, False, ignore_origins, no_ctf,
                           voltage, cs, amplitude_contrast, ctf_tolerance, fix_edges, checks)
     lo, hi, ckpt = run["lo"], run["hi"], run["ckpt"]
     done = ckpt.load() if ckpt is not None else []
+    scratch = None     # where the chunks' likelihoods wait for the end of the run
+    if likelihoods is not None:
+        if ckpt is not None:
+            folder = ckpt.folder
+            done = runs.likelihood_parts(folder, done)
+        else:
+            import tempfile
+            from pathlib import Path
+
+            Path(likelihoods).parent.mkdir(parents=True, exist_ok=True)
+            scratch = tempfile.TemporaryDirectory(prefix=".radsvd-likelihoods-",
+                                                  dir=Path(likelihoods).parent)
+            folder = scratch.name
     try:
         if chunk is not None:
             size = int(chunk)
         else:
-            size = chunk_size_for(prob, 2.0 if memory_gib is None else float(memory_gib))
+            size = chunk_size_for(prob, 2.0 if memory_gib is None else float(memory_gib),
+                                  refine=refine, likelihoods=likelihoods is not None)
         size = max(1, min(size, hi - lo))
         search = plan_search(prob, rank, method, max_shift_A, shift_step_A, refine, sigma_A,
-                             precision)
+                             precision, refine_levels, refine_candidates)
+        contrast = ckpt.recorded("contrast") if ckpt is not None and done else None
+        if contrast is None:
+            inverted, ev = check_contrast(prob, search, invert)
+            contrast = dict(invert=bool(inverted), given=ev.given, inverted=ev.inverted,
+                            n=ev.n)
+            if ckpt is not None:
+                ckpt.record("contrast", contrast)
+        prob.invert = bool(contrast["invert"])
     except BaseException:
         if ckpt is not None and not done:   # nothing finished: leave no checkpoint behind
             ckpt.remove()
+        if scratch is not None:
+            scratch.cleanup()
         raise
     start = done[-1]["stop"] if done else lo
     if start > lo:
@@ -666,12 +816,21 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
             del raw
             bar.update(len(rows) - len(good))
             res = align_chunk(prob, search, images, good, bar)
-            extra = {}
+            extra = refine_chunk(prob, search, images, good, res) if search.refine else {}
             if post_chunk is not None:
-                extra = dict(post_chunk(prob, search, good, images, res) or {})
-            del images
+                extra.update(post_chunk(prob, search, good, images, res) or {})
             part = dict(start=int(rows[0]), stop=int(rows[-1]) + 1, rows=good,
                         skipped=skipped, results=res, extra=extra)
+            if likelihoods is not None:   # written before the chunk that vouches for it
+                from radsvd._files import save_npz
+
+                lik = chunk_likelihoods(prob, search, images, good, noise_sigma)
+                path = runs.likelihood_chunk(folder, part["start"], part["stop"])
+                path.unlink(missing_ok=True)    # left by a run stopped before its chunk file
+                save_npz(path, maximum=lik.maximum, integrated=lik.integrated,
+                         sigma=lik.sigma)
+                del lik
+            del images
             if ckpt is not None:
                 ckpt.save(part)
             parts.append(part)
@@ -682,11 +841,24 @@ def align_particles(star, map_path, K: float = 48.0, rank=6, method: str = "radi
     extra = {k: np.concatenate([p["extra"][k] for p in parts]) for k in keys}
     skipped = [s for p in parts for s in p["skipped"]]
     out = _poses(prob, search, rows, results, skipped, extra)
-    out.info.update(n_selected=len(prob.table), row_start=lo, row_stop=hi)
+    out.info.update(n_selected=len(prob.table), row_start=lo, row_stop=hi,
+                    invert=bool(contrast["invert"]), contrast_given=float(contrast["given"]),
+                    contrast_inverted=float(contrast["inverted"]),
+                    contrast_sample=int(contrast["n"]))
+    if likelihoods is not None:
+        try:
+            out.run["likelihoods"] = runs.write_likelihoods(
+                likelihoods, folder, parts, rank=out.info["rank"], method=out.info["method"],
+                n_templates=len(prob.rotations),
+                model="white noise (paper eq. 55), amplitude profiled; integrated = log mean "
+                      "over the Q angles x the shift disc")
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
     if shard is not None:
         out.info.update(shard_index=int(shard[0]), shard_count=int(shard[1]))
     if fingerprint is not None:
         out.info["fingerprint"] = runs.fingerprint_json(fingerprint, without=("--shard",))
-    out.run = dict(seconds=seconds, aligned=hi - start, chunk=size, skipped=len(skipped),
+    out.run.update(seconds=seconds, aligned=hi - start, chunk=size, skipped=len(skipped),
                    resumed_at=start - lo, checkpoint=ckpt)
     return out

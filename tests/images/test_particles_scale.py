@@ -181,7 +181,8 @@ def test_full_disk_while_checkpointing_leaves_no_partial_file(sim, tmp_path, mon
     monkeypatch.setattr(files.np, "savez", real)
     names = sorted(p.name for p in (tmp_path / "p.star.checkpoint").iterdir())
     assert names == ["chunk-000000000000-000000000004.npz",
-                     "chunk-000000000004-000000000008.npz", "manifest.json"]
+                     "chunk-000000000004-000000000008.npz", "decision-contrast.json",
+                     "manifest.json"]
     assert _cli(paths, out, "--chunk", "4") == 0
     assert _cli(paths, tmp_path / "ref.star", "--chunk", "30") == 0
     assert _body(out) == _body(tmp_path / "ref.star")

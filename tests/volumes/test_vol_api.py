@@ -128,15 +128,16 @@ def test_result_save_is_atomic_with_usual_permissions(tmp_path):
 
 
 def test_volume_engine_does_not_import_the_data_layer():
-    """Layers: radsvd/volumes (but the test-volume maker) imports rotations from the ground
-    layer, not from radsvd.data; the former path re-exports the same functions."""
+    """Layers: radsvd/volumes (but the test-volume maker and the reconstruction from a
+    particle STAR, which read particles) imports rotations from the ground layer, not from
+    radsvd.data; the former path re-exports the same functions."""
     import radsvd.data.rotations as old
     import radsvd.rotations as new
 
     assert old.euler_to_rotation is new.euler_to_rotation
     root = pathlib.Path(new.__file__).parent / "volumes"
     for path in root.rglob("*.py"):
-        if path.name == "reconstruct.py":
+        if path.name in ("reconstruct.py", "inversion.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):

@@ -4,7 +4,7 @@ poses of clean simulated particles reaching Nyquist, streaming, and the CLI."""
 import numpy as np
 import pytest
 
-import radsvd.volumes.inversion as inv
+import radsvd.images.reconstruct as inv
 from radsvd.cli import main
 from radsvd.data.io import read_mrc, read_star, write_mrc, write_star
 from radsvd.data.molecules import synthetic_molecule

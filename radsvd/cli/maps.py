@@ -12,7 +12,7 @@ def register(sub) -> None:
         description="Reconstruct a map from a STAR file with poses (rlnAngleRot/Tilt/Psi, "
                     "rlnOriginX/YAngst, CTF), e.g. align-particles' output: direct Fourier "
                     "inversion with CTF weighting and Wiener regularisation (finufft type 1), "
-                    "streamed over particles (radsvd.volumes.inversion).")
+                    "streamed over particles (radsvd.images.reconstruct, radsvd.volumes.inversion).")
     p.add_argument("poses", help="STAR file with poses")
     p.add_argument("--out", required=True, help="output map (.mrc)")
     p.add_argument("--wiener", type=float, default=1e-3,
@@ -43,7 +43,7 @@ def _reconstruct(args) -> int:
     from radsvd._files import check_output_file
     from radsvd._validate import InputError
     from radsvd.data.mrc import write_mrc
-    from radsvd.volumes.inversion import reconstruct_star
+    from radsvd.images.reconstruct import reconstruct_star
 
     out = check_output_file(args.out, "--out")
     if not out.name.endswith((".mrc", ".map", ".mrc.gz")):

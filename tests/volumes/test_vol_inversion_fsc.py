@@ -4,7 +4,7 @@ poses of clean simulated particles reaching Nyquist, streaming, and the CLI."""
 import numpy as np
 import pytest
 
-import radsvd.volumes.inversion as inv
+import radsvd.images.reconstruct as inv
 from radsvd.cli import main
 from radsvd.data.mrc import read_mrc, write_mrc
 from radsvd.data.star import read_star, write_star

@@ -98,7 +98,7 @@ def check_stacks(table: pd.DataFrame, paths: pd.Series) -> dict:
                              "out of range)")
         if "image_size" in table.columns:
             size = table["image_size"].to_numpy()[rows]
-            wrong = np.flatnonzero(size != h.nx)
+            wrong = np.flatnonzero((size != h.nx) & ~np.isnan(size))
             if wrong.size:
                 r = int(rows[wrong[0]])
                 raise InputError(f"{star}: rlnImageSize of particle row {r + 1} is "

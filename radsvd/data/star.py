@@ -69,7 +69,7 @@ PHYSICAL_RANGES = {
     "rlnAmplitudeContrast": (0.0, np.nextafter(1.0, 0.0), "[0, 1)"),
     **{label: (1e-3, 100.0, "[0.001, 100] Å") for label in PIXEL_SIZE_LABELS},
     "rlnDetectorPixelSize": (1e-6, 1e6, "> 0 µm"), "rlnMagnification": (1e-6, 1e12, "> 0"),
-    "rlnImageSize": (2, 1 << 16, "[2, 65536] pixels"), "rlnOpticsGroup": (1, 1 << 31, ">= 1"),
+    "rlnImageSize": (0, 1 << 16, "[0, 65536] pixels (0: not given)"), "rlnOpticsGroup": (1, 1 << 31, ">= 1"),
 }
 _TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")   # a STAR value: quoted (may hold spaces) or bare
 
@@ -378,8 +378,9 @@ def _optics_31(out: pd.DataFrame, part: pd.DataFrame, optics: pd.DataFrame, path
         if label in optics.columns:
             out["pixel_size"] = optics[label].to_numpy()[row]
             break
-    if "rlnImageSize" in optics.columns:
-        out["image_size"] = optics["rlnImageSize"].to_numpy(np.int64)[row]
+    if "rlnImageSize" in optics.columns:   # 0 (written by some tools): not given
+        size = optics["rlnImageSize"].to_numpy(np.float64)[row]
+        out["image_size"] = np.where(size > 0, size, np.nan)
     _origins(out, part, path, "the file gives no pixel size (data_optics has no "
                               "rlnImagePixelSize)")
 
@@ -461,6 +462,7 @@ def write_star(path, table: pd.DataFrame, style: str = "3.1", write_ids: dict | 
             groups = groups.ravel() + 1
         optics = t.assign(_g=groups).groupby("_g", sort=True)[keys].first()
         box = t["image_size"].iloc[0] if "image_size" in t.columns and len(t) else None
+        box = None if box is None or not box > 0 else box
         blocks["optics"] = pd.DataFrame({
             "rlnOpticsGroup": optics.index.astype(int),
             "rlnOpticsGroupName": [f"opticsGroup{g}" for g in optics.index],

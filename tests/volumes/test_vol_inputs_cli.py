@@ -116,7 +116,7 @@ def test_cli_align_volumes(tmp_path, capsys):
 
 def test_cli_errors(tmp_path, capsys):
     (tgt, v1, _), _ = _maps(tmp_path)
-    write_mrc(tmp_path / "odd.mrc", np.ones((20, 20, 20), np.float32), voxel_size=2.0)
+    write_mrc(tmp_path / "odd.mrc", np.zeros((20, 20, 20), np.float32), voxel_size=2.0)
     write_mrc(tmp_path / "px.mrc", np.ones((24, 24, 24), np.float32), voxel_size=1.0)
     out = str(tmp_path / "r.npz")
     # other boxes and voxel sizes are fine (test_vol_fit.py); an empty map is not

@@ -17,9 +17,14 @@ import pytest
 from tests.workflow.test_workflow import REPO, SNAKEMAKE, dry_run, run_snakemake
 
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-from wf_check import TOLERANCES, check_figure  # noqa: E402
+from wf_check import TOLERANCES, basis_rotation, check_figure  # noqa: E402
 from wf_claims import paper_claims  # noqa: E402
-from wf_figdata import ACCURACY_COLUMNS, read_figure_data, write_figure_data  # noqa: E402
+from wf_figdata import (  # noqa: E402
+    ACCURACY_COLUMNS,
+    EIGENGAP_COLUMNS,
+    read_figure_data,
+    write_figure_data,
+)
 
 REFERENCE = REPO / "figures"
 # figure key -> stem of the reference figures (the README's table links them)
@@ -161,6 +166,43 @@ def test_signal_spectrum_angle_and_pose_error_kinds(tmp_path):
     # pose errors: within one step of the search grid
     assert check(err_deg=(2, 3.0 + 9.0)).passed
     assert not check(err_deg=(2, 3.0 + 9.5)).passed
+
+
+def test_frobenius_error_of_a_truncation_inside_a_rounding_level_eigengap(tmp_path):
+    """Davis–Kahan: where λ_H − λ_{H+1} is rounding, the kept subspace (and the Frobenius
+    error) is undetermined and tolerated up to 2 with a note; where the gap is wide the
+    plain rounding tolerance of the products holds; no kernel (NaN) → plain tolerance."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    ref.mkdir(), run.mkdir()
+    cols = {**ACCURACY_COLUMNS, **EIGENGAP_COLUMNS}
+    base = pd.DataFrame({"H": [1, 6, 12], "frobenius_error": [0.7, 0.04, 2e-3],
+                         "correlation": [0.9, 0.999, 1.0], "backward_f": [0.99, 1.0, 1.0],
+                         "lambda_H": [1.0, 2e-7, 2.6e-16],
+                         "lambda_next": [0.1, 3.6e-9, 6.2e-17]})
+    write_figure_data(ref / "s.png", base, cols, "ref")
+
+    def check(df):
+        write_figure_data(run / "s.png", df, cols, "run")
+        return check_figure("s", "s", False, run, ref)
+
+    moved = base.copy()
+    moved.loc[2, "frobenius_error"] = 4.1e-3      # the gap is 2e-16 ≪ ‖δC‖/λ_1
+    result = check(moved)
+    assert result.passed
+    assert "undetermined" in result.columns[0].note
+    moved = base.copy()
+    moved.loc[1, "frobenius_error"] += 1e-4       # gap 2e-7: sin θ ≤ 6e-4, tolerance 1.3e-3
+    assert check(moved).passed
+    moved.loc[1, "frobenius_error"] += 2e-3
+    assert not check(moved).passed
+    no_kernel = base.assign(lambda_H=np.nan, lambda_next=np.nan)
+    write_figure_data(ref / "s.png", no_kernel, cols, "ref")
+    moved = no_kernel.copy()
+    moved.loc[2, "frobenius_error"] = 4.1e-3
+    assert not check(moved).passed
+    sin = basis_rotation([1.0, 2e-7, 2.6e-16, np.nan], [0.1, 3.6e-9, 6.2e-17, np.nan])
+    dc = TOLERANCES["spectrum"]["floor"]
+    assert sin[0] == pytest.approx(dc / (0.9 - dc)) and sin[2] == 1.0 and sin[3] == 0.0
 
 
 def test_the_committed_reference_is_complete_small_and_described():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from wf_common import setup
-from wf_figdata import ACCURACY_COLUMNS, write_figure_data
+from wf_figdata import ACCURACY_COLUMNS, EIGENGAP_COLUMNS, write_figure_data
 from wf_plot import apply_style, save
 
 STYLE = {
@@ -45,6 +45,6 @@ save(fig, snakemake.output[0])
 write_figure_data(snakemake.output[0], df.sort_values(["method", "H"], kind="stable"), {
     "method": ("-", "key", "radial basis"), **ACCURACY_COLUMNS,
     "n_images": ("1", "exact", "shifted particles"), "n_targets": ("1", "exact", "templates"),
-    "n_shifts": ("1", "exact", "shifts searched")},
-    "fig16: landscapes with shifts, X^H(γ, δ) against X(γ, δ) over H")
+    "n_shifts": ("1", "exact", "shifts searched"), **EIGENGAP_COLUMNS},
+    "fig16: landscapes with shifts, X^H(γ, δ) against X(γ, δ) over H", scale_by="method")
 log.info("wrote %s", snakemake.output[0])

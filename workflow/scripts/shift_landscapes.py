@@ -7,7 +7,9 @@ kernel, eq. 85), shift-svd (eq. 118 on the searched disc), gaussian-shift-svd (e
 energy-pca.
 
 Output TSV: method, H, R, Q, K, n_images, n_targets, n_shifts, correlation, frobenius_error,
-backward_f.
+backward_f, lambda_H, lambda_next: λ_H/λ_1 and λ_{H+1}/λ_1 of the eigenvalues of the basis's
+own kernel (NaN for frequency-marching, which has none), so that the check can bound how far
+rounding rotates the kept rank-H subspace (Davis–Kahan; docs/reproducibility.md).
 """
 
 import numpy as np
@@ -54,10 +56,14 @@ for g in range(len(prob.rings)):
 rows = []
 for (m, h), st in stats.items():
     r = st.result()
+    lam = bases[m].values
+    has_kernel = m != "frequency-marching"    # its values are the ring frequencies, negated
     rows.append(dict(method=m, H=h, R=grid.R, Q=grid.Q, K=grid.K, n_images=len(prob.images),
                      n_targets=len(prob.templates), n_shifts=len(shifts),
                      correlation=r["correlation"], frobenius_error=r["rel_frobenius"],
-                     backward_f=r["f"]))
+                     backward_f=r["f"],
+                     lambda_H=lam[h - 1] / lam[0] if has_kernel else np.nan,
+                     lambda_next=lam[h] / lam[0] if has_kernel else np.nan))
     log.info("%-20s H=%2d  corr %.5f  f %.5f", m, h, r["correlation"], r["f"])
 with atomic_path(snakemake.output[0], suffix=".tsv") as tmp:
     pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False, float_format="%.10g")

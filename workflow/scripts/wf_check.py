@@ -53,6 +53,18 @@ TOLERANCES = {
 }
 
 
+def basis_rotation(lambda_H, lambda_next, tol=TOLERANCES):
+    """Per row: the bound sin θ ≤ min(1, ‖δC‖/(gap − ‖δC‖)) on how far rounding rotates the
+    kept rank-H eigenspace of a basis's kernel C between two runs (Davis–Kahan sin θ theorem;
+    docs/reproducibility.md), from λ_H/λ_1 and λ_{H+1}/λ_1 of the reference.  ‖δC‖/λ_1 is the
+    spectrum floor (both runs' kernel rounding); NaN (a basis with no kernel) gives 0."""
+    dc = tol["spectrum"]["floor"]
+    gap = np.asarray(lambda_H, float) - np.asarray(lambda_next, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(gap > dc, dc / (gap - dc), 1.0)
+    return np.where(np.isnan(gap), 0.0, np.minimum(s, 1.0))
+
+
 @dataclass
 class ColumnResult:
     table: str
@@ -102,9 +114,10 @@ def _finite(a):
     return np.isfinite(np.asarray(a, dtype=float))
 
 
-def compare_column(kind, run, ref, scale=None, step=None, tol=TOLERANCES):
+def compare_column(kind, run, ref, scale=None, step=None, tol=TOLERANCES, rotation=None):
     """(deviation, tolerance, ratio, passed, note) of one column; ``scale`` per row for
-    signal columns, ``step`` per row for angle and pose_error columns."""
+    signal columns, ``step`` per row for angle and pose_error columns, ``rotation`` per row
+    for frobenius columns of a truncated eigenbasis (:func:`basis_rotation`; None: 0)."""
     if kind in ("key", "exact"):
         if run.dtype.kind in "fc" or ref.dtype.kind in "fc":
             a, b = run.astype(float), ref.astype(float)
@@ -137,11 +150,20 @@ def compare_column(kind, run, ref, scale=None, step=None, tol=TOLERANCES):
         lim = float(tol["pose_error"]["steps"])
         return dev, lim, dev / lim, bool(dev <= lim + 1e-9), "in grid steps"
     d = np.abs(a - b)
+    note = ""
     if kind == "spectrum":
         t = tol["spectrum"]["rel"] * np.abs(b) + tol["spectrum"]["floor"] * np.asarray(
             scale, float)[fin]
     elif kind == "frobenius":
         t = tol["frobenius"]["rel"] * np.abs(b) + tol["frobenius"]["floor"]
+        if rotation is not None:
+            # X^H moves by ≤ 2 sin θ ‖X‖ when its kept subspace rotates by θ
+            rot = np.asarray(rotation, float)[fin]
+            t = t + 2.0 * rot
+            n_undetermined = int((rot >= 1.0).sum())
+            if n_undetermined:
+                note = (f"{n_undetermined} row(s) truncated inside a rounding-level eigengap: "
+                        "Frobenius error undetermined there")
     elif kind == "correlation":
         t = np.full_like(b, tol["correlation"]["abs"])
     elif kind == "fraction":
@@ -155,7 +177,7 @@ def compare_column(kind, run, ref, scale=None, step=None, tol=TOLERANCES):
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(t > 0, d / t, np.where(d > 0, math.inf, 0.0))
     i = int(np.argmax(ratio))
-    return float(d[i]), float(t[i]), float(ratio[i]), bool(ratio[i] <= 1.0), ""
+    return float(d[i]), float(t[i]), float(ratio[i]), bool(ratio[i] <= 1.0), note
 
 
 def _scales(df, meta, column):
@@ -208,6 +230,10 @@ def compare_table(result: FigureResult, name, run_path, ref_path, tol=TOLERANCES
             result.fail(f"{label}: {len(run)} rows, the reference has {len(ref)}")
             return
         run_al, ref_al = run, ref
+    rotation = None
+    if {"lambda_H", "lambda_next"} <= set(run_meta["columns"]):
+        rotation = basis_rotation(ref_al["lambda_H"].to_numpy(float),
+                                  ref_al["lambda_next"].to_numpy(float), tol)
     for column, (unit, kind, _) in run_meta["columns"].items():
         if kind in ("key", "measured"):
             continue
@@ -220,8 +246,9 @@ def compare_table(result: FigureResult, name, run_path, ref_path, tol=TOLERANCES
             continue
         scale = _scales(ref_al, ref_meta, column) if kind in ("signal", "spectrum") else None
         step = _steps(ref_al, unit, kind) if kind in ("angle", "pose_error") else None
-        dev, t, ratio, ok, note = compare_column(kind, run_al[column].to_numpy(),
-                                                 ref_al[column].to_numpy(), scale, step, tol)
+        dev, t, ratio, ok, note = compare_column(
+            kind, run_al[column].to_numpy(), ref_al[column].to_numpy(), scale, step, tol,
+            rotation if kind == "frobenius" else None)
         result.columns.append(ColumnResult(label, column, kind, dev, t, ratio, ok, note))
         if not ok:
             result.fail(f"{label}.{column} ({kind}): deviation {dev:.3g} > tolerance {t:.3g}"

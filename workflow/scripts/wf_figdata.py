@@ -155,6 +155,14 @@ ACCURACY_COLUMNS = {   # the accuracy panels of Figs 8, 11 (and 12, 14, 16)
                                     "of angles with X ≤ X at the argmax of X^H)"),
 }
 
+# The eigenvalues around the truncation of a basis built from a kernel: with them the check
+# bounds how far rounding can rotate the kept rank-H subspace, and with it the Frobenius error
+# (Davis–Kahan; wf_check.basis_rotation, docs/reproducibility.md)
+EIGENGAP_COLUMNS = {
+    "lambda_H": ("1", "spectrum", "λ_H/λ_1 of the basis's kernel (empty: no kernel)"),
+    "lambda_next": ("1", "spectrum", "λ_{H+1}/λ_1 of the basis's kernel (empty: no kernel)"),
+}
+
 
 def volume_panel_rows(panel: str, vol, percentiles):
     """A volume drawn as isosurfaces: mean, standard deviation and the level of each drawn

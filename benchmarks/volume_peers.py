@@ -14,10 +14,10 @@ mismatch of 65³ against 65·65·64 in its final correlation).  EMalign's rotati
 after the one change of convention (transpose and/or reversed axis order) that fits its
 clean pairs best; a pair it reports mirrored has the wrong hand (no pair is mirrored).
 
-    python benchmarks/volume_peers.py --pairs 5 --emalign-python /work/venv-emalign/bin/python \
+    python benchmarks/volume_peers.py --pairs 5 --emalign-python venv-emalign/bin/python \
         --json results/volume_peers.json --markdown results/volume_peers.md
 
-EMalign: ``python -m venv /work/venv-emalign && /work/venv-emalign/bin/pip install
+EMalign: ``python -m venv venv-emalign && venv-emalign/bin/pip install
 "numpy<2.3" emalign==1.0.5`` (a benchmark-only dependency, never imported by radsvd).
 """
 

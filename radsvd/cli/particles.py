@@ -220,7 +220,7 @@ def _summary(res, star, npz) -> None:
 def _merge_poses(args) -> int:
     from pathlib import Path
 
-    from radsvd._files import check_output_file
+    from radsvd._files import check_output_file, refuse_input_as_output
     from radsvd._validate import InputError
     from radsvd.images.particle_runs import merge_poses, write_outputs
 
@@ -228,11 +228,11 @@ def _merge_poses(args) -> int:
     if out.suffix != ".star":
         raise InputError(f"--out must end in .star, got {args.out}")
     check_output_file(out, "--out")
-    if out.resolve() in {Path(s).resolve() for s in args.shards}:
-        raise InputError(f"--out {out} is one of the shards")
+    outputs = [("--out", out), ("--out", out.with_suffix(".npz"))]
+    shards = [("shard", Path(s)) for s in args.shards]
+    refuse_input_as_output(outputs, shards + [("shard", p.with_suffix(".npz")) for _, p in shards])
     res, star = merge_poses(args.shards, args.particles)
-    if out.resolve() == Path(star).resolve():
-        raise InputError(f"--out {out} is the particle STAR the shards were made from")
+    refuse_input_as_output(outputs, [("particle STAR", star)])
     star_out, npz = write_outputs(res, out, star)
     print(f"merged {len(args.shards)} shard(s): {len(res.score)} particles"
           f"{f', {len(res.skipped)} skipped' if res.skipped else ''} -> {star_out}, {npz}",
